@@ -1,0 +1,30 @@
+// The CLI's subcommands. Each add_*_options binds flags to an args struct; run_* executes it and
+// returns the process exit code. Errors are thrown as forkjoin::Error and reported by main().
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+namespace forkjoin::app {
+
+struct BenchBackendArgs {
+    bool json = false;
+    std::vector<std::string> sizes = {"1M", "10M", "50M"};
+    std::vector<int> threads = {1, 2, 4, 8, 16, 32};
+    int decode_steps = 64;
+    int repeats = 5;
+    int fork_prefix = 2048;
+    int join_branches = 4;
+    int join_branch_tokens = 256;
+    int memory_forks = 8;
+    int memory_prefix = 512;
+    int memory_own = 32;
+    std::string model_dir = "build/test-models";
+};
+
+void add_bench_backend_options(CLI::App & cmd, BenchBackendArgs & args);
+int run_bench_backend(const BenchBackendArgs & args);
+
+}  // namespace forkjoin::app

@@ -1,0 +1,541 @@
+#include "backends/llama/backend.h"
+
+#include "backends/llama/llama_log.h"
+
+#include <llama.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <thread>
+
+namespace forkjoin::llama {
+
+struct LlamaBackend::Sequence {
+    uint64_t uid = 0;               // never reused, unlike SeqId
+    std::vector<Token> tokens;      // [0, n_past) decoded, [n_past, size) pending
+    int32_t n_past = 0;
+    bool generating = true;
+    uint64_t parent_uid = 0;        // 0: opened, not forked
+    int32_t fork_pos = -1;          // parent's length when forked
+    std::unique_ptr<Sampler> sampler;
+
+    int32_t n_pending() const { return static_cast<int32_t>(tokens.size()) - n_past; }
+};
+
+struct LlamaBackend::BatchEntry {
+    SeqId seq;
+    int32_t begin;   // index of the entry's first token in the batch
+    int32_t end;     // one past its last
+    bool sample;     // sample from the last token's logits
+};
+
+struct LlamaBackend::Batch {
+    llama_batch batch{};
+    std::vector<BatchEntry> entries;
+    explicit Batch(int32_t capacity) : batch(llama_batch_init(capacity, 0, 1)) {}
+    ~Batch() { llama_batch_free(batch); }
+    void clear() {
+        batch.n_tokens = 0;
+        entries.clear();
+    }
+    void add(Token token, llama_pos pos, SeqId seq, bool output) {
+        const int32_t i = batch.n_tokens++;
+        batch.token[i] = token;
+        batch.pos[i] = pos;
+        batch.n_seq_id[i] = 1;
+        batch.seq_id[i][0] = seq;
+        batch.logits[i] = output;
+    }
+};
+
+namespace {
+uint64_t g_next_uid = 1;
+// llama.cpp's LLAMA_MAX_SEQ (src/llama-cparams.h, not in its public header).
+constexpr uint32_t kMaxSequences = 256;
+
+llama_flash_attn_type to_llama(FlashAttention fa) {
+    switch (fa) {
+        case FlashAttention::on: return LLAMA_FLASH_ATTN_TYPE_ENABLED;
+        case FlashAttention::off: return LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        case FlashAttention::automatic: break;
+    }
+    return LLAMA_FLASH_ATTN_TYPE_AUTO;
+}
+}  // namespace
+
+LlamaBackend::LlamaBackend(std::shared_ptr<const Model> model, const BackendOptions & options)
+    : model_(std::move(model)), options_(options), ledger_(0) {
+    install_llama_log();
+    if (options.n_seq_max == 0 || options.n_seq_max > kMaxSequences) {
+        throw Error(ErrorCode::invalid_argument,
+                    "n_seq_max must be in 1.." + std::to_string(kMaxSequences) + ", got " +
+                        std::to_string(options.n_seq_max));
+    }
+    if (options.n_ctx == 0 || options.n_batch == 0 || options.n_ubatch == 0) {
+        throw Error(ErrorCode::invalid_argument, "n_ctx, n_batch and n_ubatch must be positive");
+    }
+    llama_context_params params = llama_context_default_params();
+    params.n_ctx = options.n_ctx;
+    params.n_batch = options.n_batch;
+    params.n_ubatch = std::min(options.n_ubatch, options.n_batch);
+    params.n_seq_max = options.n_seq_max;
+    params.kv_unified = true;  // zero-copy fork and range copies need one shared cell pool
+    const int32_t threads = options.n_threads > 0
+                                ? options.n_threads
+                                : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+    params.n_threads = threads;
+    params.n_threads_batch = threads;
+    params.flash_attn_type = to_llama(options.flash_attention);
+    params.no_perf = true;
+    clear_llama_error();
+    ctx_ = llama_init_from_model(model_->get(), params);
+    if (ctx_ == nullptr) {
+        const std::string cause = last_llama_error();
+        throw Error(ErrorCode::model_load, "cannot create a llama.cpp context for '" + model_->path() + "'" +
+                                               (cause.empty() ? "" : ": " + cause));
+    }
+    options_.n_ctx = llama_n_ctx(ctx_);  // llama.cpp may round it up
+    ledger_ = KvLedger(options_.n_ctx);
+    n_vocab_ = model_->n_vocab();
+    slots_.resize(options.n_seq_max);
+    batch_ = std::make_unique<Batch>(static_cast<int32_t>(options.n_batch));
+}
+
+LlamaBackend::~LlamaBackend() {
+    batch_.reset();
+    slots_.clear();
+    if (ctx_ != nullptr) llama_free(ctx_);
+}
+
+LlamaBackend::Sequence & LlamaBackend::get(SeqId seq) {
+    if (seq < 0 || static_cast<size_t>(seq) >= slots_.size() || !slots_[static_cast<size_t>(seq)]) {
+        throw Error(ErrorCode::invalid_argument, "no live sequence " + std::to_string(seq));
+    }
+    return *slots_[static_cast<size_t>(seq)];
+}
+
+const LlamaBackend::Sequence & LlamaBackend::get(SeqId seq) const {
+    return const_cast<LlamaBackend *>(this)->get(seq);
+}
+
+bool LlamaBackend::live(SeqId seq) const {
+    return seq >= 0 && static_cast<size_t>(seq) < slots_.size() && slots_[static_cast<size_t>(seq)];
+}
+
+SeqId LlamaBackend::acquire_slot() {
+    for (size_t i = 0; i < slots_.size(); ++i) {
+        if (!slots_[i]) {
+            slots_[i] = std::make_unique<Sequence>();
+            slots_[i]->uid = g_next_uid++;
+            return static_cast<SeqId>(i);
+        }
+    }
+    throw Error(ErrorCode::sequence_limit, "all " + std::to_string(slots_.size()) +
+                                               " sequence slots are in use (n_seq_max); close a sequence first");
+}
+
+void LlamaBackend::check_fits(size_t length) const {
+    if (length > options_.n_ctx) {
+        throw Error(ErrorCode::context_overflow, "a sequence of " + std::to_string(length) +
+                                                     " tokens cannot fit in a KV cache of " +
+                                                     std::to_string(options_.n_ctx) + " cells");
+    }
+}
+
+void LlamaBackend::check_tokens(std::span<const Token> tokens) const {
+    for (Token t : tokens) {
+        if (t < 0 || t >= n_vocab_) {
+            throw Error(ErrorCode::invalid_argument, "token id " + std::to_string(t) +
+                                                         " is outside the vocabulary (size " +
+                                                         std::to_string(n_vocab_) + ")");
+        }
+    }
+}
+
+// A generating sequence needs pending input to sample after; if it has none, its last decoded
+// token is taken back out of the cache and queued again (one token of recompute).
+static void requeue_last_if_idle(llama_context * ctx, KvLedger & ledger, SeqId seq, int32_t & n_past,
+                                 int32_t n_tokens, bool generating) {
+    if (!generating || n_tokens > n_past || n_past == 0) return;
+    llama_memory_seq_rm(llama_get_memory(ctx), seq, n_past - 1, -1);
+    ledger.truncate(seq, static_cast<uint32_t>(n_past - 1));
+    --n_past;
+}
+
+SeqId LlamaBackend::open(std::span<const Token> prompt, const Sampling & sampling, bool generating) {
+    if (prompt.empty()) throw Error(ErrorCode::invalid_argument, "a sequence needs a non-empty prompt");
+    check_tokens(prompt);
+    check_fits(prompt.size());
+    auto sampler = std::make_unique<Sampler>(sampling);
+    const SeqId id = acquire_slot();
+    Sequence & s = get(id);
+    s.tokens.assign(prompt.begin(), prompt.end());
+    s.generating = generating;
+    s.sampler = std::move(sampler);
+    live_.push_back(id);
+    return id;
+}
+
+SeqId LlamaBackend::fork(SeqId parent, const Sampling & sampling, bool generating) {
+    const Sequence & p = get(parent);
+    auto sampler = std::make_unique<Sampler>(sampling);
+    const SeqId id = acquire_slot();  // slots hold pointers: p stays valid
+    Sequence & c = get(id);
+    llama_memory_seq_cp(llama_get_memory(ctx_), parent, id, -1, -1);
+    ledger_.share_prefix(parent, id, static_cast<uint32_t>(p.n_past));
+    c.tokens = p.tokens;
+    c.n_past = p.n_past;
+    c.generating = generating;
+    c.parent_uid = p.uid;
+    c.fork_pos = static_cast<int32_t>(p.tokens.size());
+    c.sampler = std::move(sampler);
+    requeue_last_if_idle(ctx_, ledger_, id, c.n_past, static_cast<int32_t>(c.tokens.size()), c.generating);
+    live_.push_back(id);
+    return id;
+}
+
+void LlamaBackend::append(SeqId seq, std::span<const Token> tokens) {
+    Sequence & s = get(seq);
+    check_tokens(tokens);
+    check_fits(s.tokens.size() + tokens.size());
+    s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+}
+
+void LlamaBackend::set_generating(SeqId seq, bool generating) {
+    Sequence & s = get(seq);
+    s.generating = generating;
+    requeue_last_if_idle(ctx_, ledger_, seq, s.n_past, static_cast<int32_t>(s.tokens.size()), s.generating);
+}
+
+void LlamaBackend::truncate(SeqId seq, int32_t n_keep) {
+    Sequence & s = get(seq);
+    if (n_keep < 0) throw Error(ErrorCode::invalid_argument, "truncate: n_keep must be >= 0");
+    if (n_keep >= static_cast<int32_t>(s.tokens.size())) return;
+    if (n_keep < s.n_past) {
+        llama_memory_seq_rm(llama_get_memory(ctx_), seq, n_keep, -1);
+        ledger_.truncate(seq, static_cast<uint32_t>(n_keep));
+        s.n_past = n_keep;
+    }
+    s.tokens.resize(static_cast<size_t>(n_keep));
+    requeue_last_if_idle(ctx_, ledger_, seq, s.n_past, static_cast<int32_t>(s.tokens.size()), s.generating);
+}
+
+void LlamaBackend::close(SeqId seq) {
+    get(seq);
+    llama_memory_seq_rm(llama_get_memory(ctx_), seq, -1, -1);
+    ledger_.release(seq);
+    slots_[static_cast<size_t>(seq)].reset();
+    live_.erase(std::remove(live_.begin(), live_.end(), seq), live_.end());
+}
+
+const StepResult & LlamaBackend::step() {
+    result_.sampled.clear();
+    result_.blocked.clear();
+    result_.n_decoded = 0;
+    result_.n_sequences = 0;
+    result_.n_decode_calls = 0;
+    Batch & b = *batch_;
+    b.clear();
+    int32_t budget = static_cast<int32_t>(options_.n_batch);
+    int64_t cells = ledger_.free();
+
+    auto add_entry = [&](SeqId id, Sequence & s, int32_t n) {
+        const int32_t begin = b.batch.n_tokens;
+        const bool sample = s.generating && n == s.n_pending();
+        for (int32_t j = 0; j < n; ++j) {
+            const int32_t pos = s.n_past + j;
+            b.add(s.tokens[static_cast<size_t>(pos)], pos, id, sample && j == n - 1);
+        }
+        b.entries.push_back({id, begin, b.batch.n_tokens, sample});
+        budget -= n;
+        cells -= n;
+    };
+    auto block = [&](SeqId id, const Sequence & s) {
+        result_.blocked.push_back({id, ErrorCode::kv_cache_full,
+                                   "KV cache full: sequence " + std::to_string(id) + " needs " +
+                                       std::to_string(s.n_pending()) + " more cells, " +
+                                       std::to_string(ledger_.used()) + " of " +
+                                       std::to_string(ledger_.capacity()) + " are in use"});
+    };
+
+    // Decode tokens first: a generating sequence's single next token never waits behind prefill.
+    for (SeqId id : live_) {
+        Sequence & s = *slots_[static_cast<size_t>(id)];
+        if (!(s.generating && s.n_pending() == 1) || budget == 0) continue;
+        if (cells < 1) {
+            block(id, s);
+            continue;
+        }
+        add_entry(id, s, 1);
+    }
+    // Then prefill chunks, round-robin so one long prompt cannot starve the others.
+    const size_t n_live = live_.size();
+    for (size_t k = 0; k < n_live && budget > 0; ++k) {
+        const SeqId id = live_[(prefill_cursor_ + k) % n_live];
+        Sequence & s = *slots_[static_cast<size_t>(id)];
+        if (s.n_pending() == 0 || (s.generating && s.n_pending() == 1)) continue;
+        const int32_t n = static_cast<int32_t>(std::min<int64_t>({s.n_pending(), budget, cells}));
+        if (n <= 0) {
+            block(id, s);
+            continue;
+        }
+        add_entry(id, s, n);
+    }
+    if (n_live > 0) prefill_cursor_ = (prefill_cursor_ + 1) % n_live;
+    if (b.batch.n_tokens > 0) decode_batch(true);
+    return result_;
+}
+
+void LlamaBackend::decode_batch(bool sample) {
+    Batch & b = *batch_;
+    llama_memory_t mem = llama_get_memory(ctx_);
+    const int32_t n_total = b.batch.n_tokens;
+    size_t first_entry = 0;  // entries before it lie wholly before `start`
+    int32_t start = 0;
+    while (start < n_total) {
+        int32_t n = n_total - start;
+        int32_t ret;
+        for (;;) {
+            llama_batch view = {n, b.batch.token + start, nullptr, b.batch.pos + start,
+                                b.batch.n_seq_id + start, b.batch.seq_id + start, b.batch.logits + start};
+            clear_llama_error();
+            ret = llama_decode(ctx_, view);
+            ++result_.n_decode_calls;
+            if (ret == 1 && n > 1) {  // no KV slot for this many: try half (memory was restored)
+                n /= 2;
+                continue;
+            }
+            break;
+        }
+        if (ret == 1) {
+            // Not even one token fits: block this entry's sequence, skip the rest of its entry.
+            while (first_entry < b.entries.size() && b.entries[first_entry].end <= start) ++first_entry;
+            const BatchEntry & e = b.entries[first_entry];
+            const Sequence & s = *slots_[static_cast<size_t>(e.seq)];
+            result_.blocked.push_back({e.seq, ErrorCode::kv_cache_full,
+                                       "KV cache full: llama.cpp found no free cell for sequence " +
+                                           std::to_string(e.seq) + " (" + std::to_string(s.n_pending()) +
+                                           " tokens pending)"});
+            start = e.end;
+            continue;
+        }
+        if (ret != 0) {
+            // Processed ubatches stay in the cache: bring every sequence's count in line, then report.
+            for (const BatchEntry & e : b.entries) {
+                Sequence & s = *slots_[static_cast<size_t>(e.seq)];
+                const int32_t in_cache = llama_memory_seq_pos_max(mem, e.seq) + 1;
+                if (in_cache > s.n_past) {
+                    ledger_.append(e.seq, static_cast<uint32_t>(in_cache - s.n_past));
+                    s.n_past = in_cache;
+                }
+            }
+            const std::string cause = last_llama_error();
+            throw Error(ErrorCode::decode_failed, "llama_decode failed with status " + std::to_string(ret) +
+                                                      (cause.empty() ? "" : ": " + cause));
+        }
+        const int32_t stop = start + n;
+        for (size_t k = first_entry; k < b.entries.size() && b.entries[k].begin < stop; ++k) {
+            const BatchEntry & e = b.entries[k];
+            const int32_t lo = std::max(e.begin, start);
+            const int32_t hi = std::min(e.end, stop);
+            if (hi <= lo) continue;
+            Sequence & s = *slots_[static_cast<size_t>(e.seq)];
+            s.n_past += hi - lo;
+            ledger_.append(e.seq, static_cast<uint32_t>(hi - lo));
+            result_.n_decoded += hi - lo;
+            if (hi == e.end) ++result_.n_sequences;
+            if (!(sample && e.sample && hi == e.end)) continue;
+            const int32_t idx = e.end - 1 - start;
+            const Token token = s.sampler->sample(ctx_, idx);
+            SampledToken out{e.seq, token, std::numeric_limits<float>::quiet_NaN(), {}};
+            const Sampling & sp = s.sampler->params();
+            if (sp.logprobs || sp.top_logprobs > 0) {
+                const float * logits = llama_get_logits_ith(ctx_, idx);
+                out.logprob = token_logprob(logits, n_vocab_, token);
+                if (sp.top_logprobs > 0) top_logprobs(logits, n_vocab_, sp.top_logprobs, out.top);
+            }
+            s.tokens.push_back(token);
+            result_.sampled.push_back(std::move(out));
+        }
+        while (first_entry < b.entries.size() && b.entries[first_entry].end <= stop) ++first_entry;
+        start = stop;
+    }
+}
+
+void LlamaBackend::flush(std::span<const SeqId> seqs) {
+    Batch & b = *batch_;
+    for (;;) {
+        b.clear();
+        int32_t budget = static_cast<int32_t>(options_.n_batch);
+        int64_t cells = ledger_.free();
+        for (SeqId id : seqs) {
+            Sequence & s = get(id);
+            const int32_t n = static_cast<int32_t>(std::min<int64_t>({s.n_pending(), budget, cells}));
+            if (n <= 0) continue;
+            const int32_t begin = b.batch.n_tokens;
+            for (int32_t j = 0; j < n; ++j) {
+                const int32_t pos = s.n_past + j;
+                b.add(s.tokens[static_cast<size_t>(pos)], pos, id, false);
+            }
+            b.entries.push_back({id, begin, b.batch.n_tokens, false});
+            budget -= n;
+            cells -= n;
+        }
+        if (b.batch.n_tokens == 0) break;
+        result_.blocked.clear();
+        decode_batch(false);
+        if (!result_.blocked.empty()) {
+            throw Error(ErrorCode::kv_cache_full, result_.blocked.front().message);
+        }
+    }
+    for (SeqId id : seqs) {
+        if (get(id).n_pending() > 0) {
+            throw Error(ErrorCode::kv_cache_full, "KV cache full: cannot decode the pending input of sequence " +
+                                                      std::to_string(id) + " (" +
+                                                      std::to_string(ledger_.free()) + " cells free)");
+        }
+    }
+}
+
+void LlamaBackend::splice(SeqId parent, std::span<const SeqId> children) {
+    Sequence & p = get(parent);
+    for (size_t i = 0; i < children.size(); ++i) {
+        const Sequence & c = get(children[i]);
+        if (c.parent_uid != p.uid) {
+            throw Error(ErrorCode::invalid_argument, "splice: sequence " + std::to_string(children[i]) +
+                                                         " was not forked from sequence " + std::to_string(parent));
+        }
+        if (c.fork_pos != static_cast<int32_t>(p.tokens.size())) {
+            throw Error(ErrorCode::invalid_argument,
+                        "splice: sequence " + std::to_string(parent) + " changed length since child " +
+                            std::to_string(children[i]) + " was forked (" + std::to_string(c.fork_pos) + " -> " +
+                            std::to_string(p.tokens.size()) + ")");
+        }
+        for (size_t j = 0; j < i; ++j) {
+            if (children[j] == children[i]) {
+                throw Error(ErrorCode::invalid_argument, "splice: child " + std::to_string(children[i]) + " listed twice");
+            }
+        }
+    }
+    std::vector<SeqId> involved(children.begin(), children.end());
+    involved.push_back(parent);
+    flush(involved);
+
+    llama_memory_t mem = llama_get_memory(ctx_);
+    for (SeqId child : children) {
+        Sequence & c = get(child);
+        const int32_t from = c.fork_pos;
+        const int32_t own = c.n_past - from;
+        if (own > 0) {
+            const int32_t offset = p.n_past - from;  // siblings spliced before this one
+            if (offset != 0) llama_memory_seq_add(mem, child, from, -1, offset);
+            llama_memory_seq_cp(mem, child, parent, from + offset, -1);
+            ledger_.adopt_suffix(parent, child, static_cast<uint32_t>(from));
+            p.tokens.insert(p.tokens.end(), c.tokens.begin() + from, c.tokens.begin() + c.n_past);
+            p.n_past += own;
+        }
+        close(child);
+    }
+    requeue_last_if_idle(ctx_, ledger_, parent, p.n_past, static_cast<int32_t>(p.tokens.size()), p.generating);
+}
+
+template <typename F>
+void LlamaBackend::evaluate_on_fork(SeqId seq, int32_t n_shared, std::span<const Token> input, size_t first_output,
+                                    F && on_logits) {
+    const Sequence & s = get(seq);
+    n_shared = std::min(n_shared, s.n_past);
+    if (ledger_.free() < input.size()) {
+        throw Error(ErrorCode::kv_cache_full, "KV cache full: scoring needs " + std::to_string(input.size()) +
+                                                  " cells, " + std::to_string(ledger_.free()) + " are free");
+    }
+    const SeqId tmp = acquire_slot();
+    llama_memory_t mem = llama_get_memory(ctx_);
+    struct Cleanup {
+        LlamaBackend * self;
+        SeqId tmp;
+        ~Cleanup() {
+            llama_memory_seq_rm(llama_get_memory(self->ctx_), tmp, -1, -1);
+            self->ledger_.release(tmp);
+            self->slots_[static_cast<size_t>(tmp)].reset();
+        }
+    } cleanup{this, tmp};
+    if (n_shared > 0) {
+        llama_memory_seq_cp(mem, seq, tmp, 0, n_shared);
+        ledger_.share_prefix(seq, tmp, static_cast<uint32_t>(n_shared));
+    }
+    Batch & b = *batch_;
+    for (size_t start = 0; start < input.size(); start += options_.n_batch) {
+        const size_t n = std::min<size_t>(options_.n_batch, input.size() - start);
+        b.clear();
+        for (size_t j = start; j < start + n; ++j) {
+            b.add(input[j], n_shared + static_cast<llama_pos>(j), tmp, j >= first_output);
+        }
+        clear_llama_error();
+        const int32_t ret = llama_decode(ctx_, b.batch);
+        if (ret != 0) {
+            const std::string cause = last_llama_error();
+            throw Error(ret == 1 ? ErrorCode::kv_cache_full : ErrorCode::decode_failed,
+                        "llama_decode failed while scoring (status " + std::to_string(ret) + ")" +
+                            (cause.empty() ? "" : ": " + cause));
+        }
+        ledger_.append(tmp, static_cast<uint32_t>(n));
+        for (size_t j = std::max(start, first_output); j < start + n; ++j) {
+            on_logits(j, llama_get_logits_ith(ctx_, static_cast<int32_t>(j - start)));
+        }
+    }
+}
+
+std::vector<float> LlamaBackend::score(SeqId seq, std::span<const Token> continuation) {
+    const Sequence & s = get(seq);
+    check_tokens(continuation);
+    if (s.tokens.empty()) throw Error(ErrorCode::invalid_argument, "score: the sequence has no tokens");
+    if (continuation.empty()) return {};
+    const int32_t len = static_cast<int32_t>(s.tokens.size());
+    const int32_t n_shared = std::min(s.n_past, len - 1);
+    std::vector<Token> input(s.tokens.begin() + n_shared, s.tokens.end());
+    const size_t first_output = input.size() - 1;
+    input.insert(input.end(), continuation.begin(), continuation.end() - 1);
+    std::vector<float> out(continuation.size());
+    evaluate_on_fork(seq, n_shared, input, first_output, [&](size_t j, const float * logits) {
+        const size_t k = j - first_output;
+        out[k] = token_logprob(logits, n_vocab_, continuation[k]);
+    });
+    return out;
+}
+
+std::vector<float> LlamaBackend::logits(SeqId seq) {
+    const Sequence & s = get(seq);
+    if (s.tokens.empty()) throw Error(ErrorCode::invalid_argument, "logits: the sequence has no tokens");
+    const int32_t len = static_cast<int32_t>(s.tokens.size());
+    const int32_t n_shared = std::min(s.n_past, len - 1);
+    std::vector<Token> input(s.tokens.begin() + n_shared, s.tokens.end());
+    std::vector<float> out;
+    evaluate_on_fork(seq, n_shared, input, input.size() - 1,
+                     [&](size_t, const float * logits) { out.assign(logits, logits + n_vocab_); });
+    return out;
+}
+
+int32_t LlamaBackend::length(SeqId seq) const { return static_cast<int32_t>(get(seq).tokens.size()); }
+int32_t LlamaBackend::n_decoded(SeqId seq) const { return get(seq).n_past; }
+int32_t LlamaBackend::n_pending(SeqId seq) const { return get(seq).n_pending(); }
+bool LlamaBackend::generating(SeqId seq) const { return get(seq).generating; }
+const std::vector<Token> & LlamaBackend::tokens(SeqId seq) const { return get(seq).tokens; }
+
+bool LlamaBackend::has_pending() const {
+    for (SeqId id : live_) {
+        if (slots_[static_cast<size_t>(id)]->n_pending() > 0) return true;
+    }
+    return false;
+}
+
+KvUsage LlamaBackend::usage() const {
+    KvUsage u;
+    u.cells_total = ledger_.capacity();
+    u.cells_used = ledger_.used();
+    u.live_sequences = static_cast<uint32_t>(live_.size());
+    for (SeqId id : live_) u.pending_tokens += static_cast<uint32_t>(slots_[static_cast<size_t>(id)]->n_pending());
+    return u;
+}
+
+}  // namespace forkjoin::llama

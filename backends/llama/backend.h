@@ -1,0 +1,176 @@
+// LlamaBackend: many sequences on one model and one llama_context, advanced together.
+//
+// This is forkjoin's in-process backend. Every live sequence is one llama.cpp sequence id in a
+// single *unified* KV cache (kv_unified = true), which is what makes zero-copy forks and range
+// copies possible: a cell carries the set of sequences that see it.
+//
+// Lifecycle of a sequence:
+//   open(prompt) or fork(parent) -> [append(tokens)] -> step() ... -> close()
+// A sequence has decoded tokens (in the KV cache) and pending tokens (queued, not yet decoded).
+// step() decodes pending tokens of all sequences in one llama_decode: each generating sequence's
+// next token plus chunks of pending prefill, up to n_batch tokens (continuous batching). When a
+// generating sequence has no pending input left, it is sampled; the sampled token is returned and
+// queued as its next pending token, so the following step() decodes it (the usual generation loop).
+// Callers stop a sequence with set_generating(false), truncate() or close().
+//
+// Fork: the child references every decoded cell of the parent (llama_memory_seq_cp): no copy, cost
+// independent of the parent's length. The parent's pending tokens are copied to the child's queue.
+//
+// Splice (KV join): the children's own cells become part of the parent's sequence, one child after
+// another, at consecutive positions, without recompute: each child's cells are shifted into place
+// (llama_memory_seq_add: a RoPE rotation of the keys on the next decode) and copied to the parent
+// (llama_memory_seq_cp). Attention semantics after a splice of children A, B onto prefix P:
+//   - A's cells were computed attending to P and A only; B's to P and B only: siblings never see
+//     each other (Multiverse / NPR "parallel paths");
+//   - the parent's next tokens attend to P, A and B, with B positioned after A;
+//   - with a single child the result is exactly the parent having decoded the child's tokens.
+//
+// Capacity: the cache has n_ctx cells shared by all sequences. KvLedger mirrors llama.cpp's cell
+// use. A sequence whose next tokens do not fit is reported in StepResult::blocked with
+// ErrorCode::kv_cache_full and keeps its pending input: nothing is lost, it resumes when cells are
+// freed (backpressure). Other sequences keep advancing.
+//
+// Threading: not thread-safe; one thread (the scheduler) drives a backend.
+#pragma once
+
+#include "backends/llama/kv_ledger.h"
+#include "backends/llama/model.h"
+#include "backends/llama/sampling.h"
+#include "base/error.h"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+struct llama_context;
+
+namespace forkjoin::llama {
+
+using SeqId = int32_t;
+
+enum class FlashAttention { automatic, on, off };
+
+struct BackendOptions {
+    uint32_t n_ctx = 4096;     // KV cells shared by all sequences
+    uint32_t n_seq_max = 64;   // live sequences at once, score()'s throwaway forks included (<= 256)
+    uint32_t n_batch = 512;    // most tokens one step() decodes
+    uint32_t n_ubatch = 512;   // llama.cpp's physical batch
+    int32_t n_threads = 0;     // 0: one per hardware thread
+    FlashAttention flash_attention = FlashAttention::automatic;  // automatic = on for CPU
+};
+
+struct SampledToken {
+    SeqId seq;
+    Token token;
+    float logprob;                   // NaN unless Sampling::logprobs or top_logprobs
+    std::vector<TokenLogprob> top;   // empty unless Sampling::top_logprobs > 0
+};
+
+struct BlockedSequence {
+    SeqId seq;
+    ErrorCode reason;  // kv_cache_full
+    std::string message;
+};
+
+struct StepResult {
+    std::vector<SampledToken> sampled;     // generating sequences that finished their input
+    std::vector<BlockedSequence> blocked;  // sequences that could not advance this step
+    int32_t n_decoded = 0;                 // tokens decoded (all sequences)
+    int32_t n_sequences = 0;               // sequences that advanced
+    int32_t n_decode_calls = 0;            // llama_decode calls (1 unless a batch was split)
+};
+
+struct KvUsage {
+    uint32_t cells_total = 0;
+    uint32_t cells_used = 0;
+    uint32_t pending_tokens = 0;  // queued input of all sequences, not yet in the cache
+    uint32_t live_sequences = 0;
+};
+
+class LlamaBackend {
+public:
+    LlamaBackend(std::shared_ptr<const Model> model, const BackendOptions & options = {});
+    ~LlamaBackend();
+    LlamaBackend(const LlamaBackend &) = delete;
+    LlamaBackend & operator=(const LlamaBackend &) = delete;
+
+    // A new sequence whose input is `prompt` (non-empty). Generating unless told otherwise.
+    // Throws sequence_limit when n_seq_max sequences are live, invalid_argument on bad tokens.
+    SeqId open(std::span<const Token> prompt, const Sampling & sampling = {}, bool generating = true);
+    // A child sharing the parent's cells; generating with its own sampler.
+    SeqId fork(SeqId parent, const Sampling & sampling = {}, bool generating = true);
+    // Queue tokens as input of seq (prefilled by later steps). Throws context_overflow when the
+    // sequence would outgrow the whole cache.
+    void append(SeqId seq, std::span<const Token> tokens);
+    void set_generating(SeqId seq, bool generating);
+    // Drop everything at positions >= n_keep (decoded cells and pending input).
+    void truncate(SeqId seq, int32_t n_keep);
+    // Free the sequence's slot and its cells (cells shared with others stay).
+    void close(SeqId seq);
+
+    // One decode for every sequence with pending input. The result is valid until the next call.
+    const StepResult & step();
+
+    // KV join: append each child's own tokens (those after its fork point) to the parent as cache
+    // cells, in the given order, without recompute; the children are closed. Every child must
+    // have been forked from `parent` while the parent had its present length. Pending input of
+    // the parent and children is decoded first.
+    void splice(SeqId parent, std::span<const SeqId> children);
+
+    // Log-probabilities of `continuation` following seq's tokens (decoded and pending), one per
+    // continuation token, computed on a throwaway fork; seq is unchanged.
+    std::vector<float> score(SeqId seq, std::span<const Token> continuation);
+
+    // Logits after seq's last token, computed on a throwaway fork (tests, diagnostics).
+    std::vector<float> logits(SeqId seq);
+
+    // Inspection.
+    bool live(SeqId seq) const;
+    int32_t length(SeqId seq) const;         // decoded + pending
+    int32_t n_decoded(SeqId seq) const;
+    int32_t n_pending(SeqId seq) const;
+    bool generating(SeqId seq) const;
+    const std::vector<Token> & tokens(SeqId seq) const;  // all of seq's tokens, by position
+    bool has_pending() const;
+    KvUsage usage() const;
+    const BackendOptions & options() const { return options_; }
+    const Model & model() const { return *model_; }
+    llama_context * context() const { return ctx_; }
+
+private:
+    struct Sequence;
+    struct BatchEntry;  // one sequence's slice of the batch being built
+
+    Sequence & get(SeqId seq);
+    const Sequence & get(SeqId seq) const;
+    SeqId acquire_slot();
+    void check_tokens(std::span<const Token> tokens) const;
+    // A sequence longer than the whole cache could never be decoded: context_overflow.
+    void check_fits(size_t length) const;
+    // Decodes pending input of the given sequences (no sampling) until none is left.
+    void flush(std::span<const SeqId> seqs);
+    // Runs llama_decode over the built batch, splitting it when the cache has no slot.
+    void decode_batch(bool sample);
+    // Evaluates `input` on a throwaway fork of seq's first n_shared positions and calls
+    // on_logits(j, logits) for each input index j >= first_output.
+    template <typename F>
+    void evaluate_on_fork(SeqId seq, int32_t n_shared, std::span<const Token> input, size_t first_output,
+                          F && on_logits);
+
+    std::shared_ptr<const Model> model_;
+    BackendOptions options_;
+    llama_context * ctx_ = nullptr;
+    int32_t n_vocab_ = 0;
+    KvLedger ledger_;
+    std::vector<std::unique_ptr<Sequence>> slots_;  // indexed by SeqId; null when free
+    std::vector<SeqId> live_;                       // live ids in opening order (batch order)
+    size_t prefill_cursor_ = 0;                     // round-robin start for prefill chunks
+    // Reused across steps so the hot loop does not allocate.
+    struct Batch;
+    std::unique_ptr<Batch> batch_;
+    StepResult result_;
+};
+
+}  // namespace forkjoin::llama

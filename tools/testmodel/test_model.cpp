@@ -1,0 +1,144 @@
+#include "tools/testmodel/test_model.h"
+
+#include "base/error.h"
+
+#include <cmath>
+#include <filesystem>
+#include <unistd.h>
+
+namespace forkjoin::testmodel {
+namespace {
+
+// splitmix64: tiny, fast, and identical everywhere.
+struct Rng {
+    uint64_t state;
+    uint64_t next() {
+        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+    float normal() {
+        const double u1 = uniform(), u2 = uniform();
+        return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+    }
+};
+
+std::vector<float> gaussian(Rng & rng, size_t n, float stddev) {
+    std::vector<float> v(n);
+    for (auto & x : v) x = rng.normal() * stddev;
+    return v;
+}
+
+gguf::LlamaHyperparams shape(int32_t n_embd, int32_t n_layer, int32_t n_head) {
+    gguf::LlamaHyperparams hp;
+    hp.n_vocab = static_cast<int32_t>(test_vocabulary().tokens.size());
+    hp.n_embd = n_embd;
+    hp.n_layer = n_layer;
+    hp.n_head = n_head;
+    hp.n_head_kv = n_head;
+    hp.n_ff = ((n_embd * 8 / 3) + 31) / 32 * 32;  // SwiGLU width, rounded like Llama's
+    hp.n_ctx_train = 8192;
+    return hp;
+}
+
+}  // namespace
+
+TestModelSpec test_model_spec(const std::string & size, uint64_t seed) {
+    TestModelSpec spec;
+    spec.name = size;
+    spec.seed = seed;
+    if (size == "1M") spec.hparams = shape(128, 5, 2);
+    else if (size == "10M") spec.hparams = shape(320, 8, 5);
+    else if (size == "50M") spec.hparams = shape(640, 10, 10);
+    else throw Error(ErrorCode::invalid_argument, "unknown test model size '" + size + "' (use 1M, 10M or 50M)");
+    return spec;
+}
+
+gguf::SpmVocabulary test_vocabulary() {
+    gguf::SpmVocabulary v;
+    auto add = [&](const std::string & text, float score, gguf::TokenType type) {
+        v.tokens.push_back(text);
+        v.scores.push_back(score);
+        v.types.push_back(type);
+    };
+    add("<unk>", 0.0f, gguf::TokenType::unknown);
+    add("<s>", 0.0f, gguf::TokenType::control);
+    add("</s>", 0.0f, gguf::TokenType::control);
+    add("\xE2\x96\x81", -1.0f, gguf::TokenType::normal);  // "▁": a space
+    add("\n", -1.0f, gguf::TokenType::normal);
+    for (char c = 33; c < 127; ++c) add(std::string(1, c), -1.0f, gguf::TokenType::normal);
+    // A few merges so the SPM merge path is exercised; each is reachable from smaller pieces.
+    const char * merges[] = {"th", "he", "in", "er", "an", "\xE2\x96\x81t", "\xE2\x96\x81th", "\xE2\x96\x81the"};
+    float score = 0.0f;
+    for (const char * m : merges) add(m, score -= 0.1f, gguf::TokenType::normal);
+    v.unk_id = 0;
+    v.bos_id = 1;
+    v.eos_id = 2;
+    v.add_bos = true;
+    v.add_space_prefix = false;
+    return v;
+}
+
+uint64_t parameter_count(const gguf::LlamaHyperparams & hp) {
+    const uint64_t d = static_cast<uint64_t>(hp.n_embd), ff = static_cast<uint64_t>(hp.n_ff);
+    const uint64_t kv = static_cast<uint64_t>(hp.n_head_kv) * static_cast<uint64_t>(hp.head_dim());
+    const uint64_t layer = 2 * d + d * d * 2 + 2 * d * kv + 3 * d * ff;
+    return 2 * static_cast<uint64_t>(hp.n_vocab) * d + d + layer * static_cast<uint64_t>(hp.n_layer);
+}
+
+void write_test_model(const std::string & path, const TestModelSpec & spec) {
+    const auto & hp = spec.hparams;
+    Rng rng{spec.seed * 0x2545F4914F6CDD1Dull + 1};
+    const size_t d = static_cast<size_t>(hp.n_embd), ff = static_cast<size_t>(hp.n_ff);
+    const size_t kv = static_cast<size_t>(hp.n_head_kv * hp.head_dim());
+    const size_t nv = static_cast<size_t>(hp.n_vocab);
+    const float in_d = 1.0f / std::sqrt(static_cast<float>(d));
+    const float in_ff = 1.0f / std::sqrt(static_cast<float>(ff));
+
+    gguf::LlamaWeights w;
+    w.token_embd = gaussian(rng, nv * d, 1.0f);
+    for (int32_t il = 0; il < hp.n_layer; ++il) {
+        gguf::LlamaLayerWeights L;
+        L.attn_norm.assign(d, 1.0f);
+        L.wq = gaussian(rng, d * d, in_d);
+        L.wk = gaussian(rng, kv * d, in_d);
+        L.wv = gaussian(rng, kv * d, in_d);
+        L.wo = gaussian(rng, d * d, in_d * 0.5f);
+        L.ffn_norm.assign(d, 1.0f);
+        L.w_gate = gaussian(rng, ff * d, in_d);
+        L.w_up = gaussian(rng, ff * d, in_d);
+        L.w_down = gaussian(rng, d * ff, in_ff * 0.5f);
+        w.layers.push_back(std::move(L));
+    }
+    w.output_norm.assign(d, 1.0f);
+    w.output = gaussian(rng, nv * d, spec.logit_scale * in_d);
+    gguf::GgufMetadata meta;
+    meta.name = "forkjoin-test-" + spec.name + "-seed" + std::to_string(spec.seed);
+    meta.strings.push_back({"forkjoin.purpose", "random weights for tests and benchmarks; not a trained model"});
+    gguf::write_llama_gguf(path, hp, test_vocabulary(), w, spec.matrix_type, meta);
+}
+
+std::string ensure_test_model(const std::string & dir, const TestModelSpec & spec) {
+    namespace fs = std::filesystem;
+    fs::create_directories(dir);
+    const auto & hp = spec.hparams;
+    // The name encodes everything that changes the bytes, so a stale file is never reused.
+    const std::string file = "test-" + spec.name + "-d" + std::to_string(hp.n_embd) + "-l" +
+                             std::to_string(hp.n_layer) + "-h" + std::to_string(hp.n_head) + "-v" +
+                             std::to_string(hp.n_vocab) + "-s" + std::to_string(spec.seed) +
+                             (spec.matrix_type == gguf::WeightType::f16 ? "-f16" : "-f32") + "-x" +
+                             std::to_string(static_cast<int>(spec.logit_scale * 100)) + ".gguf";
+    const fs::path path = fs::path(dir) / file;
+    if (!fs::exists(path)) {
+        // Write under a unique temporary name, then rename: concurrent test processes never see a
+        // half-written model.
+        const fs::path tmp = path.string() + ".tmp" + std::to_string(::getpid());
+        write_test_model(tmp.string(), spec);
+        fs::rename(tmp, path);
+    }
+    return path.string();
+}
+
+}  // namespace forkjoin::testmodel
