@@ -47,6 +47,15 @@ struct LlamaBackend::Batch {
         batch.seq_id[i][0] = seq;
         batch.logits[i] = output;
     }
+    // Adds the next n pending tokens of s as one entry; logits for the last one when `sample`.
+    void add_pending(SeqId id, const Sequence & s, int32_t n, bool sample) {
+        const int32_t begin = batch.n_tokens;
+        for (int32_t j = 0; j < n; ++j) {
+            const int32_t pos = s.n_past + j;
+            add(s.tokens[static_cast<size_t>(pos)], pos, id, sample && j == n - 1);
+        }
+        entries.push_back({id, begin, batch.n_tokens, sample});
+    }
 };
 
 namespace {
@@ -241,13 +250,7 @@ const StepResult & LlamaBackend::step() {
     int64_t cells = ledger_.free();
 
     auto add_entry = [&](SeqId id, Sequence & s, int32_t n) {
-        const int32_t begin = b.batch.n_tokens;
-        const bool sample = s.generating && n == s.n_pending();
-        for (int32_t j = 0; j < n; ++j) {
-            const int32_t pos = s.n_past + j;
-            b.add(s.tokens[static_cast<size_t>(pos)], pos, id, sample && j == n - 1);
-        }
-        b.entries.push_back({id, begin, b.batch.n_tokens, sample});
+        b.add_pending(id, s, n, s.generating && n == s.n_pending());
         budget -= n;
         cells -= n;
     };
@@ -373,12 +376,7 @@ void LlamaBackend::flush(std::span<const SeqId> seqs) {
             Sequence & s = get(id);
             const int32_t n = static_cast<int32_t>(std::min<int64_t>({s.n_pending(), budget, cells}));
             if (n <= 0) continue;
-            const int32_t begin = b.batch.n_tokens;
-            for (int32_t j = 0; j < n; ++j) {
-                const int32_t pos = s.n_past + j;
-                b.add(s.tokens[static_cast<size_t>(pos)], pos, id, false);
-            }
-            b.entries.push_back({id, begin, b.batch.n_tokens, false});
+            b.add_pending(id, s, n, false);
             budget -= n;
             cells -= n;
         }
