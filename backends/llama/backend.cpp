@@ -5,6 +5,7 @@
 #include <llama.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <thread>
@@ -59,7 +60,7 @@ struct LlamaBackend::Batch {
 };
 
 namespace {
-uint64_t g_next_uid = 1;
+std::atomic<uint64_t> g_next_uid{1};  // shared by all backends of the process
 // llama.cpp's LLAMA_MAX_SEQ (src/llama-cparams.h, not in its public header).
 constexpr uint32_t kMaxSequences = 256;
 
