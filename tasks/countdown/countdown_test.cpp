@@ -1,0 +1,249 @@
+// Countdown: arithmetic rules, solver, generator, strict verifier, JSONL, and APR-format traces.
+#include "base/error.h"
+#include "tasks/countdown/arithmetic.h"
+#include "tasks/countdown/problem.h"
+#include "tasks/countdown/search_trace.h"
+#include "tasks/countdown/solver.h"
+#include "tasks/countdown/verifier.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace forkjoin;
+using namespace forkjoin::countdown;
+
+namespace {
+std::vector<Operation> ops(std::initializer_list<const char *> texts) {
+    std::vector<Operation> out;
+    for (const char * t : texts) out.push_back(*parse_operation(t));
+    return out;
+}
+}  // namespace
+
+TEST(Countdown, CombineFollowsAprsRules) {
+    std::vector<std::string> got;
+    for (const auto & o : combine(5, 25)) got.push_back(o.to_string());
+    EXPECT_EQ(got, (std::vector<std::string>{"5+25=30", "5*25=125", "25-5=20", "25/5=5"}));
+    got.clear();
+    for (const auto & o : combine(7, 3)) got.push_back(o.to_string());
+    EXPECT_EQ(got, (std::vector<std::string>{"7+3=10", "7*3=21", "7-3=4"}));  // 7/3 is not exact
+    got.clear();
+    for (const auto & o : combine(0, 4)) got.push_back(o.to_string());
+    EXPECT_EQ(got, (std::vector<std::string>{"0+4=4", "0*4=0", "4-0=4"}));  // no division by 0
+}
+
+TEST(Countdown, ParseAndCheckOperations) {
+    EXPECT_EQ(parse_operation("25-5=20")->to_string(), "25-5=20");
+    EXPECT_EQ(parse_operation(" 3 * 4 = 12")->result, 12);
+    EXPECT_FALSE(parse_operation("3x4=12"));
+    EXPECT_FALSE(parse_operation("3*4=12 extra"));
+    EXPECT_FALSE(arithmetic_error(*parse_operation("12/4=3")));
+    EXPECT_NE(arithmetic_error(*parse_operation("3-7=-4"))->find("negative"), std::string::npos);
+    EXPECT_NE(arithmetic_error(*parse_operation("7/2=3"))->find("not exact"), std::string::npos);
+    EXPECT_NE(arithmetic_error(*parse_operation("3+4=8"))->find("wrong result"), std::string::npos);
+    EXPECT_NE(arithmetic_error(*parse_operation("3/0=0"))->find("division by zero"), std::string::npos);
+}
+
+TEST(Countdown, SolverFindsAVerifiedSolutionOrNone) {
+    const Problem p{{3, 7, 9, 5}, 24};
+    const auto s = solve(p);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->size(), 3u);
+    EXPECT_TRUE(verify(p, *s).ok) << verify(p, *s).reason;
+    EXPECT_FALSE(solve(Problem{{1, 1, 1}, 100}));
+}
+
+TEST(Countdown, GeneratorIsDeterministicSolvableAndInRange) {
+    GeneratorOptions o;
+    o.count = 4;
+    ProblemGenerator a(42, o), b(42, o), c(43, o);
+    bool differs = false;
+    for (int i = 0; i < 50; ++i) {
+        const Problem x = a.next(), y = b.next(), z = c.next();
+        EXPECT_EQ(x, y);
+        differs |= !(x == z);
+        ASSERT_EQ(x.nums.size(), 4u);
+        for (int n : x.nums) EXPECT_TRUE(n >= 1 && n <= 99);
+        EXPECT_TRUE(x.target >= 10 && x.target <= 100);
+        EXPECT_TRUE(solve(x));
+    }
+    EXPECT_TRUE(differs);
+}
+
+TEST(Countdown, VerifierGivesTheReason) {
+    const Problem p{{3, 7, 9, 5}, 24};
+    EXPECT_TRUE(verify(p, ops({"9-5=4", "7-4=3", "3*3=9"})).reason.find("target") != std::string::npos);
+    EXPECT_TRUE(verify(p, ops({"7+5=12", "9+3=12", "12+12=24"})).ok);
+    EXPECT_NE(verify(p, ops({"7+5=12", "12*2=24"})).reason.find("2 is not available"), std::string::npos);
+    EXPECT_NE(verify(p, ops({"7+7=14", "9+3=12"})).reason.find("7 is not available"), std::string::npos);  // reuse
+    EXPECT_NE(verify(p, ops({"7*3=21", "9-5=4"})).reason.find("not every number was used"), std::string::npos);
+    EXPECT_NE(verify(p, ops({"5-9=-4"})).reason.find("negative"), std::string::npos);
+    EXPECT_NE(verify(p, ops({"9/5=1"})).reason.find("not exact"), std::string::npos);
+    EXPECT_NE(verify(p, ops({"7+5=13"})).reason.find("wrong result"), std::string::npos);
+}
+
+TEST(Countdown, ExpressionReadsNaturally) {
+    const Problem p{{3, 7, 9, 5}, 24};
+    EXPECT_EQ(to_expression(p, ops({"7+5=12", "9+3=12", "12+12=24"})), "(7+5)+(9+3)");
+}
+
+TEST(Countdown, JsonLinesRoundTripAndClearErrors) {
+    const Problem p = parse_problem(R"({"nums": [3, 7, 9, 5], "target": 24, "solution": "ignored"})");
+    EXPECT_EQ(p, (Problem{{3, 7, 9, 5}, 24}));
+    EXPECT_EQ(parse_problem(to_json_line(p)), p);
+    auto fails = [](const char * line, const char * needle) {
+        try {
+            parse_problem(line);
+            ADD_FAILURE() << "accepted " << line;
+        } catch (const Error & e) {
+            EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
+            EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+        }
+    };
+    fails(R"({"nums": [3, 7], )", "not valid JSON");
+    fails(R"({"target": 24})", "\"nums\"");
+    fails(R"({"nums": [3, "7"], "target": 24})", "integers");
+    fails(R"({"nums": [3, 7], "target": 2.5})", "\"target\"");
+    fails(R"({"nums": [3], "target": 3})", "2 to 8 numbers");
+    fails(R"([1, 2])", "JSON object");
+
+    const std::string path = std::filesystem::temp_directory_path() / "forkjoin-countdown-test.jsonl";
+    std::ofstream(path) << to_json_line(p) << "\n\n" << R"({"nums": [1, 2], "target": "x"})" << "\n";
+    try {
+        load_problems(path);
+        ADD_FAILURE() << "accepted a bad file";
+    } catch (const Error & e) {
+        EXPECT_NE(std::string(e.what()).find(":3:"), std::string::npos) << e.what();  // names the line
+    }
+}
+
+TEST(Countdown, SequentialTraceIsAprFormatAndItsPathVerifies) {
+    ProblemGenerator gen(7, GeneratorOptions{});
+    int solved = 0;
+    for (int i = 0; i < 200; ++i) {
+        const Problem p = gen.next();
+        SearchOptions o;
+        o.seed = static_cast<uint64_t>(i);
+        const SearchTrace t = write_search_trace(p, o);
+        ASSERT_EQ(t.main_calls.size(), 1u);
+        const std::string & text = t.main_calls[0];
+        ASSERT_EQ(text.rfind(root_prompt(p), 0), 0u) << text;
+        EXPECT_EQ(text.find("<Calling Sub Searches>"), std::string::npos);
+        if (!t.solved) {
+            EXPECT_TRUE(text.ends_with("No solution found.\n")) << text;
+            continue;
+        }
+        ++solved;
+        const auto path = extract_solution(text);
+        ASSERT_TRUE(path.error.empty()) << path.error << "\n" << text;
+        EXPECT_EQ(path.steps, t.solution);
+        EXPECT_TRUE(verify(p, path.steps).ok) << verify(p, path.steps).reason << "\n" << text;
+    }
+    EXPECT_GT(solved, 100);  // beam 3 solves most 3-number problems
+}
+
+TEST(Countdown, ParallelTraceSpawnsJoinsAndVerifies) {
+    ProblemGenerator gen(11, GeneratorOptions{});
+    int spawned = 0;
+    for (int i = 0; i < 200; ++i) {
+        const Problem p = gen.next();
+        SearchOptions o;
+        o.parallel = true;
+        o.seed = static_cast<uint64_t>(i);
+        const SearchTrace t = write_search_trace(p, o);
+        if (t.sub_calls.empty()) continue;
+        ++spawned;
+        ASSERT_EQ(t.main_calls.size(), 2u);
+        const std::string & spawn = t.main_calls[0];
+        const std::string & joined = t.main_calls[1];
+        EXPECT_TRUE(spawn.ends_with("<End Calling Sub Searches>\n")) << spawn;
+        const size_t block = spawn.find("<Calling Sub Searches>\n");
+        ASSERT_NE(block, std::string::npos);
+        // The join replaces the spawn block: the text before it is kept byte for byte.
+        EXPECT_EQ(joined.substr(0, block), spawn.substr(0, block));
+        EXPECT_EQ(joined.compare(block, 15, "<Sub Searches>\n"), 0) << joined;
+        const auto & kids = t.sub_calls[0];
+        for (size_t c = 0; c < kids.size(); ++c) {
+            const std::string line_start = "<Start Sub Search " + std::to_string(c) + " at level 1> Moving to Node #";
+            const size_t at = spawn.find(line_start);
+            ASSERT_NE(at, std::string::npos) << spawn;
+            const std::string id = spawn.substr(at + line_start.size(), spawn.find('\n', at) - at - line_start.size());
+            EXPECT_EQ(kids[c].main_calls[0].rfind("Moving to Node #" + id + "\nCurrent State: ", 0), 0u);
+            const std::string verdict = std::string(kids[c].solved ? "<Goal Reached" : "<No Solution") + " in Sub Search " +
+                                        std::to_string(c) + " at level 1 at Node #" + id + ">\n";
+            EXPECT_NE(joined.find(verdict), std::string::npos) << joined;
+        }
+        if (t.solved) {
+            const auto path = extract_solution(joined);
+            ASSERT_TRUE(path.error.empty()) << path.error << "\n" << joined;
+            EXPECT_TRUE(verify(p, path.steps).ok) << joined;
+        } else {
+            EXPECT_TRUE(joined.ends_with("No solution found.\n"));
+        }
+    }
+    EXPECT_GT(spawned, 150);
+}
+
+// One trace, byte for byte, checked by hand against APR's generator (src/data/search.py).
+TEST(Countdown, ParallelTraceGolden) {
+    SearchOptions o;
+    o.parallel = true;
+    o.beam_size = 2;
+    o.sub_beam_size = 2;
+    o.seed = 3;
+    const SearchTrace t = write_search_trace(Problem{{4, 6, 2}, 12}, o);
+    const std::string head =
+        "Moving to Node #0\n"
+        "Current State: 12:[4, 6, 2], Operations: []\n"
+        "Exploring Operation: 6-4=2, Resulting Numbers: [2, 2]\n"
+        "Generated Node #0,0: 12:[2, 2] Operation: 6-4=2\n"
+        "Exploring Operation: 4+2=6, Resulting Numbers: [6, 6]\n"
+        "Generated Node #0,1: 12:[6, 6] Operation: 4+2=6\n";
+    ASSERT_EQ(t.main_calls.size(), 2u);
+    EXPECT_EQ(t.main_calls[0], head +
+                                   "<Calling Sub Searches>\n"
+                                   "<Start Sub Search 0 at level 1> Moving to Node #0,0\n"
+                                   "<Start Sub Search 1 at level 1> Moving to Node #0,1\n"
+                                   "<End Calling Sub Searches>\n");
+    EXPECT_EQ(t.main_calls[1], head +
+                                   "<Sub Searches>\n"
+                                   "<No Solution in Sub Search 0 at level 1 at Node #0,0>\n"
+                                   "<Goal Reached in Sub Search 1 at level 1 at Node #0,1>\n"
+                                   "Moving to Node #0,1\n"
+                                   "Current State: 12:[6, 6], Operations: ['4+2=6']\n"
+                                   "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n"
+                                   "12,12 equal: Goal Reached\n"
+                                   "<End Sub Searches>\n"
+                                   "12,12 equal: Goal Reached\n"
+                                   "Moving to Node #0\n"
+                                   "Current State: 12:[4, 6, 2], Operations: []\n"
+                                   "Exploring Operation: 4+2=6, Resulting Numbers: [6, 6]\n"
+                                   "Generated Node #0,1: 12:[6, 6] Operation: 4+2=6\n"
+                                   "Moving to Node #0,1\n"
+                                   "Current State: 12:[6, 6], Operations: ['4+2=6']\n"
+                                   "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n"
+                                   "12,12 equal: Goal Reached\n");
+    const auto & kids = t.sub_calls.at(0);
+    ASSERT_EQ(kids.size(), 2u);
+    EXPECT_EQ(kids[0].main_calls[0],
+              "Moving to Node #0,0\n"
+              "Current State: 12:[2, 2], Operations: ['6-4=2']\n"
+              "Exploring Operation: 2*2=4, Resulting Numbers: [4]\n"
+              "4,12 unequal: No Solution\n"
+              "Exploring Operation: 2+2=4, Resulting Numbers: [4]\n"
+              "4,12 unequal: No Solution\n"
+              "No solution found.\n");
+    EXPECT_EQ(kids[1].main_calls[0],
+              "Moving to Node #0,1\n"
+              "Current State: 12:[6, 6], Operations: ['4+2=6']\n"
+              "Exploring Operation: 6/6=1, Resulting Numbers: [1]\n"
+              "1,12 unequal: No Solution\n"
+              "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n"
+              "12,12 equal: Goal Reached\n"
+              "Moving to Node #0,1\n"
+              "Current State: 12:[6, 6], Operations: ['4+2=6']\n"
+              "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n"
+              "12,12 equal: Goal Reached\n");
+}

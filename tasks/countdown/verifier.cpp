@@ -1,0 +1,79 @@
+#include "tasks/countdown/verifier.h"
+
+#include <algorithm>
+#include <map>
+
+namespace forkjoin::countdown {
+
+Verdict verify(const Problem & p, const std::vector<Operation> & steps) {
+    std::vector<int> have = p.nums;
+    for (size_t i = 0; i < steps.size(); ++i) {
+        const Operation & s = steps[i];
+        const std::string where = "step " + std::to_string(i + 1) + " (" + s.to_string() + ")";
+        if (auto err = arithmetic_error(s)) return {false, "step " + std::to_string(i + 1) + ": " + *err};
+        auto take = [&](int v) {
+            auto it = std::find(have.begin(), have.end(), v);
+            if (it == have.end()) return false;
+            have.erase(it);
+            return true;
+        };
+        if (!take(s.lhs)) return {false, where + ": " + std::to_string(s.lhs) + " is not available in " + format_numbers(have)};
+        if (!take(s.rhs)) return {false, where + ": " + std::to_string(s.rhs) + " is not available in " + format_numbers(have)};
+        have.push_back(s.result);
+    }
+    if (have.size() != 1) {
+        return {false, "not every number was used: " + std::to_string(have.size()) + " numbers left " + format_numbers(have)};
+    }
+    if (have[0] != p.target) {
+        return {false, "the result " + std::to_string(have[0]) + " is not the target " + std::to_string(p.target)};
+    }
+    return {true, ""};
+}
+
+ExtractedPath extract_solution(std::string_view trace) {
+    const std::string_view root = "Moving to Node #0\n";
+    const std::string_view goal = " equal: Goal Reached";
+    size_t start = std::string_view::npos;
+    for (size_t pos = trace.find(root); pos != std::string_view::npos; pos = trace.find(root, pos + 1)) {
+        if (pos == 0 || trace[pos - 1] == '\n') start = pos;
+    }
+    if (start == std::string_view::npos) return {{}, "no clean path: the trace has no \"Moving to Node #0\" line"};
+    const size_t end = trace.find(goal, start);
+    if (end == std::string_view::npos) return {{}, "no goal: the final path does not end in \"Goal Reached\""};
+    ExtractedPath out;
+    const std::string_view key = "Exploring Operation: ";
+    for (size_t pos = trace.find(key, start); pos != std::string_view::npos && pos < end; pos = trace.find(key, pos + 1)) {
+        const size_t from = pos + key.size();
+        const size_t comma = trace.find(',', from);
+        if (comma == std::string_view::npos) return {{}, "unreadable step at byte " + std::to_string(pos)};
+        auto op = parse_operation(trace.substr(from, comma - from));
+        if (!op) return {{}, "unreadable step \"" + std::string(trace.substr(from, comma - from)) + "\""};
+        out.steps.push_back(*op);
+    }
+    if (out.steps.empty()) out.error = "the final path has no steps";
+    return out;
+}
+
+std::string to_expression(const Problem & p, const std::vector<Operation> & steps) {
+    // Each available value maps to the expressions that produce it (numbers may repeat).
+    std::multimap<int, std::string> exprs;
+    for (int n : p.nums) exprs.emplace(n, std::to_string(n));
+    auto take = [&](int v) {
+        auto it = exprs.find(v);
+        if (it == exprs.end()) return std::to_string(v);
+        std::string e = it->second;
+        exprs.erase(it);
+        return e;
+    };
+    std::string last;
+    for (size_t i = 0; i < steps.size(); ++i) {
+        const auto & s = steps[i];
+        const std::string a = take(s.lhs), b = take(s.rhs);
+        last = "(" + a + s.op + b + ")";
+        exprs.emplace(s.result, last);
+    }
+    if (last.size() >= 2 && last.front() == '(') last = last.substr(1, last.size() - 2);
+    return last;
+}
+
+}  // namespace forkjoin::countdown
