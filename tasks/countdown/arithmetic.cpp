@@ -82,7 +82,7 @@ std::string format_operations(const std::vector<Operation> & ops) {
     std::string s = "[";
     for (size_t i = 0; i < ops.size(); ++i) {
         if (i) s += ", ";
-        s += "'" + ops[i].to_string() + "'";
+        s.append("'").append(ops[i].to_string()).append("'");
     }
     return s + "]";
 }
