@@ -25,6 +25,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 apt_packages=(
   build-essential cmake ninja-build git ca-certificates
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libgtest-dev libbenchmark-dev libfmt-dev
+  # The trainer: LibTorch, and OpenBLAS so it does not fall back to the 15x slower reference BLAS.
+  libtorch-dev libopenblas0-openmp
 )
 if [[ "${FORKJOIN_SKIP_APT:-0}" != 1 ]]; then
   missing=()

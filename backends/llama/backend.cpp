@@ -97,6 +97,7 @@ LlamaBackend::LlamaBackend(std::shared_ptr<const Model> model, const BackendOpti
     params.n_threads = threads;
     params.n_threads_batch = threads;
     params.flash_attn_type = to_llama(options.flash_attention);
+    if (options.kv_f32) params.type_k = params.type_v = GGML_TYPE_F32;
     params.no_perf = true;
     clear_llama_error();
     ctx_ = llama_init_from_model(model_->get(), params);

@@ -59,6 +59,7 @@ struct BackendOptions {
     uint32_t n_ubatch = 512;   // llama.cpp's physical batch
     int32_t n_threads = 0;     // 0: one per hardware thread
     FlashAttention flash_attention = FlashAttention::automatic;  // automatic = on for CPU
+    bool kv_f32 = false;       // keep K/V in F32 instead of F16: exact comparisons, twice the memory
 };
 
 struct SampledToken {

@@ -19,6 +19,24 @@ struct TensorSpec {
     bool matrix;
 };
 
+// llama.cpp's RWKV vocabulary stores pieces with backslash escapes (\\n, \\t, \\r, \\xHH, \\\\).
+std::string escape_rwkv(const std::string & raw) {
+    std::string out;
+    for (unsigned char c : raw) {
+        if (c == '\\') out += "\\\\";
+        else if (c == '\n') out += "\\n";
+        else if (c == '\t') out += "\\t";
+        else if (c == '\r') out += "\\r";
+        else if (c < 0x20 || c == 0x7F) {
+            const char * hex = "0123456789abcdef";
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else out += static_cast<char>(c);
+    }
+    return out;
+}
+
 void check_size(const TensorSpec & t) {
     const int64_t expected = t.cols == 0 ? t.rows : t.rows * t.cols;
     if (static_cast<int64_t>(t.data->size()) != expected) {
@@ -29,7 +47,7 @@ void check_size(const TensorSpec & t) {
 
 }  // namespace
 
-void write_llama_gguf(const std::string & path, const LlamaHyperparams & hp, const SpmVocabulary & vocab,
+void write_llama_gguf(const std::string & path, const LlamaHyperparams & hp, const Vocabulary & vocab,
                       const LlamaWeights & w, WeightType matrix_type, const GgufMetadata & meta) {
     if (hp.n_head <= 0 || hp.n_head_kv <= 0 || hp.n_embd % hp.n_head != 0 || hp.n_head % hp.n_head_kv != 0) {
         throw Error(ErrorCode::invalid_argument, "bad head configuration: n_embd " + std::to_string(hp.n_embd) +
@@ -90,9 +108,17 @@ void write_llama_gguf(const std::string & path, const LlamaHyperparams & hp, con
     gguf_set_val_f32(gc, "llama.rope.freq_base", hp.rope_freq_base);
     gguf_set_val_u32(gc, "llama.vocab_size", static_cast<uint32_t>(hp.n_vocab));
 
-    gguf_set_val_str(gc, "tokenizer.ggml.model", "llama");
+    if (vocab.tokenizer != "llama" && vocab.tokenizer != "rwkv") {
+        throw Error(ErrorCode::invalid_argument, "unsupported tokenizer '" + vocab.tokenizer + "' (llama or rwkv)");
+    }
+    gguf_set_val_str(gc, "tokenizer.ggml.model", vocab.tokenizer.c_str());
+    std::vector<std::string> texts;
+    for (size_t i = 0; i < vocab.tokens.size(); ++i) {
+        const bool control = vocab.types[i] == TokenType::control || vocab.types[i] == TokenType::unknown;
+        texts.push_back(vocab.tokenizer == "rwkv" && !control ? escape_rwkv(vocab.tokens[i]) : vocab.tokens[i]);
+    }
     std::vector<const char *> token_ptrs;
-    for (const auto & t : vocab.tokens) token_ptrs.push_back(t.c_str());
+    for (const auto & t : texts) token_ptrs.push_back(t.c_str());
     gguf_set_arr_str(gc, "tokenizer.ggml.tokens", token_ptrs.data(), token_ptrs.size());
     gguf_set_arr_data(gc, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, vocab.scores.data(), vocab.scores.size());
     std::vector<int32_t> types;

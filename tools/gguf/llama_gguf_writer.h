@@ -29,11 +29,16 @@ struct LlamaHyperparams {
     int32_t head_dim() const { return n_embd / n_head; }
 };
 
-// SentencePiece-style vocabulary as llama.cpp's SPM tokenizer reads it: text pieces with "▁"
-// (U+2581) for a space, merge scores (higher merges first), and token types.
+// A vocabulary as llama.cpp reads it, for one of two tokenizers:
+// - "llama" (SentencePiece): pieces with "▁" (U+2581) for a space, merged pairwise by score
+//   (higher first), so a long piece needs a chain of shorter pieces in the vocabulary;
+// - "rwkv" (greedy longest match over a trie): any piece can be a single token, which suits a
+//   compact vocabulary of whole phrases. Pieces are given as raw bytes; the writer escapes them.
+//   Every single character that can occur must itself be a token.
 enum class TokenType : int32_t { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
 
-struct SpmVocabulary {
+struct Vocabulary {
+    std::string tokenizer = "llama";  // "llama" (SPM) or "rwkv" (greedy longest match)
     std::vector<std::string> tokens;
     std::vector<float> scores;
     std::vector<TokenType> types;
@@ -72,7 +77,7 @@ struct GgufMetadata {
 
 // Checks every shape against the hyperparameters, then writes the file.
 // Throws forkjoin::Error(invalid_argument) on a shape mismatch, Error(io) if the file cannot be written.
-void write_llama_gguf(const std::string & path, const LlamaHyperparams & hp, const SpmVocabulary & vocab,
+void write_llama_gguf(const std::string & path, const LlamaHyperparams & hp, const Vocabulary & vocab,
                       const LlamaWeights & weights, WeightType matrix_type = WeightType::f32,
                       const GgufMetadata & meta = {});
 

@@ -56,8 +56,8 @@ TestModelSpec test_model_spec(const std::string & size, uint64_t seed) {
     return spec;
 }
 
-gguf::SpmVocabulary test_vocabulary() {
-    gguf::SpmVocabulary v;
+gguf::Vocabulary test_vocabulary() {
+    gguf::Vocabulary v;
     auto add = [&](const std::string & text, float score, gguf::TokenType type) {
         v.tokens.push_back(text);
         v.scores.push_back(score);

@@ -25,7 +25,7 @@ struct TestModelSpec {
 // Throws forkjoin::Error(invalid_argument) for an unknown name.
 TestModelSpec test_model_spec(const std::string & size, uint64_t seed = 1);
 
-gguf::SpmVocabulary test_vocabulary();
+gguf::Vocabulary test_vocabulary();
 
 void write_test_model(const std::string & path, const TestModelSpec & spec);
 
