@@ -5,6 +5,8 @@
 #include "tasks/countdown/solver.h"
 #include "tools/train/countdown_vocabulary.h"
 #include "tools/train/llama_torch.h"
+#include "tools/train/trainer.h"
+#include "tools/train/training_data.h"
 
 #include <gtest/gtest.h>
 
@@ -35,6 +37,39 @@ std::string export_model(train::LlamaTorch & model, const std::string & name) {
     const std::string path = temp_path(name);
     gguf::write_llama_gguf(path, model->config().hparams(), train::countdown_vocabulary(), model->export_weights());
     return path;
+}
+
+// Largest |logit difference| between LibTorch and llama.cpp (F32 cache, no flash attention) over
+// three prefixes of a Countdown prompt, and the largest |logit| seen.
+std::pair<float, float> torch_vs_llama_cpp(train::LlamaTorch & model, const std::string & gguf_path) {
+    const auto m = llama::Model::load(gguf_path);
+    const auto tokens = m->tokenize(std::string(train::kSequentialTag) + "Moving to Node #0\nCurrent State: 24:[3, 7, 9], Operations: []\n");
+    EXPECT_GT(tokens.size(), 10u);
+    auto input = torch::tensor(std::vector<int64_t>(tokens.begin(), tokens.end())).unsqueeze(0);
+    torch::Tensor torch_logits;
+    {
+        torch::NoGradGuard g;
+        model->eval();
+        torch_logits = model->forward(input)[0];
+    }
+    llama::BackendOptions o;
+    o.n_ctx = 512;
+    o.n_seq_max = 4;
+    o.flash_attention = llama::FlashAttention::off;
+    o.kv_f32 = true;  // an F16 cache alone differs by ~2e-3 relative here
+    llama::LlamaBackend backend(m, o);
+    float worst = 0, scale = 0;
+    for (size_t n : {size_t{1}, tokens.size() / 2, tokens.size()}) {
+        const auto seq = backend.open(std::vector<llama::Token>(tokens.begin(), tokens.begin() + static_cast<long>(n)), {}, false);
+        const auto ours = backend.logits(seq);
+        backend.close(seq);
+        auto ref = torch_logits[static_cast<int64_t>(n) - 1];
+        for (int64_t v = 0; v < ref.size(0); ++v) {
+            worst = std::max(worst, std::fabs(ours[static_cast<size_t>(v)] - ref[v].item<float>()));
+            scale = std::max(scale, std::fabs(ref[v].item<float>()));
+        }
+    }
+    return {worst, scale};
 }
 
 }  // namespace
@@ -73,33 +108,80 @@ TEST(Train, TorchForwardEqualsLlamaCppOnTheExport) {
             if (p.dim() == 2) p.mul_(20.0);
         }
     }
-    const auto m = llama::Model::load(export_model(model, "parity.gguf"));
-    const auto tokens = m->tokenize(std::string(train::kSequentialTag) + "Moving to Node #0\nCurrent State: 24:[3, 7, 9], Operations: []\n");
-    ASSERT_GT(tokens.size(), 10u);
-    auto input = torch::tensor(std::vector<int64_t>(tokens.begin(), tokens.end())).unsqueeze(0);
-    torch::Tensor torch_logits;
-    {
-        torch::NoGradGuard g;
-        torch_logits = model->forward(input)[0];
-    }
-    llama::BackendOptions o;
-    o.n_ctx = 512;
-    o.n_seq_max = 4;
-    o.flash_attention = llama::FlashAttention::off;
-    o.kv_f32 = true;  // an F16 cache alone differs by ~2e-3 relative here
-    llama::LlamaBackend backend(m, o);
-    float worst = 0, scale = 0;
-    for (size_t n : {size_t{1}, tokens.size() / 2, tokens.size()}) {
-        const auto seq = backend.open(std::vector<llama::Token>(tokens.begin(), tokens.begin() + static_cast<long>(n)), {}, false);
-        const auto ours = backend.logits(seq);
-        backend.close(seq);
-        auto ref = torch_logits[static_cast<int64_t>(n) - 1];
-        for (int64_t v = 0; v < ref.size(0); ++v) {
-            worst = std::max(worst, std::fabs(ours[static_cast<size_t>(v)] - ref[v].item<float>()));
-            scale = std::max(scale, std::fabs(ref[v].item<float>()));
-        }
-    }
+    const auto [worst, scale] = torch_vs_llama_cpp(model, export_model(model, "parity.gguf"));
     std::printf("torch vs llama.cpp: max |diff| %.3g on logits up to %.3g\n", worst, scale);
     EXPECT_GT(scale, 1.0f);
     EXPECT_LT(worst, 1e-4f * std::max(1.0f, scale));
+}
+
+// Only what the model writes is in the loss: the tag and prompt are not, and every example ends
+// with </s> in the loss.
+TEST(Train, ExamplesMaskPromptsAndJoinText) {
+    torch::manual_seed(1);
+    train::LlamaTorch model(small_config());
+    const auto m = llama::Model::load(export_model(model, "examples.gguf"), true);
+    countdown::SearchOptions o;
+    o.beam_size = o.sub_beam_size = 2;
+    o.seed = 3;
+    const auto ex = train::make_examples(countdown::Problem{{4, 6, 2}, 12}, true, o, *m);
+    ASSERT_EQ(ex.size(), 4u);  // spawn, join continuation, two children
+    auto loss_text = [&](const train::Example & e) {
+        std::vector<llama::Token> t;
+        for (size_t i = 0; i < e.tokens.size(); ++i) {
+            if (e.in_loss[i] && e.tokens[i] != train::kEosId) t.push_back(static_cast<llama::Token>(e.tokens[i]));
+        }
+        return m->detokenize(t);
+    };
+    for (const auto & e : ex) {
+        EXPECT_EQ(e.tokens.back(), train::kEosId);
+        EXPECT_TRUE(e.in_loss.back());
+    }
+    EXPECT_EQ(loss_text(ex[0]).rfind("Exploring Operation: 6-4=2", 0), 0u) << loss_text(ex[0]);
+    EXPECT_TRUE(loss_text(ex[0]).ends_with("<End Calling Sub Searches>\n"));
+    EXPECT_EQ(loss_text(ex[1]).rfind("12,12 equal: Goal Reached\nMoving to Node #0\n", 0), 0u) << loss_text(ex[1]);
+    EXPECT_EQ(loss_text(ex[1]).find("<Sub Searches>"), std::string::npos);
+    EXPECT_EQ(loss_text(ex[2]).rfind("Exploring Operation: ", 0), 0u) << loss_text(ex[2]);
+    EXPECT_EQ(m->detokenize(std::vector<llama::Token>(ex[3].tokens.begin(), ex[3].tokens.begin() + 1)),
+              train::kSequentialTag);  // children are sequential searches
+}
+
+// CI's smoke training: a few steps of a tiny model; the loss falls, the export loads in llama.cpp,
+// a resumed run continues from the checkpoint, and the exported model matches the checkpoint.
+TEST(Train, SmokeTrainingLossFallsExportLoadsAndResumes) {
+    train::TrainOptions o;
+    o.out_dir = temp_path("smoke-run");
+    std::filesystem::remove_all(o.out_dir);
+    o.seed = 5;
+    o.steps = 30;
+    o.batch_tokens = 1024;
+    o.lr = 3e-3;
+    o.warmup = 5;
+    o.model = small_config();
+    o.model.n_ctx = 512;
+    o.checkpoint_every = 15;
+    o.log_every = 10;
+    o.eval_every = 0;
+    o.threads = 2;
+    o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}}};
+    std::vector<double> losses;
+    o.on_step = [&](int64_t, double loss) { losses.push_back(loss); };
+    o.steps = 15;
+    train::train(o);
+    o.steps = 30;  // the same command with more steps resumes at step 15
+    const std::string path = train::train(o);
+    ASSERT_EQ(losses.size(), 30u);
+    const double first = (losses[0] + losses[1] + losses[2]) / 3, last = (losses[27] + losses[28] + losses[29]) / 3;
+    std::printf("smoke training: loss %.3f -> %.3f\n", first, last);
+    EXPECT_LT(last, first - 1.0);
+
+    const auto m = llama::Model::load(path);
+    EXPECT_EQ(m->n_vocab(), static_cast<int32_t>(train::countdown_vocabulary().tokens.size()));
+    // The export is the checkpoint: parity between the saved LibTorch weights and llama.cpp.
+    train::LlamaConfig cfg = o.model;
+    train::LlamaTorch trained(cfg);
+    torch::load(trained, (std::filesystem::path(o.out_dir) / "model.pt").string());
+    const auto [worst, scale] = torch_vs_llama_cpp(trained, path);
+    EXPECT_LT(worst, 1e-4f * std::max(1.0f, scale)) << worst << " on logits up to " << scale;
+    const auto r = train::evaluate_sequential(path, {countdown::Problem{{4, 6, 2}, 12}}, 64);
+    EXPECT_EQ(r.problems, 1);  // runs end to end through llama.cpp (a 30-step model solves nothing)
 }

@@ -1,0 +1,66 @@
+// forkjoin-train: train the Countdown model (LibTorch, CPU or CUDA-less build here) and export it.
+//
+//   forkjoin-train --out runs/cd1 --seed 1 --steps 20000
+// Re-running the same command resumes from runs/cd1/state.json. Progress (loss, tokens/s, ETA)
+// goes to stdout and runs/cd1/train.log; runs/cd1/model.gguf is the exported model.
+#include "base/error.h"
+#include "tools/train/trainer.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cinttypes>
+#include <cstdio>
+#include <sstream>
+
+using namespace forkjoin;
+
+int main(int argc, char ** argv) {
+    CLI::App app{"Train forkjoin's Countdown model (APR format) and export it to GGUF"};
+    train::TrainOptions o;
+    std::string curriculum = "0:3:1:20,3000:3:1:40,8000:3:1:99";
+    app.add_option("--out", o.out_dir, "run directory (checkpoints, log, model.gguf)")->required();
+    app.add_option("--seed", o.seed)->capture_default_str();
+    app.add_option("--steps", o.steps)->capture_default_str();
+    app.add_option("--batch-tokens", o.batch_tokens)->capture_default_str();
+    app.add_option("--lr", o.lr)->capture_default_str();
+    app.add_option("--min-lr", o.min_lr)->capture_default_str();
+    app.add_option("--warmup", o.warmup)->capture_default_str();
+    app.add_option("--parallel-share", o.parallel_share, "fraction of problems in parallel mode")->capture_default_str();
+    app.add_option("--beam", o.search.beam_size)->capture_default_str();
+    app.add_option("--sub-beam", o.search.sub_beam_size)->capture_default_str();
+    app.add_option("--curriculum", curriculum, "stages from_step:count:min_number:max_number, comma-separated")
+        ->capture_default_str();
+    app.add_option("--embd", o.model.n_embd)->capture_default_str();
+    app.add_option("--layers", o.model.n_layer)->capture_default_str();
+    app.add_option("--heads", o.model.n_head)->capture_default_str();
+    app.add_option("--ff", o.model.n_ff)->capture_default_str();
+    app.add_option("--ctx", o.model.n_ctx, "longest training sequence")->capture_default_str();
+    app.add_option("--log-every", o.log_every)->capture_default_str();
+    app.add_option("--checkpoint-every", o.checkpoint_every)->capture_default_str();
+    app.add_option("--eval-every", o.eval_every, "0: never")->capture_default_str();
+    app.add_option("--eval-problems", o.eval_problems)->capture_default_str();
+    app.add_option("--eval-max-tokens", o.eval_max_tokens)->capture_default_str();
+    app.add_option("--threads", o.threads, "0: all cores")->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+    try {
+        std::stringstream ss(curriculum);
+        std::string stage;
+        while (std::getline(ss, stage, ',')) {
+            train::Stage s;
+            if (std::sscanf(stage.c_str(), "%" SCNd64 ":%d:%d:%d", &s.from_step, &s.problems.count,
+                            &s.problems.min_number, &s.problems.max_number) != 4) {
+                throw Error(ErrorCode::invalid_argument, "bad curriculum stage '" + stage + "' (from_step:count:min:max)");
+            }
+            o.curriculum.push_back(s);
+        }
+        const std::string path = train::train(o);
+        std::printf("exported %s\n", path.c_str());
+    } catch (const Error & e) {
+        std::fprintf(stderr, "forkjoin-train: %s\n", e.what());
+        return 1;
+    } catch (const c10::Error & e) {
+        std::fprintf(stderr, "forkjoin-train: torch: %s\n", e.what_without_backtrace());
+        return 1;
+    }
+    return 0;
+}

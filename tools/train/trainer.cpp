@@ -1,0 +1,237 @@
+#include "tools/train/trainer.h"
+
+#include "backends/llama/backend.h"
+#include "base/error.h"
+#include "tasks/countdown/verifier.h"
+#include "tools/train/countdown_vocabulary.h"
+#include "tools/train/training_data.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+namespace forkjoin::train {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const countdown::GeneratorOptions & stage_at(const TrainOptions & o, int64_t step) {
+    static const countdown::GeneratorOptions fallback;
+    const countdown::GeneratorOptions * current = &fallback;
+    for (const auto & s : o.curriculum) {
+        if (step >= s.from_step) current = &s.problems;
+    }
+    return *current;
+}
+
+double learning_rate(const TrainOptions & o, int64_t step) {
+    if (step < o.warmup) return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup);
+    const double progress = static_cast<double>(step - o.warmup) / static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup));
+    return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + std::cos(M_PI * std::min(1.0, progress)));
+}
+
+// The batch for a step depends only on (seed, step): a resumed run sees the same data stream.
+std::vector<Example> batch_for(const TrainOptions & o, int64_t step, const llama::Model & tok) {
+    countdown::ProblemGenerator gen(o.seed * 1000003ull + static_cast<uint64_t>(step), stage_at(o, step));
+    std::vector<Example> out;
+    int64_t tokens = 0;
+    for (uint64_t i = 0; tokens < o.batch_tokens; ++i) {
+        const countdown::Problem p = gen.next();
+        // Alternate modes deterministically by problem index.
+        const bool parallel = static_cast<double>((step * 7919 + static_cast<int64_t>(i)) % 1000) < o.parallel_share * 1000.0;
+        countdown::SearchOptions search = o.search;
+        search.seed = o.seed ^ (static_cast<uint64_t>(step) << 20) ^ i;
+        for (auto & ex : make_examples(p, parallel, search, tok)) {
+            if (static_cast<int64_t>(ex.tokens.size()) > o.model.n_ctx) continue;  // too long to train on
+            tokens += static_cast<int64_t>(ex.tokens.size());
+            out.push_back(std::move(ex));
+        }
+    }
+    return out;
+}
+
+std::pair<torch::Tensor, torch::Tensor> collate(const std::vector<Example> & batch) {
+    size_t T = 0;
+    for (const auto & e : batch) T = std::max(T, e.tokens.size());
+    const auto B = static_cast<int64_t>(batch.size());
+    auto tokens = torch::full({B, static_cast<int64_t>(T)}, kEosId, torch::kInt64);
+    auto weights = torch::zeros({B, static_cast<int64_t>(T)}, torch::kFloat32);
+    for (int64_t b = 0; b < B; ++b) {
+        const auto & e = batch[static_cast<size_t>(b)];
+        auto tk = tokens[b];
+        auto w = weights[b];
+        for (size_t i = 0; i < e.tokens.size(); ++i) {
+            tk[static_cast<int64_t>(i)] = e.tokens[i];
+            w[static_cast<int64_t>(i)] = static_cast<float>(e.in_loss[i]);
+        }
+    }
+    return {tokens, weights};
+}
+
+void write_state(const fs::path & path, int64_t step, uint64_t seed) {
+    std::ofstream(path) << nlohmann::json{{"step", step}, {"seed", seed}}.dump() << "\n";
+}
+
+std::vector<countdown::Problem> eval_set(const TrainOptions & o, int64_t step) {
+    // Held out: a seed space the training stream never uses.
+    countdown::ProblemGenerator gen(0xE7A1ull ^ (o.seed << 32), stage_at(o, step));
+    std::vector<countdown::Problem> out;
+    for (int i = 0; i < o.eval_problems; ++i) out.push_back(gen.next());
+    return out;
+}
+
+}  // namespace
+
+EvalResult evaluate_sequential(const std::string & gguf_path, const std::vector<countdown::Problem> & problems,
+                               int max_tokens) {
+    auto model = llama::Model::load(gguf_path);
+    llama::BackendOptions bo;
+    bo.n_seq_max = 32;
+    bo.n_ctx = static_cast<uint32_t>(bo.n_seq_max * (max_tokens + 64));
+    llama::LlamaBackend backend(model, bo);
+    EvalResult r;
+    r.problems = static_cast<int>(problems.size());
+    size_t next = 0;
+    struct Running { size_t problem; int prompt; };
+    std::map<llama::SeqId, Running> running;
+    int64_t total_tokens = 0;
+    auto finish = [&](llama::SeqId id) {
+        const auto & toks = backend.tokens(id);
+        const Running run = running.at(id);
+        std::vector<llama::Token> gen(toks.begin() + run.prompt, toks.end());
+        if (!gen.empty() && gen.back() == kEosId) gen.pop_back();
+        total_tokens += static_cast<int64_t>(gen.size());
+        const std::string text = countdown::root_prompt(problems[run.problem]) + model->detokenize(gen);
+        const auto path = countdown::extract_solution(text);
+        if (path.error.empty() && countdown::verify(problems[run.problem], path.steps).ok) ++r.solved;
+        backend.close(id);
+        running.erase(id);
+    };
+    while (next < problems.size() || !running.empty()) {
+        while (next < problems.size() && running.size() < bo.n_seq_max) {
+            const auto prompt = prompt_tokens(kSequentialTag, countdown::root_prompt(problems[next]), *model);
+            std::vector<llama::Token> p(prompt.begin(), prompt.end());
+            running[backend.open(p)] = {next, static_cast<int>(p.size())};
+            ++next;
+        }
+        const auto & step = backend.step();
+        std::vector<llama::SeqId> done;
+        for (const auto & s : step.sampled) {
+            const Running & run = running.at(s.seq);
+            if (s.token == kEosId || backend.length(s.seq) - run.prompt >= max_tokens) done.push_back(s.seq);
+        }
+        for (const auto & b : step.blocked) done.push_back(b.seq);
+        for (auto id : done) finish(id);
+    }
+    r.mean_tokens = problems.empty() ? 0.0 : static_cast<double>(total_tokens) / static_cast<double>(problems.size());
+    return r;
+}
+
+std::string train(const TrainOptions & o) {
+    if (o.out_dir.empty()) throw Error(ErrorCode::invalid_argument, "train: an output directory is required");
+    fs::create_directories(o.out_dir);
+    const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    torch::set_num_threads(threads);
+    torch::manual_seed(o.seed);
+
+    LlamaConfig cfg = o.model;
+    const gguf::Vocabulary vocab = countdown_vocabulary();
+    cfg.n_vocab = static_cast<int64_t>(vocab.tokens.size());
+    LlamaTorch model(cfg);
+    model->init_weights();
+    torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
+
+    const fs::path dir(o.out_dir), state = dir / "state.json", weights = dir / "model.pt", optim = dir / "optim.pt";
+    const fs::path export_path = dir / "model.gguf";
+    int64_t step = 0;
+    if (fs::exists(state)) {
+        std::ifstream in(state);
+        const auto j = nlohmann::json::parse(in);
+        step = j.at("step").get<int64_t>();
+        torch::load(model, weights.string());
+        torch::load(opt, optim.string());
+        std::printf("resuming %s at step %lld\n", o.out_dir.c_str(), static_cast<long long>(step));
+    }
+    auto export_gguf = [&](const fs::path & path) {
+        gguf::GgufMetadata meta;
+        meta.name = "forkjoin-countdown";
+        meta.strings.push_back({"forkjoin.train.step", std::to_string(step)});
+        meta.strings.push_back({"forkjoin.train.seed", std::to_string(o.seed)});
+        gguf::write_llama_gguf(path.string() + ".tmp", cfg.hparams(), vocab, model->export_weights(), gguf::WeightType::f32, meta);
+        fs::rename(path.string() + ".tmp", path);
+    };
+    export_gguf(export_path);  // tokenization goes through llama.cpp with this file's vocabulary
+    const auto tokenizer = llama::Model::load(export_path.string(), /*vocab_only=*/true);
+
+    std::ofstream log(dir / "train.log", std::ios::app);
+    const auto t_start = Clock::now();
+    const int64_t first = step;
+    int64_t tokens_seen = 0;
+    double loss_acc = 0;
+    int loss_n = 0;
+    for (; step < o.steps; ++step) {
+        model->train();
+        const auto batch = batch_for(o, step, *tokenizer);
+        auto [tokens, w] = collate(batch);
+        auto logits = model->forward(tokens.slice(1, 0, tokens.size(1) - 1));
+        auto targets = tokens.slice(1, 1);
+        auto weight = w.slice(1, 1);
+        auto nll = torch::nn::functional::cross_entropy(
+            logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
+            torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+        auto loss = (nll * weight.reshape({-1})).sum() / weight.sum().clamp_min(1.0);
+        for (auto & g : opt.param_groups()) static_cast<torch::optim::AdamWOptions &>(g.options()).lr(learning_rate(o, step));
+        opt.zero_grad();
+        loss.backward();
+        torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+        opt.step();
+        tokens_seen += tokens.numel();
+        const double loss_value = loss.item<double>();
+        if (o.on_step) o.on_step(step, loss_value);
+        loss_acc += loss_value;
+        ++loss_n;
+
+        const int64_t done = step + 1;
+        if (done % o.log_every == 0 || done == o.steps) {
+            const double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
+            const double tps = static_cast<double>(tokens_seen) / secs;
+            const double eta = secs / static_cast<double>(done - first) * static_cast<double>(o.steps - done);
+            char line[256];
+            std::snprintf(line, sizeof line, "step %lld/%lld loss %.4f lr %.2e %.0f tok/s elapsed %.0fs eta %.0fs",
+                          static_cast<long long>(done), static_cast<long long>(o.steps), loss_acc / loss_n,
+                          learning_rate(o, step), tps, secs, eta);
+            std::printf("%s\n", line);
+            std::fflush(stdout);
+            log << line << "\n" << std::flush;
+            loss_acc = 0;
+            loss_n = 0;
+        }
+        if (done % o.checkpoint_every == 0 || done == o.steps) {
+            torch::save(model, weights.string());
+            torch::save(opt, optim.string());
+            write_state(state, done, o.seed);
+            export_gguf(export_path);
+        }
+        if (o.eval_every > 0 && (done % o.eval_every == 0 || done == o.steps)) {
+            export_gguf(export_path);
+            const auto r = evaluate_sequential(export_path.string(), eval_set(o, step), o.eval_max_tokens);
+            char line[256];
+            std::snprintf(line, sizeof line, "eval step %lld: sequential solve rate %.1f%% (%d/%d), %.0f tokens/problem",
+                          static_cast<long long>(done), 100.0 * r.solve_rate(), r.solved, r.problems, r.mean_tokens);
+            std::printf("%s\n", line);
+            std::fflush(stdout);
+            log << line << "\n" << std::flush;
+        }
+    }
+    export_gguf(export_path);
+    return export_path.string();
+}
+
+}  // namespace forkjoin::train

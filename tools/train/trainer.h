@@ -1,0 +1,58 @@
+// Trains the Countdown model: curriculum, AdamW with warmup and cosine decay, checkpoints that
+// resume, progress lines, and periodic evaluation of the solve rate through llama.cpp itself.
+#pragma once
+
+#include "tasks/countdown/search_trace.h"
+#include "tasks/countdown/solver.h"
+#include "tools/train/llama_torch.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace forkjoin::train {
+
+// A curriculum stage: from step `from_step` on, problems come from `problems`.
+struct Stage {
+    int64_t from_step = 0;
+    countdown::GeneratorOptions problems;
+};
+
+struct TrainOptions {
+    std::string out_dir;              // checkpoints, exports and the log live here
+    uint64_t seed = 1;
+    int64_t steps = 20000;
+    int64_t batch_tokens = 8192;      // tokens per optimizer step (whole examples, padded)
+    double lr = 1e-3;
+    double min_lr = 1e-4;
+    int64_t warmup = 200;
+    double weight_decay = 0.05;
+    double parallel_share = 0.5;      // fraction of problems written in parallel mode
+    countdown::SearchOptions search;  // beam sizes of the traces
+    std::vector<Stage> curriculum;
+    LlamaConfig model;
+    int64_t log_every = 20;
+    int64_t checkpoint_every = 200;
+    int64_t eval_every = 500;         // 0: never
+    int eval_problems = 100;
+    int eval_max_tokens = 1024;
+    int threads = 0;                  // 0: all cores
+    std::function<void(int64_t step, double loss)> on_step;  // called after every optimizer step
+};
+
+struct EvalResult {
+    int problems = 0;
+    int solved = 0;                   // verified by the strict verifier
+    double mean_tokens = 0;
+    double solve_rate() const { return problems ? static_cast<double>(solved) / problems : 0.0; }
+};
+
+// Greedy sequential-mode evaluation of a GGUF on `problems` through llama.cpp.
+EvalResult evaluate_sequential(const std::string & gguf_path, const std::vector<countdown::Problem> & problems,
+                               int max_tokens);
+
+// Runs (or resumes) training; returns the path of the exported GGUF.
+std::string train(const TrainOptions & options);
+
+}  // namespace forkjoin::train
