@@ -1,5 +1,7 @@
 #include "tasks/countdown/search_trace.h"
 
+#include "base/random.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -17,20 +19,6 @@ struct Node {
     std::shared_ptr<const Node> parent;
 };
 using NodePtr = std::shared_ptr<const Node>;
-
-struct Rng {
-    uint64_t state;
-    uint64_t next() {
-        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
-    template <typename T>
-    void shuffle(std::vector<T> & v) {
-        for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[next() % i]);
-    }
-};
 
 std::string state_line(int target, const Node & n) {
     return "Current State: " + std::to_string(target) + ":" + format_numbers(n.nums) +
@@ -64,7 +52,7 @@ std::string path_to_goal(const NodePtr & goal, const NodePtr & start, int target
 struct Searcher {
     int target;
     SearchOptions options;
-    Rng rng;
+    SplitMix64 rng;
 
     SearchTrace run(const NodePtr & start, int beam, int level, NodePtr & goal) {
         SearchTrace trace;
@@ -210,7 +198,7 @@ std::string child_prompt(const std::string & node_id, int target, const std::vec
 }
 
 SearchTrace write_search_trace(const Problem & p, const SearchOptions & options) {
-    Searcher s{p.target, options, Rng{options.seed * 0xA24BAED4963EE407ull + 0x9FB21C651E98DF25ull}};
+    Searcher s{p.target, options, SplitMix64(options.seed * 0xA24BAED4963EE407ull + 0x9FB21C651E98DF25ull)};
     auto root = std::make_shared<Node>();
     root->id = "0";
     root->nums = p.nums;

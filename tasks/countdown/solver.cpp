@@ -35,33 +35,21 @@ std::optional<std::vector<Operation>> solve(const Problem & p) {
 }
 
 ProblemGenerator::ProblemGenerator(uint64_t seed, const GeneratorOptions & options)
-    : state_(seed * 0xD1B54A32D192ED03ull + 0x9E3779B97F4A7C15ull), options_(options) {
+    : rng_(seed * 0xD1B54A32D192ED03ull + 0x9E3779B97F4A7C15ull), options_(options) {
     if (options.count < 2 || options.count > 6 || options.min_number < 1 || options.min_number > options.max_number ||
         options.min_target > options.max_target || options.min_target < 0) {
         throw Error(ErrorCode::invalid_argument, "generator options out of range (2..6 numbers, 1 <= min <= max)");
     }
 }
 
-uint64_t ProblemGenerator::next_u64() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-int ProblemGenerator::uniform(int lo, int hi) {
-    const auto span = static_cast<uint64_t>(hi - lo + 1);
-    return lo + static_cast<int>(next_u64() % span);
-}
-
 Problem ProblemGenerator::next() {
     Problem p;
-    p.target = uniform(options_.min_target, options_.max_target);
+    p.target = rng_.uniform_int(options_.min_target, options_.max_target);
     for (int attempt = 0;; ++attempt) {
         p.nums.clear();
-        for (int i = 0; i < options_.count; ++i) p.nums.push_back(uniform(options_.min_number, options_.max_number));
+        for (int i = 0; i < options_.count; ++i) p.nums.push_back(rng_.uniform_int(options_.min_number, options_.max_number));
         if (solve(p)) return p;
-        if (attempt % 64 == 63) p.target = uniform(options_.min_target, options_.max_target);  // a hard target: move on
+        if (attempt % 64 == 63) p.target = rng_.uniform_int(options_.min_target, options_.max_target);  // a hard target: move on
     }
 }
 

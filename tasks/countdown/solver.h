@@ -1,6 +1,7 @@
 // Exhaustive Countdown solver and the seeded problem generator.
 #pragma once
 
+#include "base/random.h"
 #include "tasks/countdown/arithmetic.h"
 #include "tasks/countdown/problem.h"
 
@@ -30,10 +31,7 @@ public:
     Problem next();
 
 private:
-    uint64_t next_u64();
-    int uniform(int lo, int hi);  // inclusive
-
-    uint64_t state_;
+    SplitMix64 rng_;
     GeneratorOptions options_;
 };
 

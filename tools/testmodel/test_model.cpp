@@ -1,6 +1,7 @@
 #include "tools/testmodel/test_model.h"
 
 #include "base/error.h"
+#include "base/random.h"
 
 #include <cmath>
 #include <filesystem>
@@ -9,23 +10,7 @@
 namespace forkjoin::testmodel {
 namespace {
 
-// splitmix64: tiny, fast, and identical everywhere.
-struct Rng {
-    uint64_t state;
-    uint64_t next() {
-        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
-    double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-    float normal() {
-        const double u1 = uniform(), u2 = uniform();
-        return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
-    }
-};
-
-std::vector<float> gaussian(Rng & rng, size_t n, float stddev) {
+std::vector<float> gaussian(SplitMix64 & rng, size_t n, float stddev) {
     std::vector<float> v(n);
     for (auto & x : v) x = rng.normal() * stddev;
     return v;
@@ -90,7 +75,7 @@ uint64_t parameter_count(const gguf::LlamaHyperparams & hp) {
 
 void write_test_model(const std::string & path, const TestModelSpec & spec) {
     const auto & hp = spec.hparams;
-    Rng rng{spec.seed * 0x2545F4914F6CDD1Dull + 1};
+    SplitMix64 rng(spec.seed * 0x2545F4914F6CDD1Dull + 1);
     const size_t d = static_cast<size_t>(hp.n_embd), ff = static_cast<size_t>(hp.n_ff);
     const size_t kv = static_cast<size_t>(hp.n_head_kv * hp.head_dim());
     const size_t nv = static_cast<size_t>(hp.n_vocab);
