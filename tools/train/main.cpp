@@ -18,7 +18,9 @@ int main(int argc, char ** argv) {
     CLI::App app{"Train forkjoin's Countdown model (APR format) and export it to GGUF"};
     train::TrainOptions o;
     std::string curriculum = "0:3:1:20,3000:3:1:40,8000:3:1:99";
-    app.add_option("--out", o.out_dir, "run directory (checkpoints, log, model.gguf)")->required();
+    int data_stats = 0;
+    app.add_option("--out", o.out_dir, "run directory (checkpoints, log, model.gguf)");
+    app.add_option("--data-stats", data_stats, "print token counts of N problems per curriculum stage and exit");
     app.add_option("--seed", o.seed)->capture_default_str();
     app.add_option("--steps", o.steps)->capture_default_str();
     app.add_option("--batch-tokens", o.batch_tokens)->capture_default_str();
@@ -53,6 +55,11 @@ int main(int argc, char ** argv) {
             }
             o.curriculum.push_back(s);
         }
+        if (data_stats > 0) {
+            train::print_data_stats(o, data_stats);
+            return 0;
+        }
+        if (o.out_dir.empty()) throw Error(ErrorCode::invalid_argument, "--out is required to train");
         const std::string path = train::train(o);
         std::printf("exported %s\n", path.c_str());
     } catch (const Error & e) {

@@ -134,6 +134,53 @@ EvalResult evaluate_sequential(const std::string & gguf_path, const std::vector<
     return r;
 }
 
+void print_data_stats(const TrainOptions & o, int n_problems) {
+    const fs::path tmp = fs::temp_directory_path() / "forkjoin-vocab-stats.gguf";
+    LlamaConfig cfg = o.model;
+    const gguf::Vocabulary vocab = countdown_vocabulary();
+    cfg.n_vocab = static_cast<int64_t>(vocab.tokens.size());
+    cfg.n_layer = 1;
+    cfg.n_embd = cfg.n_head * 2;
+    LlamaTorch tiny(cfg);
+    gguf::write_llama_gguf(tmp.string(), cfg.hparams(), vocab, tiny->export_weights());
+    const auto tok = llama::Model::load(tmp.string(), true);
+    std::vector<Stage> stages = o.curriculum;
+    if (stages.empty()) stages.push_back(Stage{});
+    for (const auto & stage : stages) {
+        for (bool parallel : {false, true}) {
+            countdown::ProblemGenerator gen(o.seed, stage.problems);
+            int64_t bytes = 0, tokens = 0, longest_thread = 0, longest_total = 0, threads = 0, solved = 0;
+            std::vector<int64_t> per_problem;
+            for (int i = 0; i < n_problems; ++i) {
+                const auto p = gen.next();
+                countdown::SearchOptions search = o.search;
+                search.seed = static_cast<uint64_t>(i);
+                search.parallel = parallel;
+                solved += countdown::write_search_trace(p, search).solved;
+                int64_t total = 0;
+                for (const auto & ex : make_examples(p, parallel, search, *tok)) {
+                    const auto n = static_cast<int64_t>(ex.tokens.size());
+                    tokens += n;
+                    total += n;
+                    longest_thread = std::max(longest_thread, n);
+                    ++threads;
+                }
+                per_problem.push_back(total);
+                longest_total = std::max(longest_total, total);
+                (void)bytes;
+            }
+            std::sort(per_problem.begin(), per_problem.end());
+            std::printf("%d numbers in %d..%d, %-10s: search solves %5.1f%%, %.1f threads/problem, %.0f tokens/problem "
+                        "(median %lld, max %lld), longest thread %lld tokens\n",
+                        stage.problems.count, stage.problems.min_number, stage.problems.max_number,
+                        parallel ? "parallel" : "sequential", 100.0 * static_cast<double>(solved) / n_problems,
+                        static_cast<double>(threads) / n_problems, static_cast<double>(tokens) / n_problems,
+                        static_cast<long long>(per_problem[per_problem.size() / 2]), static_cast<long long>(longest_total),
+                        static_cast<long long>(longest_thread));
+        }
+    }
+}
+
 std::string train(const TrainOptions & o) {
     if (o.out_dir.empty()) throw Error(ErrorCode::invalid_argument, "train: an output directory is required");
     fs::create_directories(o.out_dir);

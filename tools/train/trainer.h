@@ -52,6 +52,10 @@ struct EvalResult {
 EvalResult evaluate_sequential(const std::string & gguf_path, const std::vector<countdown::Problem> & problems,
                                int max_tokens);
 
+// Token counts of the training examples `options` would produce for n problems of each curriculum
+// stage, by mode: what decides whether APR's verbose format fits the context and the CPU budget.
+void print_data_stats(const TrainOptions & options, int n_problems);
+
 // Runs (or resumes) training; returns the path of the exported GGUF.
 std::string train(const TrainOptions & options);
 
