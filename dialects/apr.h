@@ -1,0 +1,33 @@
+// The `apr` dialect: exactly the markup of APR (Pan et al. 2025) and its Countdown search traces.
+//
+// Spawn: the parent writes
+//   <Calling Sub Searches>
+//   <Start Sub Search 0 at level 1> Moving to Node #0,0
+//   <Start Sub Search 1 at level 1> Moving to Node #0,1
+//   <End Calling Sub Searches>
+// and stops. Each child is a fresh thread whose context is
+//   "Moving to Node #<id>\nCurrent State: <target>:[<nums>], Operations: [<ops>]\n"
+// rebuilt, as APR's inference does, from the parent's own "Generated Node #<id>: ..." line and the
+// operations of the node it was generated from.
+// Join: the spawn block is replaced by
+//   <Sub Searches>
+//   <Goal Reached in Sub Search <i> at level <L> at Node #<id>>   + the child's clean path
+//   <No Solution in Sub Search <i> at level <L> at Node #<id>>
+//   <End Sub Searches>
+// A child reached its goal when its text says "Goal Reached" twice (the search's goal line, then
+// the clean path it ends with), as in APR's get_search_result.
+#pragma once
+
+#include "dialects/dialect.h"
+
+namespace forkjoin::dialects {
+
+struct AprOptions {
+    // Prepended to every child's context. APR's checkpoints use none; forkjoin's Countdown model
+    // puts its sequential-mode tag here.
+    std::string child_prefix;
+};
+
+std::unique_ptr<Dialect> make_apr_dialect(const AprOptions & options = {});
+
+}  // namespace forkjoin::dialects
