@@ -1,0 +1,19 @@
+// Limits the runtime enforces whatever the model emits, and what happens at each.
+#pragma once
+
+#include <cstdint>
+
+namespace forkjoin::runtime {
+
+struct Limits {
+    int max_threads = 32;               // live threads at once (all requests); more wait in a queue
+    int max_threads_per_request = 16;   // live threads of one request; more wait in its queue
+    int max_children = 8;               // per spawn: children past this are not run and join as "not run"
+    int max_depth = 1;                  // a thread at this depth may not spawn: its spawn joins at once, nothing run
+    int thread_token_budget = 2048;     // generated tokens per thread: past it the thread fails ("token budget")
+    int64_t total_token_budget = 1000000;  // generated tokens per request: past it the request is cancelled
+    int max_context = 0;                // tokens in one thread's context (0: the backend's cache): past it the thread fails
+    double timeout_s = 0;               // wall clock per request (0: none): past it the request is cancelled
+};
+
+}  // namespace forkjoin::runtime

@@ -1,0 +1,392 @@
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+#include <deque>
+
+namespace forkjoin::runtime {
+
+const char * thread_state_name(ThreadState s) {
+    switch (s) {
+        case ThreadState::queued: return "queued";
+        case ThreadState::running: return "running";
+        case ThreadState::waiting: return "waiting";
+        case ThreadState::done: return "done";
+        case ThreadState::failed: return "failed";
+        case ThreadState::cancelled: return "cancelled";
+    }
+    return "?";
+}
+
+namespace {
+bool ended(ThreadState s) { return s == ThreadState::done || s == ThreadState::failed || s == ThreadState::cancelled; }
+using Clock = std::chrono::steady_clock;
+}  // namespace
+
+struct Runtime::Thread {
+    ThreadRecord rec;
+    std::string prompt;
+    std::unique_ptr<dialects::ThreadParser> parser;
+    llama::SeqId seq = -1;
+    std::vector<size_t> token_end;  // byte offset in the text after each token of the sequence
+    std::optional<dialects::SpawnRequest> spawn;
+    std::vector<int> spawn_slots;   // child id per requested child; -1: not run (limits)
+};
+
+struct Runtime::Request {
+    RequestId id;
+    RequestOptions options;
+    std::vector<std::unique_ptr<Thread>> threads;
+    std::deque<int> queue;
+    int live = 0;
+    int64_t generated = 0;
+    Clock::time_point start = Clock::now();
+    int64_t steps_at_start = 0, decoded_at_start = 0;
+    bool root_ended = false;
+    RequestResult result;
+};
+
+Runtime::Runtime(llama::LlamaBackend & backend, const dialects::Dialect & dialect, Limits limits)
+    : backend_(backend), dialect_(dialect), limits_(limits) {}
+
+Runtime::~Runtime() {
+    for (auto & [id, r] : requests_) {
+        for (auto & t : r->threads) {
+            if (t->seq >= 0 && backend_.live(t->seq)) backend_.close(t->seq);
+        }
+    }
+}
+
+double Runtime::now_s(const Request & r) const {
+    return std::chrono::duration<double>(Clock::now() - r.start).count();
+}
+
+RequestId Runtime::submit(const std::string & prompt, const RequestOptions & options) {
+    auto r = std::make_unique<Request>();
+    r->id = next_request_++;
+    r->options = options;
+    r->steps_at_start = steps_;
+    r->decoded_at_start = decoded_;
+    auto root = std::make_unique<Thread>();
+    root->prompt = prompt;
+    root->parser = dialect_.parser(prompt);
+    r->threads.push_back(std::move(root));
+    r->queue.push_back(0);
+    const RequestId id = r->id;
+    requests_[id] = std::move(r);
+    return id;
+}
+
+bool Runtime::finished(RequestId request) const {
+    auto it = requests_.find(request);
+    return it != requests_.end() && it->second->result.finished;
+}
+
+const RequestResult & Runtime::result(RequestId request) const {
+    auto it = requests_.find(request);
+    if (it == requests_.end()) throw Error(ErrorCode::invalid_argument, "no request " + std::to_string(request));
+    return it->second->result;
+}
+
+void Runtime::admit() {
+    for (auto & [rid, rp] : requests_) {
+        Request & r = *rp;
+        while (!r.queue.empty() && live_threads_ < limits_.max_threads && r.live < limits_.max_threads_per_request) {
+            Thread & t = *r.threads[static_cast<size_t>(r.queue.front())];
+            std::vector<llama::Token> tokens;
+            try {
+                tokens = backend_.model().tokenize(t.prompt);
+            } catch (const Error & e) {
+                r.queue.pop_front();
+                end_thread(r, t, ThreadState::failed, std::string("prompt: ") + e.what());
+                continue;
+            }
+            if (tokens.empty() || (limits_.max_context > 0 && static_cast<int>(tokens.size()) >= limits_.max_context)) {
+                r.queue.pop_front();
+                end_thread(r, t, ThreadState::failed,
+                           tokens.empty() ? "empty prompt" : "context window: the prompt alone fills it");
+                continue;
+            }
+            llama::Sampling sampling = r.options.sampling;
+            sampling.seed += static_cast<uint64_t>(t.rec.id);
+            try {
+                t.seq = backend_.open(tokens, sampling, /*generating=*/!r.options.script);
+            } catch (const Error & e) {
+                if (e.code() == ErrorCode::sequence_limit) return;  // wait for a free sequence
+                r.queue.pop_front();
+                end_thread(r, t, ThreadState::failed, e.what());
+                continue;
+            }
+            r.queue.pop_front();
+            by_seq_[t.seq] = {rid, t.rec.id};
+            ++live_threads_;
+            ++r.live;
+            t.rec.state = ThreadState::running;
+            t.rec.start_s = now_s(r);
+            t.rec.prompt_tokens = static_cast<int64_t>(tokens.size());
+            t.rec.max_context = t.rec.prompt_tokens;
+            size_t offset = 0;
+            t.token_end.clear();
+            for (auto tok : tokens) t.token_end.push_back(offset += backend_.model().piece(tok).size());
+            if (offset != t.prompt.size()) t.token_end.assign(tokens.size(), 0);  // pieces do not add up: never reuse
+        }
+    }
+}
+
+void Runtime::feed_scripts() {
+    for (auto & [rid, rp] : requests_) {
+        Request & r = *rp;
+        if (!r.options.script) continue;
+        for (size_t i = 0; i < r.threads.size(); ++i) {
+            Thread & t = *r.threads[i];
+            if (t.rec.state != ThreadState::running || backend_.n_pending(t.seq) > 0) continue;
+            t.rec.text = t.parser->text();
+            std::optional<std::string> piece = r.options.script(t.rec);
+            if (!piece) {
+                end_thread(r, t, ThreadState::done, "");
+                continue;
+            }
+            std::vector<llama::Token> tokens;
+            try {
+                tokens = backend_.model().tokenize(*piece);
+                backend_.append(t.seq, tokens);
+            } catch (const Error & e) {
+                end_thread(r, t, ThreadState::failed, e.what());
+                continue;
+            }
+            t.rec.generated_tokens += static_cast<int64_t>(tokens.size());
+            r.generated += static_cast<int64_t>(tokens.size());
+            size_t offset = t.parser->text().size();
+            for (auto tok : tokens) t.token_end.push_back(offset += backend_.model().piece(tok).size());
+            on_text(r, t, *piece);
+        }
+    }
+}
+
+void Runtime::on_text(Request & r, Thread & t, const std::string & piece) {
+    auto event = t.parser->feed(piece);
+    t.rec.max_context = std::max<int64_t>(t.rec.max_context, backend_.length(t.seq));
+    if (event && event->kind == dialects::EventKind::malformed) {
+        end_thread(r, t, ThreadState::failed, "malformed markup: " + event->reason);
+        return;
+    }
+    if (event) {
+        on_spawn(r, t, std::move(event->spawn));
+        return;
+    }
+    check_limits(r, t);
+}
+
+void Runtime::check_limits(Request & r, Thread & t) {
+    if (t.rec.state != ThreadState::running) return;
+    if (t.rec.generated_tokens >= limits_.thread_token_budget) {
+        end_thread(r, t, ThreadState::failed, "token budget (" + std::to_string(limits_.thread_token_budget) + ")");
+    } else if (limits_.max_context > 0 && backend_.length(t.seq) >= limits_.max_context) {
+        end_thread(r, t, ThreadState::failed, "context window (" + std::to_string(limits_.max_context) + ")");
+    }
+}
+
+void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
+    t.rec.state = ThreadState::waiting;
+    if (!r.options.script) backend_.set_generating(t.seq, false);
+    t.spawn_slots.assign(spawn.children.size(), -1);
+    std::vector<int> ids;
+    if (t.rec.depth >= limits_.max_depth) {
+        t.rec.spawns.push_back({});
+        t.rec.notes.push_back("spawn of " + std::to_string(spawn.children.size()) + " refused: depth limit " +
+                              std::to_string(limits_.max_depth));
+    } else {
+        const size_t n = std::min(spawn.children.size(), static_cast<size_t>(std::max(0, limits_.max_children)));
+        if (n < spawn.children.size()) {
+            t.rec.notes.push_back("ran " + std::to_string(n) + " of " + std::to_string(spawn.children.size()) +
+                                  " children: max_children " + std::to_string(limits_.max_children));
+        }
+        for (size_t c = 0; c < n; ++c) {
+            auto child = std::make_unique<Thread>();
+            child->rec.id = static_cast<int>(r.threads.size());
+            child->rec.parent = t.rec.id;
+            child->rec.depth = t.rec.depth + 1;
+            child->rec.label = spawn.children[c].label;
+            child->prompt = spawn.children[c].prompt;
+            child->parser = dialect_.parser(child->prompt);
+            t.spawn_slots[c] = child->rec.id;
+            ids.push_back(child->rec.id);
+            r.queue.push_back(child->rec.id);
+            r.threads.push_back(std::move(child));
+        }
+        t.rec.spawns.push_back(ids);
+    }
+    t.spawn = std::move(spawn);
+}
+
+void Runtime::try_join(Request & r, Thread & parent) {
+    std::vector<dialects::ChildResult> results;
+    for (int id : parent.spawn_slots) {
+        if (id < 0) {
+            results.push_back({"", false});
+            continue;
+        }
+        const Thread & c = *r.threads[static_cast<size_t>(id)];
+        if (!ended(c.rec.state)) return;
+        results.push_back({c.rec.text, c.rec.state == ThreadState::done});
+    }
+    const dialects::SpawnRequest spawn = *parent.spawn;
+    const std::string text = dialect_.join(parent.parser->text(), spawn, results);
+    // Keep the cache cells of every token that ends before the spawn block; prefill the rest.
+    const size_t keep = static_cast<size_t>(
+        std::upper_bound(parent.token_end.begin(), parent.token_end.end(), spawn.block_begin) - parent.token_end.begin());
+    const size_t kept_bytes = keep ? parent.token_end[keep - 1] : 0;
+    std::vector<llama::Token> tokens;
+    try {
+        tokens = backend_.model().tokenize(std::string_view(text).substr(kept_bytes));
+        backend_.truncate(parent.seq, static_cast<int32_t>(keep));
+        backend_.append(parent.seq, tokens);
+    } catch (const Error & e) {
+        end_thread(r, parent, ThreadState::failed, std::string("join: ") + e.what());
+        return;
+    }
+    parent.token_end.resize(keep);
+    size_t offset = kept_bytes;
+    for (auto tok : tokens) parent.token_end.push_back(offset += backend_.model().piece(tok).size());
+    parent.rec.inserted_tokens += static_cast<int64_t>(tokens.size());
+    parent.parser = dialect_.parser(text);
+    parent.spawn.reset();
+    parent.spawn_slots.clear();
+    parent.rec.state = ThreadState::running;
+    if (!r.options.script) backend_.set_generating(parent.seq, true);
+    parent.rec.max_context = std::max<int64_t>(parent.rec.max_context, backend_.length(parent.seq));
+    check_limits(r, parent);
+}
+
+void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::string & reason) {
+    if (ended(t.rec.state)) return;
+    // A parent that ends takes its running children with it.
+    for (int id : t.spawn_slots) {
+        if (id >= 0) end_thread(r, *r.threads[static_cast<size_t>(id)], ThreadState::cancelled, "parent ended");
+    }
+    if (t.rec.state == ThreadState::queued) {
+        r.queue.erase(std::remove(r.queue.begin(), r.queue.end(), t.rec.id), r.queue.end());
+    }
+    if (t.seq >= 0 && backend_.live(t.seq)) {
+        backend_.close(t.seq);
+        by_seq_.erase(t.seq);
+        --live_threads_;
+        --r.live;
+    }
+    t.rec.state = state;
+    t.rec.end_reason = reason;
+    t.rec.end_s = now_s(r);
+    t.rec.text = t.parser->text();
+    if (t.rec.id == 0) {
+        r.root_ended = true;
+        r.result.ok = state == ThreadState::done;
+        r.result.end_reason = reason;
+        r.result.text = t.rec.text;
+        for (auto & other : r.threads) {
+            if (!ended(other->rec.state)) end_thread(r, *other, ThreadState::cancelled, "request ended");
+        }
+    }
+}
+
+void Runtime::end_request(Request & r, const std::string & reason) {
+    end_thread(r, *r.threads[0], ThreadState::cancelled, reason);
+}
+
+void Runtime::cancel(RequestId request, const std::string & reason) {
+    auto it = requests_.find(request);
+    if (it == requests_.end() || it->second->result.finished) return;
+    end_request(*it->second, reason);
+    finalize(*it->second);
+}
+
+void Runtime::finalize(Request & r) {
+    if (r.result.finished || !r.root_ended) return;
+    Metrics & m = r.result.metrics;
+    m.threads = static_cast<int>(r.threads.size());
+    std::vector<int64_t> chain(r.threads.size(), 0);
+    for (size_t i = r.threads.size(); i-- > 0;) {  // children have larger ids than their parents
+        const ThreadRecord & t = r.threads[i]->rec;
+        m.total_tokens += t.prompt_tokens + t.generated_tokens + t.inserted_tokens;
+        m.generated_tokens += t.generated_tokens;
+        m.max_context_tokens = std::max(m.max_context_tokens, t.max_context);
+        int64_t c = t.generated_tokens;
+        for (const auto & spawn : t.spawns) {
+            int64_t longest = 0;
+            for (int id : spawn) longest = std::max(longest, chain[static_cast<size_t>(id)]);
+            c += longest;
+        }
+        chain[i] = c;
+    }
+    m.sequential_tokens = chain[0];
+    m.decode_steps = steps_ - r.steps_at_start;
+    m.mean_batch = m.decode_steps ? static_cast<double>(decoded_ - r.decoded_at_start) / static_cast<double>(m.decode_steps) : 0.0;
+    m.wall_s = now_s(r);
+    for (const auto & t : r.threads) r.result.threads.push_back(t->rec);
+    r.result.finished = true;
+}
+
+bool Runtime::step() {
+    admit();
+    feed_scripts();
+    if (backend_.has_pending()) {
+        const auto & res = backend_.step();
+        ++steps_;
+        decoded_ += res.n_decoded;
+        for (const auto & s : res.sampled) {
+            auto it = by_seq_.find(s.seq);
+            if (it == by_seq_.end()) continue;
+            Request & r = *requests_.at(it->second.first);
+            Thread & t = *r.threads[static_cast<size_t>(it->second.second)];
+            if (t.rec.state != ThreadState::running) continue;
+            ++t.rec.generated_tokens;
+            ++r.generated;
+            if (backend_.model().is_end_of_generation(s.token)) {
+                end_thread(r, t, ThreadState::done, "");
+                continue;
+            }
+            const std::string & piece = backend_.model().piece(s.token);
+            t.token_end.push_back(t.parser->text().size() + piece.size());
+            on_text(r, t, piece);
+        }
+        if (res.n_decoded == 0 && !res.blocked.empty()) {
+            // Nothing could advance: the youngest blocked thread gives its cells back.
+            Thread * victim = nullptr;
+            Request * owner = nullptr;
+            for (const auto & b : res.blocked) {
+                auto it = by_seq_.find(b.seq);
+                if (it == by_seq_.end()) continue;
+                Request & r = *requests_.at(it->second.first);
+                Thread & t = *r.threads[static_cast<size_t>(it->second.second)];
+                if (!victim || t.rec.start_s > victim->rec.start_s) {
+                    victim = &t;
+                    owner = &r;
+                }
+            }
+            if (victim) end_thread(*owner, *victim, ThreadState::failed, "kv cache full");
+        }
+    }
+    bool active = false;
+    for (auto & [rid, rp] : requests_) {
+        Request & r = *rp;
+        if (r.result.finished) continue;
+        if (!r.root_ended) {
+            if (r.generated >= limits_.total_token_budget) {
+                end_request(r, "total token budget (" + std::to_string(limits_.total_token_budget) + ")");
+            } else if (limits_.timeout_s > 0 && now_s(r) > limits_.timeout_s) {
+                end_request(r, "timeout");
+            }
+        }
+        for (size_t i = 0; i < r.threads.size() && !r.root_ended; ++i) {
+            if (r.threads[i]->rec.state == ThreadState::waiting) try_join(r, *r.threads[i]);
+        }
+        finalize(r);
+        active |= !r.result.finished;
+    }
+    return active;
+}
+
+void Runtime::run() {
+    while (step()) {
+    }
+}
+
+}  // namespace forkjoin::runtime

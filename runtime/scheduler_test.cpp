@@ -1,0 +1,218 @@
+// The runtime on a real llama.cpp model (the 1M test model): scripted token streams drive it
+// through adversarial markup, sampled streams through budgets and concurrency.
+#include "dialects/apr.h"
+#include "runtime/scheduler.h"
+#include "tools/testmodel/test_model.h"
+
+#include <gtest/gtest.h>
+
+using namespace forkjoin;
+using namespace forkjoin::runtime;
+
+namespace {
+
+std::shared_ptr<const llama::Model> tiny_model() {
+    static std::shared_ptr<const llama::Model> model = llama::Model::load(
+        testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, testmodel::test_model_spec("1M")));
+    return model;
+}
+
+llama::BackendOptions backend_options(uint32_t n_ctx = 8192) {
+    llama::BackendOptions o;
+    o.n_ctx = n_ctx;
+    o.n_seq_max = 32;
+    o.n_batch = 512;
+    return o;
+}
+
+const std::string kRoot = "Moving to Node #0\nCurrent State: 12:[4, 6, 2], Operations: []\n";
+
+// A thread that expands its node into two generated nodes and spawns a sub search on each.
+std::string spawn_text(const std::string & node) {
+    return "Exploring Operation: 4+2=6, Resulting Numbers: [6, 6]\n"
+           "Generated Node #" + node + ",0: 12:[6, 6] Operation: 4+2=6\n"
+           "Exploring Operation: 6-4=2, Resulting Numbers: [2, 2]\n"
+           "Generated Node #" + node + ",1: 12:[2, 2] Operation: 6-4=2\n"
+           "<Calling Sub Searches>\n"
+           "<Start Sub Search 0 at level 1> Moving to Node #" + node + ",0\n"
+           "<Start Sub Search 1 at level 1> Moving to Node #" + node + ",1\n"
+           "<End Calling Sub Searches>\n";
+}
+
+std::string node_of(const ThreadRecord & t) {
+    const std::string key = "Moving to Node #";
+    const size_t at = t.text.find(key);
+    return t.text.substr(at + key.size(), t.text.find('\n', at) - at - key.size());
+}
+
+int count(const std::string & s, const std::string & what) {
+    int n = 0;
+    for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+    return n;
+}
+
+}  // namespace
+
+// Every thread spawns whenever it can: depth and width limits hold, refused spawns are recorded and
+// joined at once, every thread ends, every token is accounted for.
+TEST(Runtime, EndlessSpawningIsBoundedByDepthAndWidth) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const auto apr = dialects::make_apr_dialect();
+    Limits limits;
+    limits.max_depth = 2;
+    limits.max_children = 2;
+    Runtime rt(backend, *apr, limits);
+    RequestOptions o;
+    o.script = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.text.find("<Sub Searches>") != std::string::npos) {
+            if (t.text.ends_with("<End Sub Searches>\n")) return std::string("No solution found.\n");
+            return std::nullopt;
+        }
+        return spawn_text(node_of(t));  // spawns again and again
+    };
+    const RequestId id = rt.submit(kRoot, o);
+    rt.run();
+    const auto & r = rt.result(id);
+    ASSERT_TRUE(r.finished);
+    EXPECT_TRUE(r.ok) << r.end_reason;
+    ASSERT_EQ(r.threads.size(), 1u + 2u + 4u);  // root, 2 children, 4 grandchildren; no deeper
+    int refused = 0;
+    for (const auto & t : r.threads) {
+        EXPECT_EQ(t.state, ThreadState::done) << t.id << " " << t.end_reason;
+        EXPECT_LE(t.depth, 2);
+        if (t.depth == 2) {
+            ASSERT_EQ(t.notes.size(), 1u);
+            EXPECT_NE(t.notes[0].find("depth limit"), std::string::npos);
+            ++refused;
+            // A refused spawn joins at once with every sub search unsolved.
+            EXPECT_EQ(count(t.text, "<No Solution in Sub Search"), 2) << t.text;
+        }
+    }
+    EXPECT_EQ(refused, 4);
+    EXPECT_EQ(count(r.text, "<Sub Searches>"), 1);
+    EXPECT_EQ(r.text.find("<Calling Sub Searches>"), std::string::npos);  // the join replaced the block
+    int64_t total = 0;
+    for (const auto & t : r.threads) total += t.prompt_tokens + t.generated_tokens + t.inserted_tokens;
+    EXPECT_EQ(r.metrics.total_tokens, total);
+    // Longest chain: root's own tokens + a child's + a grandchild's.
+    const auto & root = r.threads[0];
+    const auto & child = r.threads[1];
+    const auto & grandchild = r.threads[3];
+    EXPECT_EQ(r.metrics.sequential_tokens, root.generated_tokens + child.generated_tokens + grandchild.generated_tokens);
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+    EXPECT_EQ(backend.usage().cells_used, 0u);
+}
+
+TEST(Runtime, WideSpawnsAreTrimmedAndTheRestJoinAsNotRun) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const auto apr = dialects::make_apr_dialect();
+    Limits limits;
+    limits.max_children = 1;
+    Runtime rt(backend, *apr, limits);
+    RequestOptions o;
+    o.script = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.depth == 1) {
+            if (t.text.find("Goal Reached") != std::string::npos) return std::nullopt;
+            return std::string("Exploring Operation: 6+6=12, Resulting Numbers: [12]\n12,12 equal: Goal Reached\n"
+                               "Moving to Node #0,0\nCurrent State: 12:[6, 6], Operations: ['4+2=6']\n"
+                               "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n12,12 equal: Goal Reached\n");
+        }
+        if (t.text.ends_with("<End Sub Searches>\n")) return std::string("12,12 equal: Goal Reached\n");
+        if (t.text.find("<Sub Searches>") != std::string::npos) return std::nullopt;
+        return spawn_text("0");
+    };
+    const RequestId id = rt.submit(kRoot, o);
+    rt.run();
+    const auto & r = rt.result(id);
+    ASSERT_TRUE(r.ok);
+    ASSERT_EQ(r.threads.size(), 2u);
+    EXPECT_NE(r.threads[0].notes.at(0).find("ran 1 of 2"), std::string::npos);
+    EXPECT_NE(r.text.find("<Goal Reached in Sub Search 0 at level 1 at Node #0,0>\nMoving to Node #0,0\n"), std::string::npos) << r.text;
+    EXPECT_NE(r.text.find("<No Solution in Sub Search 1 at level 1 at Node #0,1>\n"), std::string::npos) << r.text;
+    // The join kept the parent's cache up to the spawn block: it prefilled about the join text only.
+    const int64_t join_tokens = static_cast<int64_t>(tiny_model()->tokenize(
+        r.text.substr(r.text.find("<Sub Searches>"), r.text.find("<End Sub Searches>\n") + 19 - r.text.find("<Sub Searches>"))).size());
+    EXPECT_LE(r.threads[0].inserted_tokens, join_tokens + 2);
+    EXPECT_GE(r.threads[0].inserted_tokens, join_tokens);
+}
+
+// Text that never stops: the thread's token budget ends it; the request's total budget ends many.
+TEST(Runtime, NeverStoppingThreadsHitTheirBudgets) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const auto apr = dialects::make_apr_dialect();
+    Limits limits;
+    limits.thread_token_budget = 50;
+    Runtime rt(backend, *apr, limits);
+    RequestOptions o;
+    o.script = [](const ThreadRecord &) -> std::optional<std::string> { return std::string("and on "); };
+    const RequestId a = rt.submit(kRoot, o);
+    rt.run();
+    EXPECT_FALSE(rt.result(a).ok);
+    EXPECT_NE(rt.result(a).end_reason.find("token budget"), std::string::npos);
+    EXPECT_LT(rt.result(a).metrics.generated_tokens, 50 + 8);
+
+    Limits total;
+    total.total_token_budget = 120;
+    total.thread_token_budget = 100000;
+    total.max_depth = 5;
+    Runtime rt2(backend, *apr, total);
+    RequestOptions spawner;
+    spawner.script = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.text.find("<Calling Sub Searches>") == std::string::npos) return spawn_text(node_of(t));
+        return std::string("more ");
+    };
+    const RequestId b = rt2.submit(kRoot, spawner);
+    rt2.run();
+    EXPECT_NE(rt2.result(b).end_reason.find("total token budget"), std::string::npos);
+    for (const auto & t : rt2.result(b).threads) EXPECT_NE(t.state, ThreadState::running);
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+}
+
+// Sampled threads of several requests share every decode step; a cancelled request frees its sequences.
+TEST(Runtime, ConcurrentSampledRequestsAndCancellation) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const auto plain = dialects::make_plain_dialect();
+    Limits limits;
+    limits.thread_token_budget = 40;
+    Runtime rt(backend, *plain, limits);
+    std::vector<RequestId> ids;
+    for (int i = 0; i < 6; ++i) {
+        RequestOptions o;
+        o.sampling.temperature = 0.8f;
+        o.sampling.seed = static_cast<uint64_t>(i);
+        ids.push_back(rt.submit("request " + std::to_string(i) + ": ", o));
+    }
+    for (int i = 0; i < 10; ++i) rt.step();
+    rt.cancel(ids[5], "user cancelled");
+    EXPECT_TRUE(rt.finished(ids[5]));
+    EXPECT_EQ(rt.result(ids[5]).end_reason, "user cancelled");
+    uint32_t unfinished = 0;
+    for (RequestId id : ids) unfinished += rt.finished(id) ? 0u : 1u;
+    EXPECT_EQ(backend.usage().live_sequences, unfinished);  // the cancelled request holds none
+    rt.run();
+    for (int i = 0; i < 5; ++i) {
+        const auto & r = rt.result(ids[static_cast<size_t>(i)]);
+        EXPECT_TRUE(r.finished);
+        EXPECT_GT(r.metrics.generated_tokens, 0);
+        EXPECT_LE(r.metrics.generated_tokens, 40);
+        EXPECT_GT(r.metrics.mean_batch, 3.0);  // the requests were decoded together
+        EXPECT_EQ(r.metrics.sequential_tokens, r.metrics.generated_tokens);
+    }
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+    EXPECT_EQ(backend.usage().cells_used, 0u);
+}
+
+// A prompt the vocabulary cannot encode fails its request with the reason; nothing else is hurt.
+TEST(Runtime, BadPromptFailsOnlyItsRequest) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const auto plain = dialects::make_plain_dialect();
+    Limits limits;
+    limits.thread_token_budget = 10;
+    Runtime rt(backend, *plain, limits);
+    const RequestId bad = rt.submit("caf\xC3\xA9");
+    const RequestId good = rt.submit("cafe");
+    rt.run();
+    EXPECT_FALSE(rt.result(bad).ok);
+    EXPECT_NE(rt.result(bad).end_reason.find("U+00E9"), std::string::npos) << rt.result(bad).end_reason;
+    EXPECT_EQ(rt.result(good).metrics.generated_tokens, 10);
+}

@@ -1,0 +1,30 @@
+// One reasoning thread, as the runtime tracks it and as the trace records it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace forkjoin::runtime {
+
+enum class ThreadState { queued, running, waiting, done, failed, cancelled };
+const char * thread_state_name(ThreadState s);
+
+struct ThreadRecord {
+    int id = 0;
+    int parent = -1;            // -1: the request's root
+    int depth = 0;
+    std::string label;          // what the parent called it (APR: the node id)
+    ThreadState state = ThreadState::queued;
+    std::string end_reason;     // why it failed or was cancelled
+    std::vector<std::vector<int>> spawns;  // children, per spawn
+    int64_t prompt_tokens = 0;     // its starting context
+    int64_t generated_tokens = 0;  // sampled by the model
+    int64_t inserted_tokens = 0;   // decoded for it but not generated: join text the dialect wrote
+    int64_t max_context = 0;       // longest its context grew
+    double start_s = 0, end_s = 0; // since the request started
+    std::string text;              // its final context
+    std::vector<std::string> notes;  // limit decisions taken for it (refused or trimmed spawns)
+};
+
+}  // namespace forkjoin::runtime
