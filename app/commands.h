@@ -27,4 +27,18 @@ struct BenchBackendArgs {
 void add_bench_backend_options(CLI::App & cmd, BenchBackendArgs & args);
 int run_bench_backend(const BenchBackendArgs & args);
 
+struct CountdownArgs {
+    std::string model;  // empty: the shipped model
+    std::string strategy = "native";
+    int context = 0;
+    std::string prompt_style = "forkjoin";
+    int max_children = 8;
+    int concurrency = 16;
+    int64_t kv_cells = 262144;
+};
+
+void add_countdown_options(CLI::App & cmd, CountdownArgs & args);
+int run_bench_countdown(const CountdownArgs & args, const std::string & problems_path, int limit, bool json);
+int run_countdown_once(const CountdownArgs & args, const std::string & json_line);
+
 }  // namespace forkjoin::app

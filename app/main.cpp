@@ -1,9 +1,12 @@
 // forkjoin: the command-line entry point.
 //   forkjoin --version
 //   forkjoin bench backend [--json] [--sizes 1M,10M,50M]
+//   forkjoin bench countdown --problems FILE.jsonl --strategy sequential|native [--context N] [--json]
+//   forkjoin run --task countdown '{"nums":[3,7,9,5],"target":24}'
 #include "app/commands.h"
 #include "base/error.h"
 #include "base/version.h"
+#include "tasks/countdown/solver.h"
 
 #include <CLI/CLI.hpp>
 
@@ -21,9 +24,53 @@ int main(int argc, char ** argv) {
     auto * bench_backend = bench->add_subcommand("backend", "batched decode, fork, KV join and memory of the llama backend");
     forkjoin::app::add_bench_backend_options(*bench_backend, backend_args);
 
+    forkjoin::app::CountdownArgs cd_args;
+    std::string problems_path;
+    int limit = 0;
+    bool cd_json = false;
+    auto * bench_cd = bench->add_subcommand("countdown", "Countdown accuracy and cost of a strategy, strictly verified");
+    bench_cd->add_option("--problems", problems_path, "JSON Lines: {\"nums\": [...], \"target\": N}")->required();
+    bench_cd->add_option("--limit", limit, "first N problems only");
+    bench_cd->add_flag("--json", cd_json, "print one JSON object");
+    forkjoin::app::add_countdown_options(*bench_cd, cd_args);
+
+    std::string task, problem;
+    auto * run = app.add_subcommand("run", "solve one problem and print the verified answer");
+    run->add_option("--task", task, "countdown")->required();
+    run->add_option("problem", problem, "the problem as a JSON line")->required();
+    forkjoin::app::add_countdown_options(*run, cd_args);
+
+    int gen_n = 500;
+    uint64_t gen_seed = 1;
+    forkjoin::countdown::GeneratorOptions gen_options;
+    std::string gen_out;
+    auto * gen = app.add_subcommand("generate", "write seeded, solvable problems as JSON Lines");
+    auto * gen_cd = gen->add_subcommand("countdown", "Countdown problems");
+    gen->require_subcommand(1);
+    gen_cd->add_option("-n", gen_n, "problems")->capture_default_str();
+    gen_cd->add_option("--seed", gen_seed)->capture_default_str();
+    gen_cd->add_option("--count", gen_options.count, "numbers per problem")->capture_default_str();
+    gen_cd->add_option("--min", gen_options.min_number)->capture_default_str();
+    gen_cd->add_option("--max", gen_options.max_number)->capture_default_str();
+    gen_cd->add_option("--min-target", gen_options.min_target)->capture_default_str();
+    gen_cd->add_option("--max-target", gen_options.max_target)->capture_default_str();
+    gen_cd->add_option("-o,--output", gen_out, "JSONL file")->required();
+
     CLI11_PARSE(app, argc, argv);
     try {
         if (bench_backend->parsed()) return forkjoin::app::run_bench_backend(backend_args);
+        if (bench_cd->parsed()) return forkjoin::app::run_bench_countdown(cd_args, problems_path, limit, cd_json);
+        if (gen_cd->parsed()) {
+            forkjoin::countdown::ProblemGenerator g(gen_seed, gen_options);
+            std::vector<forkjoin::countdown::Problem> problems;
+            for (int i = 0; i < gen_n; ++i) problems.push_back(g.next());
+            forkjoin::countdown::save_problems(gen_out, problems);
+            return 0;
+        }
+        if (run->parsed()) {
+            if (task != "countdown") throw forkjoin::Error(forkjoin::ErrorCode::invalid_argument, "unknown task '" + task + "' (countdown)");
+            return forkjoin::app::run_countdown_once(cd_args, problem);
+        }
     } catch (const forkjoin::Error & e) {
         std::fprintf(stderr, "forkjoin: error (%s): %s\n", forkjoin::error_code_name(e.code()), e.what());
         return 1;

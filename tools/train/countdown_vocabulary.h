@@ -7,14 +7,14 @@
 // so training and inference cannot disagree.
 #pragma once
 
+#include "tasks/countdown/prompts.h"
 #include "tools/gguf/llama_gguf_writer.h"
 
 namespace forkjoin::train {
 
-// The prompt tag that selects the mode: a thread that may spawn (APR) or one that never does
-// (SoS+). Children of a parallel thread are sequential searches and carry the sequential tag.
-inline constexpr const char * kSequentialTag = "<|sequential|>\n";
-inline constexpr const char * kParallelTag = "<|parallel|>\n";
+// The mode tags (tasks/countdown/prompts.h) are single tokens of this vocabulary.
+using countdown::kParallelTag;
+using countdown::kSequentialTag;
 inline constexpr int kEosId = 2;
 
 gguf::Vocabulary countdown_vocabulary();

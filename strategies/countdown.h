@@ -1,0 +1,38 @@
+// Countdown through the runtime: each problem becomes one request, run as a strategy, and its
+// answer is read from the root's final text and checked by the strict verifier.
+//   sequential: one thread that never spawns (the baseline; spawns are refused by depth limit 0)
+//   native:     the model decides through the apr dialect (fresh children, text join)
+#pragma once
+
+#include "backends/llama/backend.h"
+#include "runtime/scheduler.h"
+#include "tasks/countdown/prompts.h"
+
+#include <string>
+#include <vector>
+
+namespace forkjoin::strategies {
+
+enum class CountdownStrategy { sequential, native };
+CountdownStrategy parse_countdown_strategy(const std::string & name);  // throws invalid_argument
+
+struct CountdownOptions {
+    CountdownStrategy strategy = CountdownStrategy::native;
+    countdown::PromptStyle style = countdown::PromptStyle::forkjoin;
+    runtime::Limits limits;        // max_context is the per-thread context window
+    llama::Sampling sampling;      // greedy by default
+    int concurrent_requests = 16;  // problems in flight at once
+};
+
+struct CountdownOutcome {
+    countdown::Problem problem;
+    bool solved = false;           // verified
+    std::string reason;            // why not
+    std::string expression;        // e.g. "(7+5)+(9+3)" when solved
+    runtime::RequestResult run;
+};
+
+std::vector<CountdownOutcome> run_countdown(llama::LlamaBackend & backend, const std::vector<countdown::Problem> & problems,
+                                            const CountdownOptions & options);
+
+}  // namespace forkjoin::strategies
