@@ -30,6 +30,9 @@ strategies::CountdownOptions options_from(const CountdownArgs & a) {
     o.limits.thread_token_budget = a.context > 0 ? a.context : 4096;
     o.limits.max_children = a.max_children;
     o.concurrent_requests = a.concurrency;
+    o.samples = a.samples;
+    o.sampling.temperature = a.temperature;
+    o.sampling.seed = a.seed;
     return o;
 }
 
@@ -51,6 +54,9 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
     cmd.add_option("--max-children", a.max_children)->capture_default_str();
     cmd.add_option("--concurrency", a.concurrency, "problems in flight at once")->capture_default_str();
     cmd.add_option("--kv-cells", a.kv_cells, "KV cache cells shared by all threads")->capture_default_str();
+    cmd.add_option("--samples", a.samples, "self-consistency: samples per problem")->capture_default_str();
+    cmd.add_option("--temperature", a.temperature, "0: greedy")->capture_default_str();
+    cmd.add_option("--seed", a.seed)->capture_default_str();
 }
 
 int run_bench_countdown(const CountdownArgs & a, const std::string & problems_path, int limit, bool json) {
@@ -63,11 +69,11 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     double solved = 0, total = 0, seq = 0, ctx = 0, wall = 0, threads = 0;
     for (const auto & o : outcomes) {
         solved += o.solved;
-        total += static_cast<double>(o.run.metrics.total_tokens);
-        seq += static_cast<double>(o.run.metrics.sequential_tokens);
-        ctx += static_cast<double>(o.run.metrics.max_context_tokens);
-        wall += o.run.metrics.wall_s;
-        threads += o.run.metrics.threads;
+        total += static_cast<double>(o.metrics.total_tokens);
+        seq += static_cast<double>(o.metrics.sequential_tokens);
+        ctx += static_cast<double>(o.metrics.max_context_tokens);
+        wall += o.metrics.wall_s;
+        threads += o.metrics.threads;
     }
     const double n = static_cast<double>(outcomes.size());
     nlohmann::json j = {{"n", outcomes.size()},          {"strategy", a.strategy},

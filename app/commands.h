@@ -35,6 +35,9 @@ struct CountdownArgs {
     int max_children = 8;
     int concurrency = 16;
     int64_t kv_cells = 262144;
+    int samples = 4;
+    float temperature = 0.0f;
+    uint64_t seed = 0;
 };
 
 void add_countdown_options(CLI::App & cmd, CountdownArgs & args);

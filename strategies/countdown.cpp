@@ -10,7 +10,9 @@ namespace forkjoin::strategies {
 CountdownStrategy parse_countdown_strategy(const std::string & name) {
     if (name == "sequential") return CountdownStrategy::sequential;
     if (name == "native") return CountdownStrategy::native;
-    throw Error(ErrorCode::invalid_argument, "unknown strategy '" + name + "' for countdown (sequential, native)");
+    if (name == "self-consistency") return CountdownStrategy::self_consistency;
+    throw Error(ErrorCode::invalid_argument,
+                "unknown strategy '" + name + "' for countdown (sequential, native, self-consistency)");
 }
 
 std::vector<CountdownOutcome> run_countdown(llama::LlamaBackend & backend, const std::vector<countdown::Problem> & problems,
@@ -22,35 +24,56 @@ std::vector<CountdownOutcome> run_countdown(llama::LlamaBackend & backend, const
     runtime::Limits limits = o.limits;
     if (!parallel) limits.max_depth = 0;
     runtime::Runtime rt(backend, *dialect, limits);
-    runtime::RequestOptions request;
-    request.sampling = o.sampling;
+    const int samples = o.strategy == CountdownStrategy::self_consistency ? std::max(1, o.samples) : 1;
+    if (o.strategy == CountdownStrategy::self_consistency && o.sampling.temperature == 0.0f) {
+        throw Error(ErrorCode::invalid_argument, "self-consistency needs sampling (temperature > 0)");
+    }
 
     std::vector<CountdownOutcome> out(problems.size());
-    std::deque<std::pair<runtime::RequestId, size_t>> in_flight;
-    size_t next = 0;
-    auto collect = [&](runtime::RequestId id, size_t i) {
-        CountdownOutcome & c = out[i];
-        c.problem = problems[i];
-        c.run = rt.result(id);
-        const auto path = countdown::extract_solution(c.run.text);
+    std::vector<int> pending(problems.size(), samples);
+    struct Job { runtime::RequestId id; size_t problem; };
+    std::deque<Job> in_flight;
+    size_t next_problem = 0;
+    int next_sample = 0;
+    auto collect = [&](const Job & job) {
+        CountdownOutcome & c = out[job.problem];
+        const runtime::RequestResult & run = rt.result(job.id);
+        c.problem = problems[job.problem];
+        c.metrics.total_tokens += run.metrics.total_tokens;
+        c.metrics.generated_tokens += run.metrics.generated_tokens;
+        c.metrics.sequential_tokens = std::max(c.metrics.sequential_tokens, run.metrics.sequential_tokens);
+        c.metrics.max_context_tokens = std::max(c.metrics.max_context_tokens, run.metrics.max_context_tokens);
+        c.metrics.wall_s = std::max(c.metrics.wall_s, run.metrics.wall_s);
+        c.metrics.threads += run.metrics.threads;
+        c.metrics.decode_steps = std::max(c.metrics.decode_steps, run.metrics.decode_steps);
+        if (c.solved) return;
+        c.run = run;
+        const auto path = countdown::extract_solution(run.text);
         if (!path.error.empty()) {
-            c.reason = c.run.ok ? path.error : c.run.end_reason + "; " + path.error;
+            c.reason = run.ok ? path.error : run.end_reason + "; " + path.error;
             return;
         }
-        const auto verdict = countdown::verify(problems[i], path.steps);
+        const auto verdict = countdown::verify(problems[job.problem], path.steps);
         c.solved = verdict.ok;
         c.reason = verdict.reason;
-        if (c.solved) c.expression = countdown::to_expression(problems[i], path.steps);
+        if (c.solved) c.expression = countdown::to_expression(problems[job.problem], path.steps);
     };
-    while (next < problems.size() || !in_flight.empty()) {
-        while (next < problems.size() && static_cast<int>(in_flight.size()) < o.concurrent_requests) {
-            in_flight.emplace_back(rt.submit(countdown::root_context(problems[next], parallel, o.style), request), next);
-            ++next;
+    while (next_problem < problems.size() || !in_flight.empty()) {
+        while (next_problem < problems.size() && static_cast<int>(in_flight.size()) < o.concurrent_requests) {
+            runtime::RequestOptions request;
+            request.sampling = o.sampling;
+            request.sampling.seed = o.sampling.seed * 1000003ull + static_cast<uint64_t>(next_sample) * 7919ull;
+            in_flight.push_back({rt.submit(countdown::root_context(problems[next_problem], parallel, o.style), request),
+                                 next_problem});
+            if (++next_sample == samples) {
+                next_sample = 0;
+                ++next_problem;
+            }
         }
         rt.step();
         for (auto it = in_flight.begin(); it != in_flight.end();) {
-            if (rt.finished(it->first)) {
-                collect(it->first, it->second);
+            if (rt.finished(it->id)) {
+                collect(*it);
                 it = in_flight.erase(it);
             } else {
                 ++it;

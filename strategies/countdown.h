@@ -2,6 +2,9 @@
 // answer is read from the root's final text and checked by the strict verifier.
 //   sequential: one thread that never spawns (the baseline; spawns are refused by depth limit 0)
 //   native:     the model decides through the apr dialect (fresh children, text join)
+//   self-consistency: `samples` independent sequential threads per problem (sampled, seeds differ),
+//               merged by the strict verifier: solved when any sample's answer verifies. Costs add
+//               up (total tokens), the chain is the longest sample (sequential tokens).
 #pragma once
 
 #include "backends/llama/backend.h"
@@ -13,7 +16,7 @@
 
 namespace forkjoin::strategies {
 
-enum class CountdownStrategy { sequential, native };
+enum class CountdownStrategy { sequential, native, self_consistency };
 CountdownStrategy parse_countdown_strategy(const std::string & name);  // throws invalid_argument
 
 struct CountdownOptions {
@@ -21,7 +24,8 @@ struct CountdownOptions {
     countdown::PromptStyle style = countdown::PromptStyle::forkjoin;
     runtime::Limits limits;        // max_context is the per-thread context window
     llama::Sampling sampling;      // greedy by default
-    int concurrent_requests = 16;  // problems in flight at once
+    int concurrent_requests = 16;  // requests in flight at once
+    int samples = 4;               // self-consistency: threads per problem
 };
 
 struct CountdownOutcome {
@@ -29,7 +33,8 @@ struct CountdownOutcome {
     bool solved = false;           // verified
     std::string reason;            // why not
     std::string expression;        // e.g. "(7+5)+(9+3)" when solved
-    runtime::RequestResult run;
+    runtime::RequestResult run;    // self-consistency: the verified sample, else the last one
+    runtime::Metrics metrics;      // the problem's cost, all samples together
 };
 
 std::vector<CountdownOutcome> run_countdown(llama::LlamaBackend & backend, const std::vector<countdown::Problem> & problems,
