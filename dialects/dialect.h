@@ -19,16 +19,20 @@ namespace forkjoin::dialects {
 
 struct ChildRequest {
     std::string label;   // what the parent called it (APR: the node id, e.g. "0,1")
-    std::string prompt;  // a fresh child's whole starting context
+    std::string prompt;  // fresh child: its whole starting context; forked child: text appended after the fork
+    bool forked = false; // forked: shares the parent's context (KV) up to the spawn point
 };
 
 struct SpawnRequest {
     std::vector<ChildRequest> children;
-    size_t block_begin = 0;  // byte range of the spawn block in the thread's text; the join replaces it
+    size_t block_begin = 0;  // text join: byte range of the spawn block in the thread's text, replaced by the join
     size_t block_end = 0;
+    bool kv_join = false;    // the children's own text (and KV cells) is appended to the parent in order
 };
 
-enum class EventKind { spawn, malformed };
+// spawn: start children and wait for them. end: the thread's part is over (a forked child closed
+// its path) without an end-of-text token. malformed: markup that cannot be followed.
+enum class EventKind { spawn, end, malformed };
 
 struct Event {
     EventKind kind;
@@ -37,7 +41,8 @@ struct Event {
 };
 
 struct ChildResult {
-    std::string text;    // the child's whole text (prompt and generation, no end-of-text token)
+    std::string text;    // fresh child: its whole text (prompt and generation, no end-of-text token);
+                         // forked child: its own text after the fork point
     bool finished = true;  // false: the child was cut off (budget, timeout, failure)
 };
 
@@ -56,12 +61,23 @@ class Dialect {
 public:
     virtual ~Dialect() = default;
     virtual std::string name() const = 0;
-    // A parser for a thread whose context starts with `prompt` (the prompt is part of text()).
+    // A parser for a thread whose context starts with `prompt` (the prompt is part of text() and
+    // is not scanned for markup).
     virtual std::unique_ptr<ThreadParser> parser(std::string prompt) const = 0;
+    // A parser for a child thread (for a forked child, `context` includes the parent's text).
+    virtual std::unique_ptr<ThreadParser> child_parser(std::string context, const ChildRequest &) const {
+        return parser(std::move(context));
+    }
     // The parent's new context after its children ran: its text with the spawn block replaced.
     virtual std::string join(std::string_view parent_text, const SpawnRequest & spawn,
                              const std::vector<ChildResult> & results) const = 0;
 };
+
+// "multiverse": <Parallel><Goal><Outline>..</Outline>..</Goal><Path>..</Path>..<Conclusion>..
+// </Conclusion></Parallel>, nestable. At </Goal> one path per outline is forked from the prefix
+// (seeded "<Path>\n"); a path ends at its </Path>; paths never see each other; the KV join appends
+// them in order and the parent goes on (its Conclusion).
+std::unique_ptr<Dialect> make_multiverse_dialect();
 
 // "plain": no markup; a thread never spawns.
 std::unique_ptr<Dialect> make_plain_dialect();

@@ -30,6 +30,10 @@ struct Runtime::Thread {
     std::vector<size_t> token_end;  // byte offset in the text after each token of the sequence
     std::optional<dialects::SpawnRequest> spawn;
     std::vector<int> spawn_slots;   // child id per requested child; -1: not run (limits)
+    dialects::ChildRequest request; // how its parent asked for it (children only)
+    size_t own_from = 0;            // forked child: where its own text starts
+    size_t parent_tokens = 0;       // forked child: the parent's tokens when forked
+    bool awaiting_splice = false;   // forked child that ended: its cells wait for the KV join
 };
 
 struct Runtime::Request {
@@ -92,6 +96,10 @@ void Runtime::admit() {
         Request & r = *rp;
         while (!r.queue.empty() && live_threads_ < limits_.max_threads && r.live < limits_.max_threads_per_request) {
             Thread & t = *r.threads[static_cast<size_t>(r.queue.front())];
+            if (t.request.forked) {
+                if (!admit_forked(r, t)) return;
+                continue;
+            }
             std::vector<llama::Token> tokens;
             try {
                 tokens = backend_.model().tokenize(t.prompt);
@@ -132,6 +140,41 @@ void Runtime::admit() {
     }
 }
 
+bool Runtime::admit_forked(Request & r, Thread & t) {
+    Thread & parent = *r.threads[static_cast<size_t>(t.rec.parent)];
+    std::vector<llama::Token> seed;
+    llama::Sampling sampling = r.options.sampling;
+    sampling.seed += static_cast<uint64_t>(t.rec.id);
+    try {
+        seed = backend_.model().tokenize(t.request.prompt);
+        t.seq = backend_.fork(parent.seq, sampling, /*generating=*/!r.options.script);
+    } catch (const Error & e) {
+        if (e.code() == ErrorCode::sequence_limit) return false;  // wait for a free sequence
+        r.queue.pop_front();
+        end_thread(r, t, ThreadState::failed, e.what());
+        return true;
+    }
+    r.queue.pop_front();
+    by_seq_[t.seq] = {r.id, t.rec.id};
+    ++live_threads_;
+    ++r.live;
+    t.rec.state = ThreadState::running;
+    t.rec.start_s = now_s(r);
+    t.token_end = parent.token_end;
+    t.parent_tokens = parent.token_end.size();
+    size_t offset = t.own_from;
+    for (auto tok : seed) t.token_end.push_back(offset += backend_.model().piece(tok).size());
+    try {
+        backend_.append(t.seq, seed);
+    } catch (const Error & e) {
+        end_thread(r, t, ThreadState::failed, e.what());
+        return true;
+    }
+    t.rec.prompt_tokens = static_cast<int64_t>(seed.size());  // the shared prefix is the parent's
+    t.rec.max_context = backend_.length(t.seq);
+    return true;
+}
+
 void Runtime::feed_scripts() {
     for (auto & [rid, rp] : requests_) {
         Request & r = *rp;
@@ -167,6 +210,10 @@ void Runtime::on_text(Request & r, Thread & t, const std::string & piece) {
     t.rec.max_context = std::max<int64_t>(t.rec.max_context, backend_.length(t.seq));
     if (event && event->kind == dialects::EventKind::malformed) {
         end_thread(r, t, ThreadState::failed, "malformed markup: " + event->reason);
+        return;
+    }
+    if (event && event->kind == dialects::EventKind::end) {
+        end_thread(r, t, ThreadState::done, "");
         return;
     }
     if (event) {
@@ -206,8 +253,14 @@ void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
             child->rec.parent = t.rec.id;
             child->rec.depth = t.rec.depth + 1;
             child->rec.label = spawn.children[c].label;
+            child->request = spawn.children[c];
             child->prompt = spawn.children[c].prompt;
-            child->parser = dialect_.parser(child->prompt);
+            if (child->request.forked) {
+                child->own_from = t.parser->text().size();
+                child->parser = dialect_.child_parser(t.parser->text() + child->prompt, child->request);
+            } else {
+                child->parser = dialect_.child_parser(child->prompt, child->request);
+            }
             t.spawn_slots[c] = child->rec.id;
             ids.push_back(child->rec.id);
             r.queue.push_back(child->rec.id);
@@ -216,6 +269,65 @@ void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
         t.rec.spawns.push_back(ids);
     }
     t.spawn = std::move(spawn);
+}
+
+std::unique_ptr<dialects::ThreadParser> Runtime::make_parser(const Thread & t, std::string text) const {
+    return t.rec.parent < 0 ? dialect_.parser(std::move(text)) : dialect_.child_parser(std::move(text), t.request);
+}
+
+void Runtime::release_seq(Request & r, Thread & t) {
+    if (t.seq >= 0 && backend_.live(t.seq)) backend_.close(t.seq);
+    if (t.seq >= 0) {
+        by_seq_.erase(t.seq);
+        --live_threads_;
+        --r.live;
+    }
+    t.seq = -1;
+    t.awaiting_splice = false;
+}
+
+void Runtime::kv_join(Request & r, Thread & parent, const std::vector<dialects::ChildResult> & results) {
+    std::vector<llama::SeqId> seqs;
+    std::vector<Thread *> spliced;
+    for (int id : parent.spawn_slots) {
+        if (id < 0) continue;
+        Thread & c = *r.threads[static_cast<size_t>(id)];
+        if (c.awaiting_splice && c.seq >= 0) {
+            seqs.push_back(c.seq);
+            spliced.push_back(&c);
+        }
+    }
+    try {
+        backend_.splice(parent.seq, seqs);
+    } catch (const Error & e) {
+        end_thread(r, parent, ThreadState::failed, std::string("KV join: ") + e.what());
+        return;
+    }
+    // The parent's context now holds each spliced child's own tokens, in order.
+    std::string own_texts;
+    for (Thread * c : spliced) {
+        const size_t base = parent.parser->text().size() + own_texts.size();
+        for (size_t k = c->parent_tokens; k < c->token_end.size(); ++k) {
+            parent.token_end.push_back(base + (c->token_end[k] - c->own_from));
+        }
+        own_texts += c->rec.text.substr(c->own_from);
+        by_seq_.erase(c->seq);  // splice closed it
+        --live_threads_;
+        --r.live;
+        c->seq = -1;
+        c->awaiting_splice = false;
+    }
+    std::vector<dialects::ChildResult> joined;
+    for (Thread * c : spliced) joined.push_back({c->rec.text.substr(c->own_from), c->rec.state == ThreadState::done});
+    (void)results;
+    const std::string text = dialect_.join(parent.parser->text(), *parent.spawn, joined);
+    parent.parser = make_parser(parent, text);
+    parent.spawn.reset();
+    parent.spawn_slots.clear();
+    parent.rec.state = ThreadState::running;
+    if (!r.options.script) backend_.set_generating(parent.seq, true);
+    parent.rec.max_context = std::max<int64_t>(parent.rec.max_context, backend_.length(parent.seq));
+    check_limits(r, parent);
 }
 
 void Runtime::try_join(Request & r, Thread & parent) {
@@ -228,6 +340,10 @@ void Runtime::try_join(Request & r, Thread & parent) {
         const Thread & c = *r.threads[static_cast<size_t>(id)];
         if (!ended(c.rec.state)) return;
         results.push_back({c.rec.text, c.rec.state == ThreadState::done});
+    }
+    if (parent.spawn->kv_join) {
+        kv_join(r, parent, results);
+        return;
     }
     const dialects::SpawnRequest spawn = *parent.spawn;
     const std::string text = dialect_.join(parent.parser->text(), spawn, results);
@@ -248,7 +364,7 @@ void Runtime::try_join(Request & r, Thread & parent) {
     size_t offset = kept_bytes;
     for (auto tok : tokens) parent.token_end.push_back(offset += backend_.model().piece(tok).size());
     parent.rec.inserted_tokens += static_cast<int64_t>(tokens.size());
-    parent.parser = dialect_.parser(text);
+    parent.parser = make_parser(parent, text);
     parent.spawn.reset();
     parent.spawn_slots.clear();
     parent.rec.state = ThreadState::running;
@@ -266,11 +382,14 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
     if (t.rec.state == ThreadState::queued) {
         r.queue.erase(std::remove(r.queue.begin(), r.queue.end(), t.rec.id), r.queue.end());
     }
-    if (t.seq >= 0 && backend_.live(t.seq)) {
-        backend_.close(t.seq);
-        by_seq_.erase(t.seq);
-        --live_threads_;
-        --r.live;
+    const bool keep_for_splice = state != ThreadState::cancelled && t.request.forked && t.rec.parent >= 0 &&
+                                 r.threads[static_cast<size_t>(t.rec.parent)]->rec.state == ThreadState::waiting &&
+                                 t.seq >= 0 && backend_.live(t.seq);
+    if (keep_for_splice) {
+        backend_.set_generating(t.seq, false);  // its cells wait for the parent's KV join
+        t.awaiting_splice = true;
+    } else {
+        release_seq(r, t);
     }
     t.rec.state = state;
     t.rec.end_reason = reason;
@@ -340,6 +459,8 @@ bool Runtime::step() {
             ++t.rec.generated_tokens;
             ++r.generated;
             if (backend_.model().is_end_of_generation(s.token)) {
+                // The end-of-text token is not part of the text: never decode it into a context.
+                backend_.truncate(t.seq, backend_.length(t.seq) - 1);
                 end_thread(r, t, ThreadState::done, "");
                 continue;
             }

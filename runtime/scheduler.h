@@ -8,7 +8,8 @@
 // spawn block; the parent keeps the cache cells of everything before the block and prefills only
 // the join text). A parent waiting on children is not runnable; nothing blocks anything else.
 //
-// Children are fresh threads (APR). A full KV cache makes threads wait; if no thread at all can
+// Children are fresh threads (APR: own prompt, text join) or forked threads (Multiverse: they share
+// the parent's cells up to the spawn point and are spliced back in order, no recompute). A full KV cache makes threads wait; if no thread at all can
 // advance, the youngest blocked thread fails ("kv cache full") so the others can.
 //
 // Scripted requests: instead of sampling, each thread's text comes from a script (one piece per
@@ -81,6 +82,10 @@ private:
     struct Request;
     Thread & thread(int request, int id);
     void admit();
+    bool admit_forked(Request & r, Thread & t);  // false: no free sequence yet
+    std::unique_ptr<dialects::ThreadParser> make_parser(const Thread & t, std::string text) const;
+    void release_seq(Request & r, Thread & t);
+    void kv_join(Request & r, Thread & parent, const std::vector<dialects::ChildResult> & results);
     void feed_scripts();
     void on_text(Request & r, Thread & t, const std::string & piece);
     void on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn);

@@ -216,3 +216,69 @@ TEST(Runtime, BadPromptFailsOnlyItsRequest) {
     EXPECT_NE(rt.result(bad).end_reason.find("U+00E9"), std::string::npos) << rt.result(bad).end_reason;
     EXPECT_EQ(rt.result(good).metrics.generated_tokens, 10);
 }
+
+namespace {
+// The live sequence whose tokens spell `text` exactly, if any.
+bool some_sequence_spells(const llama::LlamaBackend & backend, const std::string & text) {
+    for (llama::SeqId s = 0; s < static_cast<llama::SeqId>(backend.options().n_seq_max); ++s) {
+        if (backend.live(s) && backend.model().detokenize(backend.tokens(s)) == text) return true;
+    }
+    return false;
+}
+}  // namespace
+
+// Multiverse: paths forked at </Goal> share the parent's cells, end at </Path>, and are spliced back in
+// order; the parent's cache then spells exactly its text, and nested blocks fork from the path.
+TEST(Runtime, ForkedPathsAreSplicedBackInOrder) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const auto mv = dialects::make_multiverse_dialect();
+    Limits limits;
+    limits.max_depth = 2;
+    Runtime rt(backend, *mv, limits);
+    bool checked_cache = false;
+    RequestOptions o;
+    o.script = [&](const ThreadRecord & t) -> std::optional<std::string> {
+        const size_t own = t.text.rfind("<Path>\n");
+        if (t.depth == 0) {
+            if (t.text.find("<Goal>") == std::string::npos) {
+                return std::string("<Parallel>\n<Goal>\n<Outline>1: add</Outline>\n<Outline>2: multiply</Outline>\n</Goal>\n");
+            }
+            if (t.text.find("<Conclusion>") == std::string::npos) {
+                checked_cache = some_sequence_spells(backend, t.text);
+                return std::string("<Conclusion>both</Conclusion>\n</Parallel>\n");
+            }
+            return std::nullopt;
+        }
+        if (t.depth == 1 && t.label == "2" && t.text.find("<Outline>a") == std::string::npos) {
+            return std::string(" nested\n<Parallel>\n<Goal>\n<Outline>a: x</Outline>\n<Outline>b: y</Outline>\n</Goal>\n");
+        }
+        return " path " + t.label + " at " + std::to_string(own) + "\n</Path>\n";
+    };
+    const std::string prompt = "question: 2 and 3?\n";
+    const RequestId id = rt.submit(prompt, o);
+    rt.run();
+    const auto & r = rt.result(id);
+    ASSERT_TRUE(r.ok) << r.end_reason;
+    ASSERT_EQ(r.threads.size(), 5u);  // root, 2 paths, 2 nested paths under path 2
+    EXPECT_TRUE(checked_cache) << "after the KV join the parent's cache must spell its text";
+    const size_t p1 = r.text.find("<Path>\n1: path 1");
+    const size_t p2 = r.text.find("<Path>\n2: nested");
+    const size_t pa = r.text.find("<Path>\na: path a");
+    const size_t pb = r.text.find("<Path>\nb: path b");
+    const size_t concl = r.text.find("<Conclusion>both");
+    ASSERT_NE(p1, std::string::npos) << r.text;
+    EXPECT_LT(p1, p2);
+    EXPECT_LT(p2, pa);
+    EXPECT_LT(pa, pb);
+    EXPECT_LT(pb, concl);
+    // Siblings never saw each other: each path was written right after its parent's </Goal>.
+    EXPECT_NE(r.text.find("path 1 at " + std::to_string(r.text.find("</Goal>\n") + 8)), std::string::npos) << r.text;
+    EXPECT_NE(r.text.find("path 2 at"), std::string::npos);
+    // Forked children pay only for their own tokens.
+    for (size_t i = 1; i < r.threads.size(); ++i) EXPECT_LT(r.threads[i].prompt_tokens, 10) << i;
+    int64_t total = 0;
+    for (const auto & t : r.threads) total += t.prompt_tokens + t.generated_tokens + t.inserted_tokens;
+    EXPECT_EQ(r.metrics.total_tokens, total);
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+    EXPECT_EQ(backend.usage().cells_used, 0u);
+}
