@@ -79,6 +79,24 @@ public:
 // them in order and the parent goes on (its Conclusion).
 std::unique_ptr<Dialect> make_multiverse_dialect();
 
+// "threadweaver": <Parallel><Outlines><Outline>i: ..</Outline>..</Outlines><Thread>i: ..</Thread>..
+// </Parallel>. At </Outlines> one thread per outline is forked, seeded "\n<Thread>\n{i}:", and
+// stopped at </Thread>; KV join.
+std::unique_ptr<Dialect> make_threadweaver_dialect();
+
+// "npr": <guideline><plan>i: ..</plan>..</guideline><step>\ni: ..</step>..<takeaway>. At
+// </guideline> one step per plan is forked, seeded "<step>\n{i}:", stopped at </step>; KV join.
+std::unique_ptr<Dialect> make_npr_dialect();
+
+// "parallel-r1": <Parallel><Path>..</Path>..</Parallel><Summary>..</Summary>. The model does not
+// plan the paths, so at <Parallel> `width` paths are forked (seeded "<Path>", stopped at </Path>)
+// and spliced back; the model then closes the block and summarises.
+std::unique_ptr<Dialect> make_parallel_r1_dialect(int width = 2);
+
+// Any dialect by name: plain, apr, multiverse, threadweaver, npr, parallel-r1.
+// Throws forkjoin::Error(invalid_argument) for an unknown name.
+std::unique_ptr<Dialect> make_dialect(const std::string & name);
+
 // "plain": no markup; a thread never spawns.
 std::unique_ptr<Dialect> make_plain_dialect();
 
