@@ -4,10 +4,13 @@
 #include "base/error.h"
 #include "strategies/countdown.h"
 #include "tasks/countdown/problem.h"
+#include "trace/svg_plot.h"
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <filesystem>
 
 namespace forkjoin::app {
@@ -57,37 +60,133 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
     cmd.add_option("--samples", a.samples, "self-consistency: samples per problem")->capture_default_str();
     cmd.add_option("--temperature", a.temperature, "0: greedy")->capture_default_str();
     cmd.add_option("--seed", a.seed)->capture_default_str();
+    cmd.add_flag("--sweep", a.sweep, "every --sweep-strategies at every --sweep-contexts; writes REPORT.md and REPORT.svg");
+    cmd.add_option("--sweep-strategies", a.sweep_strategies)->capture_default_str();
+    cmd.add_option("--sweep-contexts", a.sweep_contexts, "per-thread context windows")->capture_default_str();
+    cmd.add_option("--report", a.report, "sweep report path without extension")->capture_default_str();
 }
+
+namespace {
+
+struct Summary {
+    std::string strategy;
+    int context = 0;
+    size_t n = 0;
+    double accuracy = 0, total_tokens = 0, sequential_tokens = 0, max_context_tokens = 0, latency_s = 0, threads = 0;
+    double run_wall_s = 0;  // the whole run's wall time divided by n: throughput, all requests in flight
+};
+
+Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Model> & model,
+                const std::vector<countdown::Problem> & problems) {
+    llama::LlamaBackend backend(model, backend_for(a));
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto outcomes = strategies::run_countdown(backend, problems, options_from(a));
+    Summary s;
+    s.strategy = a.strategy;
+    s.context = a.context;
+    s.n = outcomes.size();
+    for (const auto & o : outcomes) {
+        s.accuracy += o.solved;
+        s.total_tokens += static_cast<double>(o.metrics.total_tokens);
+        s.sequential_tokens += static_cast<double>(o.metrics.sequential_tokens);
+        s.max_context_tokens += static_cast<double>(o.metrics.max_context_tokens);
+        s.latency_s += o.metrics.wall_s;
+        s.threads += o.metrics.threads;
+    }
+    const double n = static_cast<double>(s.n);
+    for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads}) *v /= n;
+    s.run_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / n;
+    return s;
+}
+
+nlohmann::json to_json(const Summary & s) {
+    return {{"n", s.n}, {"strategy", s.strategy}, {"context", s.context}, {"accuracy", s.accuracy},
+            {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens},
+            {"max_context_tokens", s.max_context_tokens}, {"wall_seconds", s.latency_s},
+            {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads}};
+}
+
+std::vector<std::string> split(const std::string & list) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= list.size()) {
+        const size_t comma = list.find(',', start);
+        out.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+}  // namespace
 
 int run_bench_countdown(const CountdownArgs & a, const std::string & problems_path, int limit, bool json) {
     auto problems = countdown::load_problems(problems_path);
     if (limit > 0 && static_cast<size_t>(limit) < problems.size()) problems.resize(static_cast<size_t>(limit));
     if (problems.empty()) throw Error(ErrorCode::invalid_argument, problems_path + " holds no problems");
     auto model = load_model(a.model);
-    llama::LlamaBackend backend(model, backend_for(a));
-    const auto outcomes = strategies::run_countdown(backend, problems, options_from(a));
-    double solved = 0, total = 0, seq = 0, ctx = 0, wall = 0, threads = 0;
-    for (const auto & o : outcomes) {
-        solved += o.solved;
-        total += static_cast<double>(o.metrics.total_tokens);
-        seq += static_cast<double>(o.metrics.sequential_tokens);
-        ctx += static_cast<double>(o.metrics.max_context_tokens);
-        wall += o.metrics.wall_s;
-        threads += o.metrics.threads;
+    if (!a.sweep) {
+        const Summary s = measure(a, model, problems);
+        nlohmann::json j = to_json(s);
+        j["model"] = model->path();
+        if (json) {
+            std::printf("%s\n", j.dump().c_str());
+        } else {
+            std::printf("%s, context %d: accuracy %.1f%% of %zu; per problem: %.0f tokens, %.0f sequential, "
+                        "max context %.0f, %.1f threads, latency %.2f s (%.2f s of the run)\n",
+                        s.strategy.c_str(), s.context, 100.0 * s.accuracy, s.n, s.total_tokens, s.sequential_tokens,
+                        s.max_context_tokens, s.threads, s.latency_s, s.run_wall_s);
+        }
+        return 0;
     }
-    const double n = static_cast<double>(outcomes.size());
-    nlohmann::json j = {{"n", outcomes.size()},          {"strategy", a.strategy},
-                        {"context", a.context},           {"accuracy", solved / n},
-                        {"total_tokens", total / n},      {"sequential_tokens", seq / n},
-                        {"max_context_tokens", ctx / n},  {"wall_seconds", wall / n},
-                        {"threads", threads / n},         {"model", model->path()}};
+    // Sweep: every strategy at every per-thread context window; a markdown table and an SVG plot.
+    std::vector<Summary> points;
+    for (const auto & strategy : split(a.sweep_strategies)) {
+        for (const auto & ctx : split(a.sweep_contexts)) {
+            CountdownArgs point = a;
+            point.strategy = strategy;
+            point.context = std::stoi(ctx);
+            points.push_back(measure(point, model, problems));
+            if (!json) {
+                std::printf("  %s context %d: accuracy %.1f%%\n", strategy.c_str(), point.context, 100.0 * points.back().accuracy);
+                std::fflush(stdout);
+            }
+        }
+    }
+    std::string md = "| strategy | context | accuracy | total tokens | sequential tokens | max context | threads | latency s |\n"
+                     "|---|---|---|---|---|---|---|---|\n";
+    for (const auto & p : points) {
+        char row[256];
+        std::snprintf(row, sizeof row, "| %s | %d | %.1f%% | %.0f | %.0f | %.0f | %.1f | %.2f |\n", p.strategy.c_str(),
+                      p.context, 100.0 * p.accuracy, p.total_tokens, p.sequential_tokens, p.max_context_tokens, p.threads,
+                      p.latency_s);
+        md += row;
+    }
+    std::vector<trace::Panel> panels = {{"per-thread context window", "tokens", true, {}},
+                                        {"total tokens per problem", "tokens", true, {}},
+                                        {"latency per problem", "seconds", true, {}}};
+    for (const auto & strategy : split(a.sweep_strategies)) {
+        trace::Series by_ctx{strategy, {}, {}}, by_total{strategy, {}, {}}, by_wall{strategy, {}, {}};
+        for (const auto & p : points) {
+            if (p.strategy != strategy) continue;
+            by_ctx.x.push_back(p.context);
+            by_total.x.push_back(p.total_tokens);
+            by_wall.x.push_back(p.latency_s);
+            for (auto * ser : {&by_ctx, &by_total, &by_wall}) ser->y.push_back(p.accuracy);
+        }
+        panels[0].series.push_back(by_ctx);
+        panels[1].series.push_back(by_total);
+        panels[2].series.push_back(by_wall);
+    }
+    const std::string svg = trace::svg_line_panels(panels, "accuracy", 0.0, 1.0);
+    std::ofstream(a.report + ".md") << md;
+    std::ofstream(a.report + ".svg") << svg;
     if (json) {
-        std::printf("%s\n", j.dump().c_str());
+        nlohmann::json j = nlohmann::json::array();
+        for (const auto & p : points) j.push_back(to_json(p));
+        std::printf("%s\n", nlohmann::json{{"points", j}, {"model", model->path()}}.dump().c_str());
     } else {
-        std::printf("%s, context %d: accuracy %.1f%% (%d/%zu); per problem: %.0f tokens, %.0f sequential, "
-                    "max context %.0f, %.1f threads, %.2f s\n",
-                    a.strategy.c_str(), a.context, 100.0 * solved / n, static_cast<int>(solved), outcomes.size(), total / n,
-                    seq / n, ctx / n, threads / n, wall / n);
+        std::printf("%s\nwrote %s.md and %s.svg\n", md.c_str(), a.report.c_str(), a.report.c_str());
     }
     return 0;
 }

@@ -38,6 +38,10 @@ struct CountdownArgs {
     int samples = 4;
     float temperature = 0.0f;
     uint64_t seed = 0;
+    bool sweep = false;
+    std::string sweep_strategies = "sequential,native";
+    std::string sweep_contexts = "256,512,1024,2048";
+    std::string report = "countdown-sweep";
 };
 
 void add_countdown_options(CLI::App & cmd, CountdownArgs & args);
