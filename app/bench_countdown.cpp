@@ -4,6 +4,7 @@
 #include "base/error.h"
 #include "strategies/countdown.h"
 #include "tasks/countdown/problem.h"
+#include "trace/chrome_trace.h"
 #include "trace/svg_plot.h"
 
 #include <nlohmann/json.hpp>
@@ -60,6 +61,7 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
     cmd.add_option("--samples", a.samples, "self-consistency: samples per problem")->capture_default_str();
     cmd.add_option("--temperature", a.temperature, "0: greedy")->capture_default_str();
     cmd.add_option("--seed", a.seed)->capture_default_str();
+    cmd.add_option("--trace", a.trace_path, "write the thread trees as Chrome trace JSON (Perfetto)");
     cmd.add_flag("--sweep", a.sweep, "every --sweep-strategies at every --sweep-contexts; writes REPORT.md and REPORT.svg");
     cmd.add_option("--sweep-strategies", a.sweep_strategies)->capture_default_str();
     cmd.add_option("--sweep-contexts", a.sweep_contexts, "per-thread context windows")->capture_default_str();
@@ -67,6 +69,15 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
 }
 
 namespace {
+
+void write_trace(const CountdownArgs & a, const std::vector<strategies::CountdownOutcome> & outcomes) {
+    if (a.trace_path.empty()) return;
+    std::vector<const runtime::RequestResult *> runs;
+    for (const auto & o : outcomes) runs.push_back(&o.run);
+    std::ofstream out(a.trace_path);
+    out << trace::chrome_trace_json(runs);
+    if (!out) throw Error(ErrorCode::io, "cannot write trace '" + a.trace_path + "'");
+}
 
 struct Summary {
     std::string strategy;
@@ -81,6 +92,7 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
     llama::LlamaBackend backend(model, backend_for(a));
     const auto t0 = std::chrono::steady_clock::now();
     const auto outcomes = strategies::run_countdown(backend, problems, options_from(a));
+    write_trace(a, outcomes);
     Summary s;
     s.strategy = a.strategy;
     s.context = a.context;
@@ -197,7 +209,9 @@ int run_countdown_once(const CountdownArgs & a, const std::string & json_line) {
     CountdownArgs one = a;
     one.concurrency = 1;
     llama::LlamaBackend backend(model, backend_for(one));
-    const auto out = strategies::run_countdown(backend, {problem}, options_from(one)).at(0);
+    const auto outcomes = strategies::run_countdown(backend, {problem}, options_from(one));
+    write_trace(one, outcomes);
+    const auto & out = outcomes.at(0);
     if (out.solved) {
         std::printf("%s = %d\n", out.expression.c_str(), problem.target);
         return 0;

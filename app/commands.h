@@ -42,6 +42,7 @@ struct CountdownArgs {
     std::string sweep_strategies = "sequential,native";
     std::string sweep_contexts = "256,512,1024,2048";
     std::string report = "countdown-sweep";
+    std::string trace_path;  // write the runs' thread trees as Chrome trace JSON
 };
 
 void add_countdown_options(CLI::App & cmd, CountdownArgs & args);
