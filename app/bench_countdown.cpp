@@ -3,6 +3,7 @@
 #include "app/commands.h"
 #include "base/error.h"
 #include "strategies/countdown.h"
+#include "strategies/text.h"
 #include "tasks/countdown/problem.h"
 #include "trace/chrome_trace.h"
 #include "trace/svg_plot.h"
@@ -218,6 +219,33 @@ int run_countdown_once(const CountdownArgs & a, const std::string & json_line) {
     }
     std::printf("failed: %s\n", out.reason.c_str());
     return 2;
+}
+
+}  // namespace forkjoin::app
+
+namespace forkjoin::app {
+
+int run_text_once(const CountdownArgs & a, const std::string & question, const std::string & templates_path, int max_items) {
+    if (a.model.empty()) throw Error(ErrorCode::invalid_argument, "--task text needs --model (an instruct model's GGUF)");
+    auto model = load_model(a.model);
+    strategies::TextOptions o;
+    o.strategy = a.strategy == "native" ? "sequential" : a.strategy;
+    o.samples = a.samples;
+    o.max_items = max_items;
+    o.sampling.temperature = a.temperature;
+    o.sampling.seed = a.seed;
+    o.limits.thread_token_budget = a.context > 0 ? a.context : 1024;
+    if (!templates_path.empty()) o.templates = strategies::load_templates(templates_path);
+    llama::BackendOptions b;
+    b.n_seq_max = static_cast<uint32_t>(std::max(8, std::max(a.samples, max_items) + 2));
+    b.n_ctx = static_cast<uint32_t>(std::min<int64_t>(a.kv_cells, int64_t{b.n_seq_max} * (o.limits.thread_token_budget + 512)));
+    llama::LlamaBackend backend(model, b);
+    const auto r = strategies::run_text(backend, question, o);
+    std::printf("%s\n", nlohmann::json{{"ok", r.ok}, {"answer", r.answer}, {"items", r.items}, {"error", r.error},
+                                       {"total_tokens", r.metrics.total_tokens},
+                                       {"sequential_tokens", r.metrics.sequential_tokens}, {"threads", r.metrics.threads}}
+                             .dump().c_str());
+    return r.ok ? 0 : 2;
 }
 
 }  // namespace forkjoin::app

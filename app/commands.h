@@ -48,5 +48,7 @@ struct CountdownArgs {
 void add_countdown_options(CLI::App & cmd, CountdownArgs & args);
 int run_bench_countdown(const CountdownArgs & args, const std::string & problems_path, int limit, bool json);
 int run_countdown_once(const CountdownArgs & args, const std::string & json_line);
+// forkjoin run --task text: a question through a text strategy (sequential, self-consistency, plan-execute).
+int run_text_once(const CountdownArgs & args, const std::string & question, const std::string & templates_path, int max_items);
 
 }  // namespace forkjoin::app

@@ -36,7 +36,11 @@ int main(int argc, char ** argv) {
 
     std::string task, problem;
     auto * run = app.add_subcommand("run", "solve one problem and print the verified answer");
-    run->add_option("--task", task, "countdown")->required();
+    run->add_option("--task", task, "countdown or text")->required();
+    std::string templates_path;
+    int max_items = 6;
+    run->add_option("--templates", templates_path, "text, plan-execute: JSON with plan/work/result_item/summarize templates");
+    run->add_option("--max-items", max_items, "text, plan-execute: most sub-tasks")->capture_default_str();
     run->add_option("problem", problem, "the problem as a JSON line")->required();
     forkjoin::app::add_countdown_options(*run, cd_args);
 
@@ -68,7 +72,8 @@ int main(int argc, char ** argv) {
             return 0;
         }
         if (run->parsed()) {
-            if (task != "countdown") throw forkjoin::Error(forkjoin::ErrorCode::invalid_argument, "unknown task '" + task + "' (countdown)");
+            if (task == "text") return forkjoin::app::run_text_once(cd_args, problem, templates_path, max_items);
+            if (task != "countdown") throw forkjoin::Error(forkjoin::ErrorCode::invalid_argument, "unknown task '" + task + "' (countdown, text)");
             return forkjoin::app::run_countdown_once(cd_args, problem);
         }
     } catch (const forkjoin::Error & e) {
