@@ -91,11 +91,33 @@ const RequestResult & Runtime::result(RequestId request) const {
     return it->second->result;
 }
 
+int64_t Runtime::headroom(const Thread & t) const {
+    const int64_t expected = std::min<int64_t>(limits_.thread_token_budget, kHeadroomCap);
+    return std::max<int64_t>(0, expected - t.rec.generated_tokens);
+}
+
+bool Runtime::cells_for(const Thread & t) const {
+    // Room for its prompt and the growth it may still have, after the growth already promised to
+    // the running threads. With nothing running, a thread is admitted anyway (progress first).
+    if (live_threads_ == 0) return true;
+    int64_t promised = 0;
+    for (const auto & [rid, rp] : requests_) {
+        for (const auto & other : rp->threads) {
+            if (other->rec.state == ThreadState::running) promised += headroom(*other);
+        }
+    }
+    const int64_t prompt = t.request.forked ? static_cast<int64_t>(t.request.prompt.size()) : static_cast<int64_t>(t.prompt.size());
+    const int64_t free = backend_.usage().cells_total - backend_.usage().cells_used - backend_.usage().pending_tokens;
+    // Bytes bound tokens from above for every vocabulary here, so `prompt` is a safe estimate.
+    return free - promised >= prompt + headroom(t);
+}
+
 void Runtime::admit() {
     for (auto & [rid, rp] : requests_) {
         Request & r = *rp;
         while (!r.queue.empty() && live_threads_ < limits_.max_threads && r.live < limits_.max_threads_per_request) {
             Thread & t = *r.threads[static_cast<size_t>(r.queue.front())];
+            if (!cells_for(t)) return;  // the KV cache is short: wait for running threads to finish
             if (t.request.forked) {
                 if (!admit_forked(r, t)) return;
                 continue;

@@ -8,7 +8,8 @@
 // spawn block; the parent keeps the cache cells of everything before the block and prefills only
 // the join text). A parent waiting on children is not runnable; nothing blocks anything else.
 //
-// Children are fresh threads (APR: own prompt, text join) or forked threads (Multiverse: they share
+// Threads are admitted only when the KV cache has room for them (see cells_for), so a short cache
+// makes threads wait their turn. Children are fresh threads (APR: own prompt, text join) or forked threads (Multiverse: they share
 // the parent's cells up to the spawn point and are spliced back in order, no recompute). A full KV cache makes threads wait; if no thread at all can
 // advance, the youngest blocked thread fails ("kv cache full") so the others can.
 //
@@ -82,6 +83,11 @@ private:
     struct Request;
     Thread & thread(int request, int id);
     void admit();
+    // Admission control: a thread starts only when the cache has room for its prompt and its
+    // expected growth (its token budget, capped) beside what running threads may still need.
+    static constexpr int64_t kHeadroomCap = 256;
+    int64_t headroom(const Thread & t) const;
+    bool cells_for(const Thread & t) const;
     bool admit_forked(Request & r, Thread & t);  // false: no free sequence yet
     std::unique_ptr<dialects::ThreadParser> make_parser(const Thread & t, std::string text) const;
     void release_seq(Request & r, Thread & t);

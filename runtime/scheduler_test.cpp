@@ -282,3 +282,30 @@ TEST(Runtime, ForkedPathsAreSplicedBackInOrder) {
     EXPECT_EQ(backend.usage().live_sequences, 0u);
     EXPECT_EQ(backend.usage().cells_used, 0u);
 }
+
+// A cache far smaller than the work: threads wait their turn, every request ends by its own budget,
+// none because the cache was full.
+TEST(Runtime, ShortKvCacheMakesThreadsWait) {
+    llama::BackendOptions bo = backend_options(256);
+    llama::LlamaBackend backend(tiny_model(), bo);
+    const auto plain = dialects::make_plain_dialect();
+    Limits limits;
+    limits.thread_token_budget = 60;
+    Runtime rt(backend, *plain, limits);
+    std::vector<RequestId> ids;
+    for (int i = 0; i < 8; ++i) {
+        RequestOptions o;
+        o.sampling.temperature = 0.7f;
+        o.sampling.seed = static_cast<uint64_t>(i);
+        ids.push_back(rt.submit("request number " + std::to_string(i) + ":", o));
+    }
+    int max_live = 0;
+    while (rt.step()) max_live = std::max<int>(max_live, static_cast<int>(backend.usage().live_sequences));
+    EXPECT_LT(max_live, 8);  // not all at once: the cache holds about three
+    for (RequestId id : ids) {
+        const auto & r = rt.result(id);
+        EXPECT_TRUE(r.finished);
+        EXPECT_EQ(r.end_reason.find("kv cache full"), std::string::npos) << r.end_reason;
+    }
+    EXPECT_EQ(backend.usage().cells_used, 0u);
+}
