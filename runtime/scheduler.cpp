@@ -154,10 +154,9 @@ void Runtime::admit() {
             t.rec.start_s = now_s(r);
             t.rec.prompt_tokens = static_cast<int64_t>(tokens.size());
             t.rec.max_context = t.rec.prompt_tokens;
-            size_t offset = 0;
             t.token_end.clear();
-            for (auto tok : tokens) t.token_end.push_back(offset += backend_.model().piece(tok).size());
-            if (offset != t.prompt.size()) t.token_end.assign(tokens.size(), 0);  // pieces do not add up: never reuse
+            append_offsets(t, tokens, 0);
+            if (t.token_end.back() != t.prompt.size()) t.token_end.assign(tokens.size(), 0);  // pieces do not add up: never reuse
         }
     }
 }
@@ -184,8 +183,7 @@ bool Runtime::admit_forked(Request & r, Thread & t) {
     t.rec.start_s = now_s(r);
     t.token_end = parent.token_end;
     t.parent_tokens = parent.token_end.size();
-    size_t offset = t.own_from;
-    for (auto tok : seed) t.token_end.push_back(offset += backend_.model().piece(tok).size());
+    append_offsets(t, seed, t.own_from);
     try {
         backend_.append(t.seq, seed);
     } catch (const Error & e) {
@@ -220,8 +218,7 @@ void Runtime::feed_scripts() {
             }
             t.rec.generated_tokens += static_cast<int64_t>(tokens.size());
             r.generated += static_cast<int64_t>(tokens.size());
-            size_t offset = t.parser->text().size();
-            for (auto tok : tokens) t.token_end.push_back(offset += backend_.model().piece(tok).size());
+            append_offsets(t, tokens, t.parser->text().size());
             on_text(r, t, *piece);
         }
     }
@@ -308,7 +305,7 @@ void Runtime::release_seq(Request & r, Thread & t) {
     t.awaiting_splice = false;
 }
 
-void Runtime::kv_join(Request & r, Thread & parent, const std::vector<dialects::ChildResult> & results) {
+void Runtime::kv_join(Request & r, Thread & parent) {
     std::vector<llama::SeqId> seqs;
     std::vector<Thread *> spliced;
     for (int id : parent.spawn_slots) {
@@ -333,16 +330,14 @@ void Runtime::kv_join(Request & r, Thread & parent, const std::vector<dialects::
             parent.token_end.push_back(base + (c->token_end[k] - c->own_from));
         }
         own_texts += c->rec.text.substr(c->own_from);
-        by_seq_.erase(c->seq);  // splice closed it
-        --live_threads_;
-        --r.live;
-        c->seq = -1;
-        c->awaiting_splice = false;
+        release_seq(r, *c);  // the splice closed its sequence; this settles the bookkeeping
     }
     std::vector<dialects::ChildResult> joined;
     for (Thread * c : spliced) joined.push_back({c->rec.text.substr(c->own_from), c->rec.state == ThreadState::done});
-    (void)results;
-    const std::string text = dialect_.join(parent.parser->text(), *parent.spawn, joined);
+    resume_after_join(r, parent, dialect_.join(parent.parser->text(), *parent.spawn, joined));
+}
+
+void Runtime::resume_after_join(Request & r, Thread & parent, const std::string & text) {
     parent.parser = make_parser(parent, text);
     parent.spawn.reset();
     parent.spawn_slots.clear();
@@ -350,6 +345,10 @@ void Runtime::kv_join(Request & r, Thread & parent, const std::vector<dialects::
     if (!r.options.script) backend_.set_generating(parent.seq, true);
     parent.rec.max_context = std::max<int64_t>(parent.rec.max_context, backend_.length(parent.seq));
     check_limits(r, parent);
+}
+
+void Runtime::append_offsets(Thread & t, const std::vector<llama::Token> & tokens, size_t offset) const {
+    for (auto tok : tokens) t.token_end.push_back(offset += backend_.model().piece(tok).size());
 }
 
 void Runtime::try_join(Request & r, Thread & parent) {
@@ -364,7 +363,7 @@ void Runtime::try_join(Request & r, Thread & parent) {
         results.push_back({c.rec.text, c.rec.state == ThreadState::done});
     }
     if (parent.spawn->kv_join) {
-        kv_join(r, parent, results);
+        kv_join(r, parent);
         return;
     }
     const dialects::SpawnRequest spawn = *parent.spawn;
@@ -383,16 +382,9 @@ void Runtime::try_join(Request & r, Thread & parent) {
         return;
     }
     parent.token_end.resize(keep);
-    size_t offset = kept_bytes;
-    for (auto tok : tokens) parent.token_end.push_back(offset += backend_.model().piece(tok).size());
+    append_offsets(parent, tokens, kept_bytes);
     parent.rec.inserted_tokens += static_cast<int64_t>(tokens.size());
-    parent.parser = make_parser(parent, text);
-    parent.spawn.reset();
-    parent.spawn_slots.clear();
-    parent.rec.state = ThreadState::running;
-    if (!r.options.script) backend_.set_generating(parent.seq, true);
-    parent.rec.max_context = std::max<int64_t>(parent.rec.max_context, backend_.length(parent.seq));
-    check_limits(r, parent);
+    resume_after_join(r, parent, text);
 }
 
 void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::string & reason) {

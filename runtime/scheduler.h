@@ -91,7 +91,10 @@ private:
     bool admit_forked(Request & r, Thread & t);  // false: no free sequence yet
     std::unique_ptr<dialects::ThreadParser> make_parser(const Thread & t, std::string text) const;
     void release_seq(Request & r, Thread & t);
-    void kv_join(Request & r, Thread & parent, const std::vector<dialects::ChildResult> & results);
+    void kv_join(Request & r, Thread & parent);
+    void resume_after_join(Request & r, Thread & parent, const std::string & text);
+    // Records where each token ends in the thread's text, starting at byte `offset`.
+    void append_offsets(Thread & t, const std::vector<llama::Token> & tokens, size_t offset) const;
     void feed_scripts();
     void on_text(Request & r, Thread & t, const std::string & piece);
     void on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn);
