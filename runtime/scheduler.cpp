@@ -112,6 +112,13 @@ bool Runtime::cells_for(const Thread & t) const {
     return free - promised >= prompt + headroom(t);
 }
 
+void Runtime::forget(RequestId request) {
+    auto it = requests_.find(request);
+    if (it == requests_.end()) return;
+    if (!it->second->result.finished) throw Error(ErrorCode::invalid_argument, "forget: request " + std::to_string(request) + " is still running");
+    requests_.erase(it);
+}
+
 void Runtime::admit() {
     for (auto & [rid, rp] : requests_) {
         Request & r = *rp;

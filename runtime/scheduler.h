@@ -77,6 +77,8 @@ public:
     void run();
     bool finished(RequestId request) const;
     const RequestResult & result(RequestId request) const;
+    // Drops a finished request's record (a long-running caller collects results, then forgets them).
+    void forget(RequestId request);
 
 private:
     struct Thread;

@@ -74,6 +74,7 @@ std::vector<CountdownOutcome> run_countdown(llama::LlamaBackend & backend, const
         for (auto it = in_flight.begin(); it != in_flight.end();) {
             if (rt.finished(it->id)) {
                 collect(*it);
+                rt.forget(it->id);
                 it = in_flight.erase(it);
             } else {
                 ++it;
