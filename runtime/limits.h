@@ -6,8 +6,9 @@
 namespace forkjoin::runtime {
 
 struct Limits {
-    int max_threads = 32;               // live threads at once (all requests); more wait in a queue
-    int max_threads_per_request = 16;   // live threads of one request; more wait in its queue
+    int max_threads = 32;               // running threads at once (all requests); more wait in a queue.
+                                        // Parents waiting on children do not count (they would deadlock)
+    int max_threads_per_request = 16;   // running threads of one request; more wait in its queue
     int max_children = 8;               // per spawn: children past this are not run and join as "not run"
     int max_depth = 1;                  // a thread at this depth may not spawn: its spawn joins at once, nothing run
     int thread_token_budget = 2048;     // generated tokens per thread: past it the thread fails ("token budget")

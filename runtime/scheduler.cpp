@@ -91,6 +91,15 @@ const RequestResult & Runtime::result(RequestId request) const {
     return it->second->result;
 }
 
+int Runtime::running_threads(const Request * only) const {
+    int n = 0;
+    for (const auto & [rid, rp] : requests_) {
+        if (only && rp.get() != only) continue;
+        for (const auto & t : rp->threads) n += t->rec.state == ThreadState::running;
+    }
+    return n;
+}
+
 int64_t Runtime::headroom(const Thread & t) const {
     const int64_t expected = std::min<int64_t>(limits_.thread_token_budget, kHeadroomCap);
     return std::max<int64_t>(0, expected - t.rec.generated_tokens);
@@ -122,9 +131,15 @@ void Runtime::forget(RequestId request) {
 void Runtime::admit() {
     for (auto & [rid, rp] : requests_) {
         Request & r = *rp;
-        while (!r.queue.empty() && live_threads_ < limits_.max_threads && r.live < limits_.max_threads_per_request) {
+        // Threads waiting on their children do not count against the limits: if they did, parents
+        // holding every slot would wait forever for children that can never start.
+        while (!r.queue.empty() && running_threads() < limits_.max_threads &&
+               running_threads(&r) < limits_.max_threads_per_request) {
             Thread & t = *r.threads[static_cast<size_t>(r.queue.front())];
             if (!cells_for(t)) return;  // the KV cache is short: wait for running threads to finish
+            // A new root needs sequences left for the children it may spawn.
+            const uint32_t free_seqs = backend_.options().n_seq_max - backend_.usage().live_sequences;
+            if (t.rec.parent < 0 && live_threads_ > 0 && free_seqs <= static_cast<uint32_t>(std::max(0, limits_.max_children))) return;
             if (t.request.forked) {
                 if (!admit_forked(r, t)) return;
                 continue;

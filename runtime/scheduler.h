@@ -89,6 +89,7 @@ private:
     // expected growth (its token budget, capped) beside what running threads may still need.
     static constexpr int64_t kHeadroomCap = 256;
     int64_t headroom(const Thread & t) const;
+    int running_threads(const Request * only = nullptr) const;  // not queued, not waiting on children
     bool cells_for(const Thread & t) const;
     bool admit_forked(Request & r, Thread & t);  // false: no free sequence yet
     std::unique_ptr<dialects::ThreadParser> make_parser(const Thread & t, std::string text) const;

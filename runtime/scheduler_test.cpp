@@ -309,3 +309,24 @@ TEST(Runtime, ShortKvCacheMakesThreadsWait) {
     }
     EXPECT_EQ(backend.usage().cells_used, 0u);
 }
+
+// Parents waiting on children hold sequences but not running slots: with max_threads 2, two
+// requests whose roots both spawn still finish (this deadlocked when waiting parents counted).
+TEST(Runtime, WaitingParentsDoNotDeadlockTheThreadLimit) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const auto apr = dialects::make_apr_dialect();
+    Limits limits;
+    limits.max_threads = 2;
+    Runtime rt(backend, *apr, limits);
+    RequestOptions o;
+    o.script = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.depth == 1) return t.text.find("No solution") == std::string::npos ? std::optional<std::string>("No solution found.\n") : std::nullopt;
+        if (t.text.find("<Sub Searches>") != std::string::npos) return std::nullopt;
+        return spawn_text("0");
+    };
+    const RequestId a = rt.submit(kRoot, o), b = rt.submit(kRoot, o);
+    for (int i = 0; i < 2000 && (!rt.finished(a) || !rt.finished(b)); ++i) rt.step();
+    ASSERT_TRUE(rt.finished(a) && rt.finished(b));
+    EXPECT_TRUE(rt.result(a).ok);
+    EXPECT_EQ(rt.result(b).threads.size(), 3u);
+}
