@@ -116,7 +116,8 @@ bool Runtime::cells_for(const Thread & t) const {
         }
     }
     const int64_t prompt = t.request.forked ? static_cast<int64_t>(t.request.prompt.size()) : static_cast<int64_t>(t.prompt.size());
-    const int64_t free = backend_.usage().cells_total - backend_.usage().cells_used - backend_.usage().pending_tokens;
+    const llama::KvUsage u = backend_.usage();
+    const int64_t free = static_cast<int64_t>(u.cells_total) - u.cells_used - u.pending_tokens;
     // Bytes bound tokens from above for every vocabulary here, so `prompt` is a safe estimate.
     return free - promised >= prompt + headroom(t);
 }

@@ -2,7 +2,7 @@
 
 #include "backends/llama/backend.h"
 #include "base/error.h"
-#include "tasks/countdown/verifier.h"
+#include "strategies/countdown.h"
 #include "tools/train/countdown_vocabulary.h"
 #include "tools/train/training_data.h"
 
@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <thread>
 
 namespace forkjoin::train {
@@ -91,46 +90,25 @@ std::vector<countdown::Problem> eval_set(const TrainOptions & o, int64_t step) {
 
 EvalResult evaluate_sequential(const std::string & gguf_path, const std::vector<countdown::Problem> & problems,
                                int max_tokens) {
+    // The engine's own Countdown runner, so training-time numbers are the numbers the CLI reports.
     auto model = llama::Model::load(gguf_path);
     llama::BackendOptions bo;
     bo.n_seq_max = 32;
     bo.n_ctx = static_cast<uint32_t>(bo.n_seq_max * (max_tokens + 64));
     llama::LlamaBackend backend(model, bo);
+    strategies::CountdownOptions o;
+    o.strategy = strategies::CountdownStrategy::sequential;
+    o.style = countdown::PromptStyle::forkjoin;
+    o.limits.thread_token_budget = max_tokens;
+    o.concurrent_requests = static_cast<int>(bo.n_seq_max);
     EvalResult r;
     r.problems = static_cast<int>(problems.size());
-    size_t next = 0;
-    struct Running { size_t problem; int prompt; };
-    std::map<llama::SeqId, Running> running;
-    int64_t total_tokens = 0;
-    auto finish = [&](llama::SeqId id) {
-        const auto & toks = backend.tokens(id);
-        const Running run = running.at(id);
-        std::vector<llama::Token> gen(toks.begin() + run.prompt, toks.end());
-        if (!gen.empty() && gen.back() == kEosId) gen.pop_back();
-        total_tokens += static_cast<int64_t>(gen.size());
-        const std::string text = countdown::root_prompt(problems[run.problem]) + model->detokenize(gen);
-        const auto path = countdown::extract_solution(text);
-        if (path.error.empty() && countdown::verify(problems[run.problem], path.steps).ok) ++r.solved;
-        backend.close(id);
-        running.erase(id);
-    };
-    while (next < problems.size() || !running.empty()) {
-        while (next < problems.size() && running.size() < bo.n_seq_max) {
-            const auto prompt = prompt_tokens(kSequentialTag, countdown::root_prompt(problems[next]), *model);
-            std::vector<llama::Token> p(prompt.begin(), prompt.end());
-            running[backend.open(p)] = {next, static_cast<int>(p.size())};
-            ++next;
-        }
-        const auto & step = backend.step();
-        std::vector<llama::SeqId> done;
-        for (const auto & s : step.sampled) {
-            const Running & run = running.at(s.seq);
-            if (s.token == kEosId || backend.length(s.seq) - run.prompt >= max_tokens) done.push_back(s.seq);
-        }
-        for (const auto & b : step.blocked) done.push_back(b.seq);
-        for (auto id : done) finish(id);
+    int64_t generated = 0;
+    for (const auto & out : strategies::run_countdown(backend, problems, o)) {
+        r.solved += out.solved;
+        generated += out.metrics.generated_tokens;
     }
-    r.mean_tokens = problems.empty() ? 0.0 : static_cast<double>(total_tokens) / static_cast<double>(problems.size());
+    r.mean_tokens = problems.empty() ? 0.0 : static_cast<double>(generated) / static_cast<double>(problems.size());
     return r;
 }
 
