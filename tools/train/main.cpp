@@ -4,10 +4,12 @@
 // Re-running the same command resumes from runs/cd1/state.json. Progress (loss, tokens/s, ETA)
 // goes to stdout and runs/cd1/train.log; runs/cd1/model.gguf is the exported model.
 #include "base/error.h"
+#include "tasks/countdown/problem.h"
 #include "tools/train/trainer.h"
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <sstream>
@@ -19,8 +21,14 @@ int main(int argc, char ** argv) {
     train::TrainOptions o;
     std::string curriculum = "0:3:1:20,3000:3:1:40,8000:3:1:99";
     int data_stats = 0;
+    std::string overlap_path, held_out_path;
+    int held_out_count = 0;
     app.add_option("--out", o.out_dir, "run directory (checkpoints, log, model.gguf)");
     app.add_option("--data-stats", data_stats, "print token counts of N problems per curriculum stage and exit");
+    app.add_option("--overlap", overlap_path,
+                   "JSONL problems: count how many the training stream of these options contains, and exit");
+    app.add_option("--held-out", held_out_path, "with --overlap: write the problems the stream never contains here");
+    app.add_option("--held-out-count", held_out_count, "with --held-out: keep the first N of them (0: all)");
     app.add_option("--seed", o.seed)->capture_default_str();
     app.add_option("--steps", o.steps)->capture_default_str();
     app.add_option("--batch-tokens", o.batch_tokens)->capture_default_str();
@@ -57,6 +65,24 @@ int main(int argc, char ** argv) {
         }
         if (data_stats > 0) {
             train::print_data_stats(o, data_stats);
+            return 0;
+        }
+        if (!overlap_path.empty()) {
+            const auto problems = countdown::load_problems(overlap_path);
+            const auto seen = train::in_training_stream(o, problems);
+            std::vector<countdown::Problem> held_out;
+            for (size_t i = 0; i < problems.size(); ++i) {
+                if (!seen[i] && (held_out_count <= 0 || static_cast<int>(held_out.size()) < held_out_count)) {
+                    held_out.push_back(problems[i]);
+                }
+            }
+            std::printf("%zu of %zu problems in %s occur in the training stream of %lld steps\n",
+                        problems.size() - static_cast<size_t>(std::count(seen.begin(), seen.end(), false)),
+                        problems.size(), overlap_path.c_str(), static_cast<long long>(o.steps));
+            if (!held_out_path.empty()) {
+                countdown::save_problems(held_out_path, held_out);
+                std::printf("wrote %zu held-out problems to %s\n", held_out.size(), held_out_path.c_str());
+            }
             return 0;
         }
         if (o.out_dir.empty()) throw Error(ErrorCode::invalid_argument, "--out is required to train");

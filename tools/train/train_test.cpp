@@ -185,3 +185,20 @@ TEST(Train, SmokeTrainingLossFallsExportLoadsAndResumes) {
     const auto r = train::evaluate_sequential(path, {countdown::Problem{{4, 6, 2}, 12}}, 64);
     EXPECT_EQ(r.problems, 1);  // runs end to end through llama.cpp (a 30-step model solves nothing)
 }
+
+TEST(Train, HeldOutCheckFindsTheStreamsProblemsInAnyOrder) {
+    train::TrainOptions o;
+    o.seed = 5;
+    o.steps = 2;
+    o.batch_tokens = 512;
+    o.model = small_config();
+    o.curriculum = {train::Stage{0, countdown::GeneratorOptions{}}};
+    // Step 1's first problem, as batch_for draws it, with its numbers reversed: still the same problem.
+    countdown::Problem used = countdown::ProblemGenerator(o.seed * 1000003ull + 1, o.curriculum[0].problems).next();
+    std::reverse(used.nums.begin(), used.nums.end());
+    const countdown::Problem unseen{{500, 600, 700}, 100};  // outside the stage's number range
+    const auto seen = train::in_training_stream(o, {used, unseen});
+    EXPECT_EQ(seen, (std::vector<bool>{true, false}));
+    o.steps = 1;  // step 1 is no longer part of the stream
+    EXPECT_FALSE(train::in_training_stream(o, {used})[0]);
+}

@@ -8,11 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 namespace forkjoin::train {
@@ -37,12 +39,15 @@ double learning_rate(const TrainOptions & o, int64_t step) {
 }
 
 // The batch for a step depends only on (seed, step): a resumed run sees the same data stream.
-std::vector<Example> batch_for(const TrainOptions & o, int64_t step, const llama::Model & tok) {
+// `problems`, when given, receives the problems the batch was written from.
+std::vector<Example> batch_for(const TrainOptions & o, int64_t step, const llama::Model & tok,
+                               std::vector<countdown::Problem> * problems = nullptr) {
     countdown::ProblemGenerator gen(o.seed * 1000003ull + static_cast<uint64_t>(step), stage_at(o, step));
     std::vector<Example> out;
     int64_t tokens = 0;
     for (uint64_t i = 0; tokens < o.batch_tokens; ++i) {
         const countdown::Problem p = gen.next();
+        if (problems) problems->push_back(p);
         // Alternate modes deterministically by problem index.
         const bool parallel = static_cast<double>((step * 7919 + static_cast<int64_t>(i)) % 1000) < o.parallel_share * 1000.0;
         countdown::SearchOptions search = o.search;
@@ -112,7 +117,11 @@ EvalResult evaluate_sequential(const std::string & gguf_path, const std::vector<
     return r;
 }
 
-void print_data_stats(const TrainOptions & o, int n_problems) {
+namespace {
+
+// llama.cpp's tokenizer for the Countdown vocabulary without a trained model: a one-layer GGUF
+// loaded vocabulary-only (tokenization never touches the weights).
+std::shared_ptr<const llama::Model> vocabulary_tokenizer(const TrainOptions & o) {
     const fs::path tmp = fs::temp_directory_path() / "forkjoin-vocab-stats.gguf";
     LlamaConfig cfg = o.model;
     const gguf::Vocabulary vocab = countdown_vocabulary();
@@ -121,7 +130,35 @@ void print_data_stats(const TrainOptions & o, int n_problems) {
     cfg.n_embd = cfg.n_head * 2;
     LlamaTorch tiny(cfg);
     gguf::write_llama_gguf(tmp.string(), cfg.hparams(), vocab, tiny->export_weights());
-    const auto tok = llama::Model::load(tmp.string(), true);
+    return llama::Model::load(tmp.string(), true);
+}
+
+}  // namespace
+
+std::vector<bool> in_training_stream(const TrainOptions & o, const std::vector<countdown::Problem> & problems) {
+    // A problem is its multiset of numbers and its target: the order of the numbers is not a new problem.
+    using Key = std::pair<std::vector<int>, int>;
+    auto key = [](countdown::Problem p) {
+        std::sort(p.nums.begin(), p.nums.end());
+        return Key(p.nums, p.target);
+    };
+    std::set<Key> wanted, seen;
+    for (const auto & p : problems) wanted.insert(key(p));
+    const auto tok = vocabulary_tokenizer(o);
+    for (int64_t step = 0; step < o.steps; ++step) {
+        std::vector<countdown::Problem> used;
+        batch_for(o, step, *tok, &used);
+        for (const auto & p : used) {
+            if (wanted.count(key(p))) seen.insert(key(p));
+        }
+    }
+    std::vector<bool> out;
+    for (const auto & p : problems) out.push_back(seen.count(key(p)) > 0);
+    return out;
+}
+
+void print_data_stats(const TrainOptions & o, int n_problems) {
+    const auto tok = vocabulary_tokenizer(o);
     std::vector<Stage> stages = o.curriculum;
     if (stages.empty()) stages.push_back(Stage{});
     for (const auto & stage : stages) {
