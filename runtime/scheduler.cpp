@@ -339,9 +339,20 @@ void Runtime::kv_join(Request & r, Thread & parent) {
             spliced.push_back(&c);
         }
     }
+    // Children that ended are no longer closed by their parent's end: a join that fails releases them.
+    auto release_children = [&] {
+        for (Thread * c : spliced) release_seq(r, *c);
+    };
+    size_t joined_length = static_cast<size_t>(backend_.length(parent.seq));
+    for (Thread * c : spliced) joined_length += static_cast<size_t>(backend_.length(c->seq)) - c->parent_tokens;
+    if (!join_fits(r, parent, joined_length)) {
+        release_children();
+        return;
+    }
     try {
         backend_.splice(parent.seq, seqs);
     } catch (const Error & e) {
+        release_children();
         end_thread(r, parent, ThreadState::failed, std::string("KV join: ") + e.what());
         return;
     }
@@ -358,6 +369,16 @@ void Runtime::kv_join(Request & r, Thread & parent) {
     std::vector<dialects::ChildResult> joined;
     for (Thread * c : spliced) joined.push_back({c->rec.text.substr(c->own_from), c->rec.state == ThreadState::done});
     resume_after_join(r, parent, dialect_.join(parent.parser->text(), *parent.spawn, joined));
+}
+
+bool Runtime::join_fits(Request & r, Thread & parent, size_t joined_length) {
+    // A join that would leave the parent no room to write in its window fails it before anything is
+    // decoded, so no thread's context ever exceeds the window (the thread fails at the window anyway).
+    if (limits_.max_context <= 0 || joined_length < static_cast<size_t>(limits_.max_context)) return true;
+    end_thread(r, parent, ThreadState::failed,
+               "context window (" + std::to_string(limits_.max_context) + "): the join needs " +
+                   std::to_string(joined_length) + " tokens");
+    return false;
 }
 
 void Runtime::resume_after_join(Request & r, Thread & parent, const std::string & text) {
@@ -398,6 +419,7 @@ void Runtime::try_join(Request & r, Thread & parent) {
     std::vector<llama::Token> tokens;
     try {
         tokens = backend_.model().tokenize(std::string_view(text).substr(kept_bytes));
+        if (!join_fits(r, parent, keep + tokens.size())) return;
         backend_.truncate(parent.seq, static_cast<int32_t>(keep));
         backend_.append(parent.seq, tokens);
     } catch (const Error & e) {

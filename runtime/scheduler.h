@@ -96,6 +96,7 @@ private:
     void release_seq(Request & r, Thread & t);
     void kv_join(Request & r, Thread & parent);
     void resume_after_join(Request & r, Thread & parent, const std::string & text);
+    bool join_fits(Request & r, Thread & parent, size_t joined_length);  // false: parent failed
     // Records where each token ends in the thread's text, starting at byte `offset`.
     void append_offsets(Thread & t, const std::vector<llama::Token> & tokens, size_t offset) const;
     void feed_scripts();

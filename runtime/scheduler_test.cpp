@@ -330,3 +330,35 @@ TEST(Runtime, WaitingParentsDoNotDeadlockTheThreadLimit) {
     EXPECT_TRUE(rt.result(a).ok);
     EXPECT_EQ(rt.result(b).threads.size(), 3u);
 }
+
+// A KV join that would overflow the parent's context window fails the parent before anything is
+// spliced: no thread's context passes the window, and the children's waiting cells are freed.
+TEST(Runtime, JoinPastTheContextWindowFailsTheParentFirst) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const auto mv = dialects::make_multiverse_dialect();
+    Limits limits;
+    limits.max_context = 200;
+    Runtime rt(backend, *mv, limits);
+    RequestOptions o;
+    o.script = [&](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.depth == 0) {
+            if (t.text.find("<Goal>") == std::string::npos) {
+                return std::string("<Parallel>\n<Goal>\n<Outline>1: add</Outline>\n<Outline>2: multiply</Outline>\n</Goal>\n");
+            }
+            return std::string("<Conclusion>unreachable</Conclusion>\n</Parallel>\n");
+        }
+        return " " + std::string(60, 'p') + "\n</Path>\n";  // each path fits alone, not both together
+    };
+    const RequestId id = rt.submit("question: 2 and 3?\n", o);
+    rt.run();
+    const auto & r = rt.result(id);
+    ASSERT_FALSE(r.ok);
+    EXPECT_NE(r.end_reason.find("context window (200): the join needs"), std::string::npos) << r.end_reason;
+    ASSERT_EQ(r.threads.size(), 3u);
+    EXPECT_EQ(r.threads[1].state, ThreadState::done);
+    EXPECT_EQ(r.threads[2].state, ThreadState::done);
+    for (const auto & t : r.threads) EXPECT_LE(t.max_context, 200) << t.id;
+    EXPECT_EQ(r.text.find("unreachable"), std::string::npos);
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+    EXPECT_EQ(backend.usage().cells_used, 0u);
+}
