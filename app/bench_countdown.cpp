@@ -64,7 +64,9 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
     cmd.add_option("--seed", a.seed)->capture_default_str();
     cmd.add_option("--trace", a.trace_path, "write the thread trees as Chrome trace JSON (Perfetto)");
     cmd.add_flag("--sweep", a.sweep, "every --sweep-strategies at every --sweep-contexts; writes REPORT.md and REPORT.svg");
-    cmd.add_option("--sweep-strategies", a.sweep_strategies)->capture_default_str();
+    cmd.add_option("--sweep-strategies", a.sweep_strategies,
+                   "series, each a strategy with an optional @temperature, e.g. sequential,self-consistency@0.8")
+        ->capture_default_str();
     cmd.add_option("--sweep-contexts", a.sweep_contexts, "per-thread context windows")->capture_default_str();
     cmd.add_option("--report", a.report, "sweep report path without extension")->capture_default_str();
 }
@@ -131,6 +133,18 @@ std::vector<std::string> split(const std::string & list) {
     return out;
 }
 
+// A number from a comma list, or a clear error naming the flag.
+template <typename T>
+T parse_item(const std::string & text, const char * flag) {
+    try {
+        size_t used = 0;
+        const double v = std::stod(text, &used);
+        if (used == text.size()) return static_cast<T>(v);
+    } catch (const std::exception &) {
+    }
+    throw Error(ErrorCode::invalid_argument, std::string(flag) + ": '" + text + "' is not a number");
+}
+
 }  // namespace
 
 int run_bench_countdown(const CountdownArgs & a, const std::string & problems_path, int limit, bool json) {
@@ -153,17 +167,29 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
         return 0;
     }
     // Sweep: every strategy at every per-thread context window; a markdown table and an SVG plot.
-    std::vector<Summary> points;
+    // A series is a strategy name, optionally with its own sampling temperature after '@'
+    // ("self-consistency@0.8"), so greedy baselines and sampled ones share one report. Every point
+    // is parsed before the first one runs: a typo fails at once, not an hour in.
+    std::vector<CountdownArgs> plan;
     for (const auto & strategy : split(a.sweep_strategies)) {
         for (const auto & ctx : split(a.sweep_contexts)) {
             CountdownArgs point = a;
-            point.strategy = strategy;
-            point.context = std::stoi(ctx);
-            points.push_back(measure(point, model, problems));
-            if (!json) {
-                std::printf("  %s context %d: accuracy %.1f%%\n", strategy.c_str(), point.context, 100.0 * points.back().accuracy);
-                std::fflush(stdout);
-            }
+            const size_t at = strategy.find('@');
+            point.strategy = strategy.substr(0, at);
+            strategies::parse_countdown_strategy(point.strategy);
+            if (at != std::string::npos) point.temperature = parse_item<float>(strategy.substr(at + 1), "--sweep-strategies");
+            point.context = parse_item<int>(ctx, "--sweep-contexts");
+            plan.push_back(point);
+        }
+    }
+    std::vector<Summary> points;
+    for (size_t i = 0; i < plan.size(); ++i) {
+        points.push_back(measure(plan[i], model, problems));
+        const std::string series = split(a.sweep_strategies)[i / split(a.sweep_contexts).size()];
+        points.back().strategy = series;
+        if (!json) {
+            std::printf("  %s context %d: accuracy %.1f%%\n", series.c_str(), plan[i].context, 100.0 * points.back().accuracy);
+            std::fflush(stdout);
         }
     }
     std::string md = "| strategy | context | accuracy | total tokens | sequential tokens | max context | threads | latency s |\n"
