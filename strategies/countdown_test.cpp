@@ -1,0 +1,114 @@
+// Countdown strategies with the shipped model (models/countdown.gguf) on the real runtime and
+// backend: what each strategy spawns, that the per-thread context window holds, and that the
+// model still solves what its card says it solves (floors far below the card's figures, so a
+// broken engine or model fails here, and noise does not).
+#include "strategies/countdown.h"
+#include "tasks/countdown/problem.h"
+#include "tasks/countdown/verifier.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+using namespace forkjoin;
+using namespace forkjoin::strategies;
+
+namespace {
+
+const std::string kModel = FORKJOIN_SHIPPED_MODEL;
+const std::string kEvalSet = FORKJOIN_SHIPPED_EVAL_SET;
+constexpr size_t kProblems = 24;
+
+std::vector<countdown::Problem> problems() {
+    auto all = countdown::load_problems(kEvalSet);
+    all.resize(kProblems);
+    return all;
+}
+
+llama::LlamaBackend & backend() {
+    static auto model = llama::Model::load(kModel);
+    static llama::LlamaBackend b(model, [] {
+        llama::BackendOptions o;
+        o.n_ctx = 32768;
+        o.n_seq_max = 128;
+        return o;
+    }());
+    return b;
+}
+
+std::vector<CountdownOutcome> run(CountdownStrategy strategy, int context = 0, int samples = 1, float temperature = 0) {
+    CountdownOptions o;
+    o.strategy = strategy;
+    o.limits.max_context = context;
+    o.limits.thread_token_budget = context > 0 ? context : 1024;
+    o.concurrent_requests = 12;
+    o.samples = samples;
+    o.sampling.temperature = temperature;
+    o.sampling.seed = 11;
+    return run_countdown(backend(), problems(), o);
+}
+
+int solved(const std::vector<CountdownOutcome> & outcomes) {
+    int n = 0;
+    for (const auto & o : outcomes) {
+        n += o.solved;
+        if (o.solved) {
+            // The expression the runner reports is the verified one.
+            EXPECT_FALSE(o.expression.empty());
+        } else {
+            EXPECT_FALSE(o.reason.empty()) << "an unsolved problem says why";
+        }
+    }
+    return n;
+}
+
+}  // namespace
+
+TEST(CountdownStrategies, ShippedModelIsThere) {
+    ASSERT_TRUE(std::filesystem::exists(kModel)) << kModel;
+    ASSERT_GE(countdown::load_problems(kEvalSet).size(), 500u);
+}
+
+TEST(CountdownStrategies, SequentialNeverSpawnsAndSolves) {
+    const auto out = run(CountdownStrategy::sequential);
+    for (const auto & o : out) {
+        EXPECT_EQ(o.metrics.threads, 1);
+        EXPECT_EQ(o.metrics.sequential_tokens, o.metrics.generated_tokens);
+    }
+    EXPECT_GE(solved(out), static_cast<int>(kProblems) / 4);
+}
+
+TEST(CountdownStrategies, NativeSpawnsChildrenThatShortenTheChain) {
+    const auto out = run(CountdownStrategy::native);
+    int spawned = 0;
+    for (const auto & o : out) {
+        if (o.metrics.threads > 1) {
+            ++spawned;
+            // The chain is the parent plus its longest child: shorter than all threads together.
+            if (o.metrics.threads > 2) {
+                EXPECT_LT(o.metrics.sequential_tokens, o.metrics.generated_tokens);
+            }
+            EXPECT_LE(o.metrics.threads, 1 + 8);  // max_children
+        }
+    }
+    EXPECT_GE(spawned, static_cast<int>(kProblems) * 3 / 4) << "the parallel tag makes the model spawn";
+    EXPECT_GE(solved(out), static_cast<int>(kProblems) / 4);
+}
+
+TEST(CountdownStrategies, ContextWindowHoldsForEveryThread) {
+    const int window = 160;
+    for (auto s : {CountdownStrategy::sequential, CountdownStrategy::native}) {
+        const auto out = run(s, window);
+        for (const auto & o : out) {
+            EXPECT_LE(o.metrics.max_context_tokens, window);
+            for (const auto & t : o.run.threads) EXPECT_LE(t.max_context, window);
+        }
+    }
+}
+
+TEST(CountdownStrategies, SelfConsistencyRunsSamplesAndNeedsSampling) {
+    const auto out = run(CountdownStrategy::self_consistency, 0, 4, 0.8f);
+    for (const auto & o : out) EXPECT_LE(o.metrics.threads, 4);
+    EXPECT_GE(solved(out), static_cast<int>(kProblems) / 4);
+    EXPECT_THROW(run(CountdownStrategy::self_consistency, 0, 4, 0.0f), Error);
+}
