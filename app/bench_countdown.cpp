@@ -170,7 +170,7 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     // A series is a strategy name, optionally with its own sampling temperature after '@'
     // ("self-consistency@0.8"), so greedy baselines and sampled ones share one report. Every point
     // is parsed before the first one runs: a typo fails at once, not an hour in.
-    std::vector<CountdownArgs> plan;
+    std::vector<std::pair<std::string, CountdownArgs>> plan;  // series label, its point
     for (const auto & strategy : split(a.sweep_strategies)) {
         for (const auto & ctx : split(a.sweep_contexts)) {
             CountdownArgs point = a;
@@ -179,16 +179,15 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
             strategies::parse_countdown_strategy(point.strategy);
             if (at != std::string::npos) point.temperature = parse_item<float>(strategy.substr(at + 1), "--sweep-strategies");
             point.context = parse_item<int>(ctx, "--sweep-contexts");
-            plan.push_back(point);
+            plan.emplace_back(strategy, point);
         }
     }
     std::vector<Summary> points;
-    for (size_t i = 0; i < plan.size(); ++i) {
-        points.push_back(measure(plan[i], model, problems));
-        const std::string series = split(a.sweep_strategies)[i / split(a.sweep_contexts).size()];
+    for (const auto & [series, point] : plan) {
+        points.push_back(measure(point, model, problems));
         points.back().strategy = series;
         if (!json) {
-            std::printf("  %s context %d: accuracy %.1f%%\n", series.c_str(), plan[i].context, 100.0 * points.back().accuracy);
+            std::printf("  %s context %d: accuracy %.1f%%\n", series.c_str(), point.context, 100.0 * points.back().accuracy);
             std::fflush(stdout);
         }
     }
