@@ -22,6 +22,7 @@ std::string chrome_trace_json(const std::vector<const runtime::RequestResult *> 
                                    {"max_context", t.max_context}};
             if (!t.end_reason.empty()) args["end_reason"] = t.end_reason;
             if (!t.notes.empty()) args["notes"] = t.notes;
+            args["text"] = t.text;  // what the thread read and wrote: why it failed is usually in here
             const double start_us = t.start_s * 1e6, end_us = std::max(t.end_s, t.start_s) * 1e6;
             events.push_back({{"ph", "X"}, {"name", name}, {"pid", pid}, {"tid", t.id}, {"ts", start_us},
                               {"dur", end_us - start_us}, {"args", args}});
@@ -34,7 +35,9 @@ std::string chrome_trace_json(const std::vector<const runtime::RequestResult *> 
                                     {"decode_steps", r.metrics.decode_steps},
                                     {"mean_batch", r.metrics.mean_batch}}}});
     }
-    return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump(1);
+    // A model can stop mid UTF-8 sequence: replace broken bytes instead of throwing.
+    return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump(1, ' ', false,
+                                                                                  nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace forkjoin::trace

@@ -1,5 +1,5 @@
 // A run's thread tree as Chrome trace JSON (chrome://tracing, Perfetto): one track per thread,
-// one slice from its start to its end, with its tokens, state and the limit decisions taken.
+// one slice from its start to its end, with its tokens, state, final text and the limit decisions taken.
 #pragma once
 
 #include "runtime/scheduler.h"

@@ -36,6 +36,7 @@ TEST(ChromeTrace, OneSlicePerThreadWithItsTokens) {
         const auto & t = r.threads.at(e["tid"].get<size_t>());
         EXPECT_EQ(e["args"]["generated_tokens"].get<int64_t>(), t.generated_tokens);
         EXPECT_EQ(e["args"]["parent"].get<int>(), t.parent);
+        EXPECT_EQ(e["args"]["text"].get<std::string>(), t.text);
         EXPECT_GE(e["dur"].get<double>(), 0.0);
     }
     EXPECT_EQ(slices, 2);

@@ -72,10 +72,13 @@ std::string svg_line_panels(const std::vector<Panel> & panels, const std::string
             }
             const double xt = lo + (hi - lo) * k / 4.0;
             const double xv = panel.log_x ? std::pow(10.0, xt) : xt;
+            // Whole numbers from 100 up (no "1.09e+03"), and the end ticks anchored inward so the
+            // last label of a panel never runs into the first of the next.
             char tick[32];
-            std::snprintf(tick, sizeof tick, "%.3g", xv);
-            s += "<text x=\"" + num(x0 + pw * k / 4.0) + "\" y=\"" + num(y0 + ph + 16) + "\" text-anchor=\"middle\">" +
-                 std::string(tick) + "</text>\n";
+            std::snprintf(tick, sizeof tick, std::fabs(xv) >= 100 ? "%.0f" : "%.3g", xv);
+            const char * anchor = k == 0 ? "start" : k == 4 ? "end" : "middle";
+            s += "<text x=\"" + num(x0 + pw * k / 4.0) + "\" y=\"" + num(y0 + ph + 16) + "\" text-anchor=\"" + anchor +
+                 "\">" + std::string(tick) + "</text>\n";
         }
         for (size_t i = 0; i < panel.series.size(); ++i) {
             const Series & ser = panel.series[i];

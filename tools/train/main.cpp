@@ -35,6 +35,9 @@ int main(int argc, char ** argv) {
     app.add_option("--lr", o.lr)->capture_default_str();
     app.add_option("--min-lr", o.min_lr)->capture_default_str();
     app.add_option("--warmup", o.warmup)->capture_default_str();
+    app.add_option("--schedule-start", o.schedule_start,
+                   "warmup and cosine decay start at this step (a new stage resumed from a checkpoint)")
+        ->capture_default_str();
     app.add_option("--parallel-share", o.parallel_share, "fraction of problems in parallel mode")->capture_default_str();
     app.add_option("--beam", o.search.beam_size)->capture_default_str();
     app.add_option("--sub-beam", o.search.sub_beam_size)->capture_default_str();

@@ -202,3 +202,21 @@ TEST(Train, HeldOutCheckFindsTheStreamsProblemsInAnyOrder) {
     o.steps = 1;  // step 1 is no longer part of the stream
     EXPECT_FALSE(train::in_training_stream(o, {used})[0]);
 }
+
+TEST(Train, ScheduleRestartsWarmupAndDecayAtTheStageItResumesInto) {
+    train::TrainOptions o;
+    o.lr = 1e-3;
+    o.min_lr = 1e-4;
+    o.warmup = 10;
+    o.steps = 200;
+    EXPECT_DOUBLE_EQ(train::learning_rate(o, 0), 1e-4);  // warmup from the first step
+    EXPECT_DOUBLE_EQ(train::learning_rate(o, 9), 1e-3);
+    const double at_150 = train::learning_rate(o, 150);
+    o.schedule_start = 100;  // a new stage resumed at step 100 warms up again and decays to min_lr by 200
+    EXPECT_DOUBLE_EQ(train::learning_rate(o, 50), 1e-4);  // before the stage: the stage's first value
+    EXPECT_DOUBLE_EQ(train::learning_rate(o, 100), 1e-4);
+    EXPECT_DOUBLE_EQ(train::learning_rate(o, 109), 1e-3);
+    EXPECT_GT(train::learning_rate(o, 150), at_150);     // the decay is stretched over the stage only
+    EXPECT_GT(train::learning_rate(o, 120), train::learning_rate(o, 180));
+    EXPECT_NEAR(train::learning_rate(o, 199), 1e-4, 1e-6);
+}

@@ -21,6 +21,14 @@ namespace forkjoin::train {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+double learning_rate(const TrainOptions & o, int64_t step) {
+    step -= std::min(step, o.schedule_start);
+    const int64_t steps = std::max<int64_t>(1, o.steps - o.schedule_start);
+    if (step < o.warmup) return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup);
+    const double progress = static_cast<double>(step - o.warmup) / static_cast<double>(std::max<int64_t>(1, steps - o.warmup));
+    return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + std::cos(M_PI * std::min(1.0, progress)));
+}
+
 namespace {
 
 const countdown::GeneratorOptions & stage_at(const TrainOptions & o, int64_t step) {
@@ -32,11 +40,6 @@ const countdown::GeneratorOptions & stage_at(const TrainOptions & o, int64_t ste
     return *current;
 }
 
-double learning_rate(const TrainOptions & o, int64_t step) {
-    if (step < o.warmup) return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup);
-    const double progress = static_cast<double>(step - o.warmup) / static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup));
-    return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + std::cos(M_PI * std::min(1.0, progress)));
-}
 
 // The batch for a step depends only on (seed, step): a resumed run sees the same data stream.
 // `problems`, when given, receives the problems the batch was written from.

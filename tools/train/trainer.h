@@ -27,6 +27,9 @@ struct TrainOptions {
     double lr = 1e-3;
     double min_lr = 1e-4;
     int64_t warmup = 200;
+    // Warmup and cosine decay run over [schedule_start, steps): a run resumed into a new stage
+    // (e.g. 4 numbers after 3) gets its own warmup and a decay that ends when it does.
+    int64_t schedule_start = 0;
     double weight_decay = 0.05;
     double parallel_share = 0.5;      // fraction of problems written in parallel mode
     countdown::SearchOptions search;  // beam sizes of the traces
@@ -47,6 +50,10 @@ struct EvalResult {
     double mean_tokens = 0;
     double solve_rate() const { return problems ? static_cast<double>(solved) / problems : 0.0; }
 };
+
+// The learning rate at `step`: linear warmup over `warmup` steps from `schedule_start`, then cosine
+// decay to `min_lr` at `steps`.
+double learning_rate(const TrainOptions & options, int64_t step);
 
 // Greedy sequential-mode evaluation of a GGUF on `problems` through llama.cpp.
 EvalResult evaluate_sequential(const std::string & gguf_path, const std::vector<countdown::Problem> & problems,
