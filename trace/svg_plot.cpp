@@ -9,9 +9,12 @@ namespace {
 
 const char * kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
 
+// Coordinates and labels: whole numbers from 100 up (a pixel is enough, and "1.09e+03" is both
+// imprecise and too wide for a tick label), two decimals below, %g only for tiny values.
 std::string num(double v) {
     char buf[32];
-    if (std::fabs(v) >= 1000 || (v != 0 && std::fabs(v) < 0.01)) std::snprintf(buf, sizeof buf, "%.3g", v);
+    if (std::fabs(v) >= 100) std::snprintf(buf, sizeof buf, "%.0f", v);
+    else if (v != 0 && std::fabs(v) < 0.01) std::snprintf(buf, sizeof buf, "%.3g", v);
     else std::snprintf(buf, sizeof buf, "%.2f", v);
     std::string s = buf;
     if (s.find('.') != std::string::npos && s.find('e') == std::string::npos) {
@@ -72,13 +75,10 @@ std::string svg_line_panels(const std::vector<Panel> & panels, const std::string
             }
             const double xt = lo + (hi - lo) * k / 4.0;
             const double xv = panel.log_x ? std::pow(10.0, xt) : xt;
-            // Whole numbers from 100 up (no "1.09e+03"), and the end ticks anchored inward so the
-            // last label of a panel never runs into the first of the next.
-            char tick[32];
-            std::snprintf(tick, sizeof tick, std::fabs(xv) >= 100 ? "%.0f" : "%.3g", xv);
+            // The end ticks anchor inward so the last label of a panel never runs into the first of the next.
             const char * anchor = k == 0 ? "start" : k == 4 ? "end" : "middle";
             s += "<text x=\"" + num(x0 + pw * k / 4.0) + "\" y=\"" + num(y0 + ph + 16) + "\" text-anchor=\"" + anchor +
-                 "\">" + std::string(tick) + "</text>\n";
+                 "\">" + num(xv) + "</text>\n";
         }
         for (size_t i = 0; i < panel.series.size(); ++i) {
             const Series & ser = panel.series[i];

@@ -3,8 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include <regex>
-
 using namespace forkjoin::trace;
 
 TEST(SvgPlot, DrawsEverySeriesAndKeepsTickLabelsInsideTheirPanel) {
@@ -15,7 +13,8 @@ TEST(SvgPlot, DrawsEverySeriesAndKeepsTickLabelsInsideTheirPanel) {
     size_t circles = 0;
     for (size_t at = svg.find("<circle"); at != std::string::npos; at = svg.find("<circle", at + 1)) ++circles;
     EXPECT_EQ(circles, 8u);
-    // Ticks from 100 up are whole numbers, never "1.09e+03" (too wide for the gap between panels).
+    // Numbers from 100 up are whole, never "1.09e+03" (too wide for the gap between panels, and a
+    // coordinate printed so is off by pixels).
     EXPECT_EQ(svg.find("e+0"), std::string::npos);
     EXPECT_NE(svg.find(">4096</text>"), std::string::npos);
     // The last tick of a panel ends at its right edge, the first starts at its left edge.

@@ -40,7 +40,6 @@ const countdown::GeneratorOptions & stage_at(const TrainOptions & o, int64_t ste
     return *current;
 }
 
-
 // The batch for a step depends only on (seed, step): a resumed run sees the same data stream.
 // `problems`, when given, receives the problems the batch was written from.
 std::vector<Example> batch_for(const TrainOptions & o, int64_t step, const llama::Model & tok,
