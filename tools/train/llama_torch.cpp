@@ -83,15 +83,17 @@ LlamaTorchImpl::LlamaTorchImpl(const LlamaConfig & c) : config_(c) {
     auto inv_freq = torch::pow(c.rope_base, -2.0 * i / static_cast<double>(hd));
     auto pos = torch::arange(0, c.n_ctx, torch::kFloat64);
     auto angles = torch::outer(pos, inv_freq);
-    rope_cos = register_buffer("rope_cos", torch::cos(angles).to(torch::kFloat32));
-    rope_sin = register_buffer("rope_sin", torch::sin(angles).to(torch::kFloat32));
+    // Not buffers: the tables are a function of the config, so they stay out of checkpoints and a
+    // checkpoint resumes under a longer --ctx (a later stage with longer traces).
+    rope_cos = torch::cos(angles).to(torch::kFloat32);
+    rope_sin = torch::sin(angles).to(torch::kFloat32);
 }
 
 torch::Tensor LlamaTorchImpl::forward(const torch::Tensor & tokens) {
     const int64_t T = tokens.size(1);
     TORCH_CHECK(T <= config_.n_ctx, "sequence of ", T, " tokens exceeds n_ctx ", config_.n_ctx);
     auto x = tok_embd(tokens);
-    auto cos = rope_cos.slice(0, 0, T), sin = rope_sin.slice(0, 0, T);
+    auto cos = rope_cos.slice(0, 0, T).to(tokens.device()), sin = rope_sin.slice(0, 0, T).to(tokens.device());
     auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(tokens.device())).triu(1);
     for (const auto & layer : *layers) x = layer->as<Block>()->forward(x, cos, sin, mask);
     return output(output_norm(x));

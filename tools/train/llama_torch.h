@@ -62,7 +62,7 @@ private:
     torch::nn::ModuleList layers;
     RmsNorm output_norm{nullptr};
     torch::nn::Linear output{nullptr};
-    torch::Tensor rope_cos, rope_sin;  // [n_ctx, head_dim/2]
+    torch::Tensor rope_cos, rope_sin;  // [n_ctx, head_dim/2], derived from config_, not saved
 };
 TORCH_MODULE(LlamaTorch);
 

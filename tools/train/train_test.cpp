@@ -114,6 +114,29 @@ TEST(Train, TorchForwardEqualsLlamaCppOnTheExport) {
     EXPECT_LT(worst, 1e-4f * std::max(1.0f, scale));
 }
 
+// A checkpoint carries weights, not the RoPE tables: it loads into a model with a longer context and
+// computes the same logits on what both can hold (a later stage trains longer traces).
+TEST(Train, CheckpointResumesUnderALongerContext) {
+    torch::manual_seed(11);
+    train::LlamaConfig short_cfg = small_config();
+    short_cfg.n_ctx = 64;
+    train::LlamaTorch a(short_cfg);
+    a->init_weights();
+    const std::string path = temp_path("short-ctx.pt");
+    torch::save(a, path);
+    train::LlamaConfig long_cfg = short_cfg;
+    long_cfg.n_ctx = 128;
+    train::LlamaTorch b(long_cfg);
+    torch::load(b, path);
+    torch::NoGradGuard g;
+    a->eval();
+    b->eval();
+    const auto tokens = torch::randint(0, short_cfg.n_vocab, {1, 100}, torch::kLong);
+    EXPECT_TRUE(torch::allclose(a->forward(tokens.slice(1, 0, 64)), b->forward(tokens.slice(1, 0, 64))));
+    EXPECT_EQ(b->forward(tokens).size(1), 100);
+    EXPECT_THROW(a->forward(tokens), c10::Error);  // the short model still refuses what it cannot hold
+}
+
 // Only what the model writes is in the loss: the tag and prompt are not, and every example ends
 // with </s> in the loss.
 TEST(Train, ExamplesMaskPromptsAndJoinText) {
