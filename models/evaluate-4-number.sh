@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Re-measures the 4-number figures in models/README.md ("The 4-number stage") for a model trained
-# past the 3-number stage (default: the stage's checkpoint export):
+# Re-measures the 4-number figures in models/README.md for a model trained past the 3-number stage:
 #   1. sequential vs native at a 1,024-token per-thread window on all 500 problems of
 #      models/countdown4-eval.jsonl (the window where 4-number sequential traces no longer fit);
 #   2. the curve over windows 512..4096 on the first 50 (4,096 holds every sequential trace).
-# Writes models/eval/4-number-{1024,curve}.{md,svg} and prints the tables. Greedy, 16 problems in
-# flight. Takes about 70 minutes on 2 cores (the first command 54); run it with the machine otherwise idle.
+# Usage: models/evaluate-4-number.sh [MODEL] [NAME]
+#   MODEL defaults to the shipped models/countdown.gguf (NAME "shipped"); for a training run's export
+#   NAME defaults to its folder, e.g. cd-v4 for ~/.cache/forkjoin/train/cd-v4/model.gguf. NAME
+#   prefixes the reports, so each stage keeps its own: models/eval/NAME-4-number-{1024,curve}.{md,svg}.
+# Greedy, 16 problems in flight. Takes about 70 minutes on 2 cores (the first command 54); run it
+# with the machine otherwise idle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=${1:-$HOME/.cache/forkjoin/train/cd-v3/model.gguf}
+if [ $# -ge 1 ]; then
+  model=$1
+  name=${2:-$(basename "$(dirname "$(realpath "$model")")")}
+else
+  model=models/countdown.gguf
+  name=shipped
+fi
 bin=build/bin/forkjoin
 out=models/eval
 mkdir -p "$out"
@@ -16,8 +25,8 @@ problems=models/countdown4-eval.jsonl
 
 "$bin" bench countdown --model "$model" --problems "$problems" --sweep \
   --sweep-strategies sequential,native --sweep-contexts 1024 \
-  --report "$out/4-number-1024"
+  --report "$out/$name-4-number-1024"
 
 "$bin" bench countdown --model "$model" --problems "$problems" --limit 50 --sweep \
   --sweep-strategies sequential,native --sweep-contexts 512,2048,4096 \
-  --report "$out/4-number-curve"
+  --report "$out/$name-4-number-curve"
