@@ -10,14 +10,14 @@
 # Greedy, 16 problems in flight. Takes about 70 minutes on 2 cores (the first command 54); run it
 # with the machine otherwise idle.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 if [ $# -ge 1 ]; then
-  model=$1
-  name=${2:-$(basename "$(dirname "$(realpath "$model")")")}
+  model=$(realpath "$1")  # before the cd below, so a path relative to the caller's directory works
+  name=${2:-$(basename "$(dirname "$model")")}
 else
   model=models/countdown.gguf
   name=shipped
 fi
+cd "$(dirname "$0")/.."
 bin=build/bin/forkjoin
 out=models/eval
 mkdir -p "$out"
