@@ -10,9 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
-#include <cinttypes>
 #include <cstdio>
-#include <sstream>
 
 using namespace forkjoin;
 
@@ -41,7 +39,7 @@ int main(int argc, char ** argv) {
     app.add_option("--parallel-share", o.parallel_share, "fraction of problems in parallel mode")->capture_default_str();
     app.add_option("--beam", o.search.beam_size)->capture_default_str();
     app.add_option("--sub-beam", o.search.sub_beam_size)->capture_default_str();
-    app.add_option("--curriculum", curriculum, "stages from_step:count:min_number:max_number, comma-separated")
+    app.add_option("--curriculum", curriculum, "stages from_step:count:min_number:max_number, comma-separated; count N-M mixes sizes N..M")
         ->capture_default_str();
     app.add_option("--embd", o.model.n_embd)->capture_default_str();
     app.add_option("--layers", o.model.n_layer)->capture_default_str();
@@ -56,16 +54,7 @@ int main(int argc, char ** argv) {
     app.add_option("--threads", o.threads, "0: all cores")->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     try {
-        std::stringstream ss(curriculum);
-        std::string stage;
-        while (std::getline(ss, stage, ',')) {
-            train::Stage s;
-            if (std::sscanf(stage.c_str(), "%" SCNd64 ":%d:%d:%d", &s.from_step, &s.problems.count,
-                            &s.problems.min_number, &s.problems.max_number) != 4) {
-                throw Error(ErrorCode::invalid_argument, "bad curriculum stage '" + stage + "' (from_step:count:min:max)");
-            }
-            o.curriculum.push_back(s);
-        }
+        o.curriculum = train::parse_curriculum(curriculum);
         if (data_stats > 0) {
             train::print_data_stats(o, data_stats);
             return 0;

@@ -226,6 +226,47 @@ TEST(Train, HeldOutCheckFindsTheStreamsProblemsInAnyOrder) {
     EXPECT_FALSE(train::in_training_stream(o, {used})[0]);
 }
 
+TEST(Train, MixedStageDrawsEverySizeAndLeavesSingleSizeStagesAsTheyWere) {
+    train::TrainOptions o;
+    o.seed = 5;
+    o.steps = 2;
+    o.batch_tokens = 512;
+    o.model = small_config();
+    o.curriculum = train::parse_curriculum("0:3-4:1:99");
+    ASSERT_EQ(o.curriculum.size(), 1u);
+    EXPECT_EQ(o.curriculum[0].problems.count, 3);
+    EXPECT_EQ(o.curriculum[0].max_count, 4);
+    countdown::GeneratorOptions three = o.curriculum[0].problems, four = three;
+    four.count = 4;
+    // Step 1's first problem of each size: the first size from the step's own seed, as a stage of one
+    // size draws it, the next from a seed of its own.
+    const uint64_t seed = o.seed * 1000003ull + 1;
+    const countdown::Problem first_three = countdown::ProblemGenerator(seed, three).next();
+    const countdown::Problem first_four = countdown::ProblemGenerator(seed + 0x9E3779B97F4A7C15ull, four).next();
+    EXPECT_EQ(train::in_training_stream(o, {first_three, first_four}), (std::vector<bool>{true, true}));
+    o.curriculum = train::parse_curriculum("0:3:1:99");
+    EXPECT_EQ(train::in_training_stream(o, {first_three, first_four}), (std::vector<bool>{true, false}));
+}
+
+TEST(Train, CurriculumParserNamesTheStageItRefuses) {
+    const auto stages = train::parse_curriculum("0:3:1:20,3600:4:1:99,6100:3-4:1:99");
+    ASSERT_EQ(stages.size(), 3u);
+    EXPECT_EQ(stages[1].from_step, 3600);
+    EXPECT_EQ(stages[1].problems.count, 4);
+    EXPECT_EQ(stages[1].max_count, 0);
+    EXPECT_EQ(stages[2].max_count, 4);
+    for (const char * bad : {"0:3:1", "0:3:1:20x", "0:4-3:1:99", "0:3-:1:99", "0:0:1:99", "0:3:50:10",
+                             "100:3:1:20,100:4:1:99", "0:three:1:99"}) {
+        try {
+            train::parse_curriculum(bad);
+            ADD_FAILURE() << "accepted " << bad;
+        } catch (const Error & e) {
+            EXPECT_EQ(e.code(), ErrorCode::invalid_argument) << bad;
+            EXPECT_NE(std::string(e.what()).find("bad curriculum stage"), std::string::npos) << e.what();
+        }
+    }
+}
+
 TEST(Train, ScheduleRestartsWarmupAndDecayAtTheStageItResumesInto) {
     train::TrainOptions o;
     o.lr = 1e-3;

@@ -10,11 +10,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 namespace forkjoin::train {
@@ -29,22 +31,76 @@ double learning_rate(const TrainOptions & o, int64_t step) {
     return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + std::cos(M_PI * std::min(1.0, progress)));
 }
 
+std::vector<Stage> parse_curriculum(const std::string & text) {
+    std::vector<Stage> stages;
+    std::stringstream ss(text);
+    std::string stage;
+    while (std::getline(ss, stage, ',')) {
+        Stage s;
+        char count[32] = {0};
+        int consumed = 0;
+        bool ok = std::sscanf(stage.c_str(), "%" SCNd64 ":%31[0-9-]:%d:%d%n", &s.from_step, count,
+                              &s.problems.min_number, &s.problems.max_number, &consumed) == 4 &&
+                  static_cast<size_t>(consumed) == stage.size();
+        int first = 0, last = 0, used = 0;
+        if (ok && std::sscanf(count, "%d-%d%n", &first, &last, &used) == 2 && count[used] == 0) {
+            ok = first >= 1 && last > first;
+            s.problems.count = first;
+            s.max_count = last;
+        } else if (ok && std::sscanf(count, "%d%n", &first, &used) == 1 && count[used] == 0) {
+            ok = first >= 1;
+            s.problems.count = first;
+        } else {
+            ok = false;
+        }
+        // stage_at takes the last stage that has begun: stages out of order would silently skip some.
+        ok = ok && s.problems.min_number <= s.problems.max_number &&
+             (stages.empty() || s.from_step > stages.back().from_step);
+        if (!ok) {
+            throw Error(ErrorCode::invalid_argument, "bad curriculum stage '" + stage +
+                                                         "' (from_step:count:min:max with count N or N-M, steps increasing)");
+        }
+        stages.push_back(s);
+    }
+    return stages;
+}
+
 namespace {
 
-const countdown::GeneratorOptions & stage_at(const TrainOptions & o, int64_t step) {
-    static const countdown::GeneratorOptions fallback;
-    const countdown::GeneratorOptions * current = &fallback;
+const Stage & stage_at(const TrainOptions & o, int64_t step) {
+    static const Stage fallback;
+    const Stage * current = &fallback;
     for (const auto & s : o.curriculum) {
-        if (step >= s.from_step) current = &s.problems;
+        if (step >= s.from_step) current = &s;
     }
     return *current;
 }
+
+// The problems of a stage from one seed: one generator per size, taken in turn. A stage of one size
+// draws exactly what a single generator from `seed` draws, so adding mixed stages left the stream of
+// every earlier run (and its held-out checks) unchanged.
+class StageProblems {
+public:
+    StageProblems(uint64_t seed, const Stage & stage) {
+        const int last = std::max(stage.problems.count, stage.max_count);
+        for (int count = stage.problems.count; count <= last; ++count) {
+            countdown::GeneratorOptions g = stage.problems;
+            g.count = count;
+            generators_.emplace_back(seed + static_cast<uint64_t>(count - stage.problems.count) * 0x9E3779B97F4A7C15ull, g);
+        }
+    }
+    countdown::Problem next() { return generators_[next_++ % generators_.size()].next(); }
+
+private:
+    std::vector<countdown::ProblemGenerator> generators_;
+    size_t next_ = 0;
+};
 
 // The batch for a step depends only on (seed, step): a resumed run sees the same data stream.
 // `problems`, when given, receives the problems the batch was written from.
 std::vector<Example> batch_for(const TrainOptions & o, int64_t step, const llama::Model & tok,
                                std::vector<countdown::Problem> * problems = nullptr) {
-    countdown::ProblemGenerator gen(o.seed * 1000003ull + static_cast<uint64_t>(step), stage_at(o, step));
+    StageProblems gen(o.seed * 1000003ull + static_cast<uint64_t>(step), stage_at(o, step));
     std::vector<Example> out;
     int64_t tokens = 0;
     for (uint64_t i = 0; tokens < o.batch_tokens; ++i) {
@@ -103,7 +159,7 @@ void write_state(const fs::path & path, int64_t step, uint64_t seed) {
 
 std::vector<countdown::Problem> eval_set(const TrainOptions & o, int64_t step) {
     // Held out: a seed space the training stream never uses.
-    countdown::ProblemGenerator gen(0xE7A1ull ^ (o.seed << 32), stage_at(o, step));
+    StageProblems gen(0xE7A1ull ^ (o.seed << 32), stage_at(o, step));
     std::vector<countdown::Problem> out;
     for (int i = 0; i < o.eval_problems; ++i) out.push_back(gen.next());
     return out;
@@ -177,11 +233,17 @@ std::vector<bool> in_training_stream(const TrainOptions & o, const std::vector<c
 
 void print_data_stats(const TrainOptions & o, int n_problems) {
     const auto tok = vocabulary_tokenizer(o);
-    std::vector<Stage> stages = o.curriculum;
-    if (stages.empty()) stages.push_back(Stage{});
-    for (const auto & stage : stages) {
+    // One line per problem size and mode: a mixed stage's sizes have very different traces.
+    std::vector<countdown::GeneratorOptions> sizes;
+    for (const auto & stage : o.curriculum.empty() ? std::vector<Stage>{Stage{}} : o.curriculum) {
+        for (int count = stage.problems.count; count <= std::max(stage.problems.count, stage.max_count); ++count) {
+            sizes.push_back(stage.problems);
+            sizes.back().count = count;
+        }
+    }
+    for (const auto & size : sizes) {
         for (bool parallel : {false, true}) {
-            countdown::ProblemGenerator gen(o.seed, stage.problems);
+            countdown::ProblemGenerator gen(o.seed, size);
             int64_t bytes = 0, tokens = 0, longest_thread = 0, longest_total = 0, threads = 0, solved = 0;
             std::vector<int64_t> per_problem;
             for (int i = 0; i < n_problems; ++i) {
@@ -205,7 +267,7 @@ void print_data_stats(const TrainOptions & o, int n_problems) {
             std::sort(per_problem.begin(), per_problem.end());
             std::printf("%d numbers in %d..%d, %-10s: search solves %5.1f%%, %.1f threads/problem, %.0f tokens/problem "
                         "(median %lld, max %lld), longest thread %lld tokens\n",
-                        stage.problems.count, stage.problems.min_number, stage.problems.max_number,
+                        size.count, size.min_number, size.max_number,
                         parallel ? "parallel" : "sequential", 100.0 * static_cast<double>(solved) / n_problems,
                         static_cast<double>(threads) / n_problems, static_cast<double>(tokens) / n_problems,
                         static_cast<long long>(per_problem[per_problem.size() / 2]), static_cast<long long>(longest_total),

@@ -13,11 +13,18 @@
 
 namespace forkjoin::train {
 
-// A curriculum stage: from step `from_step` on, problems come from `problems`.
+// A curriculum stage: from step `from_step` on, problems come from `problems`. With `max_count` above
+// problems.count the stage mixes sizes: problem i of a step has count + i % (max_count - count + 1)
+// numbers, so a stage that adds a size can keep the smaller ones it would otherwise forget.
 struct Stage {
     int64_t from_step = 0;
     countdown::GeneratorOptions problems;
+    int max_count = 0;  // 0: problems.count only
 };
+
+// Parses --curriculum: comma-separated stages from_step:count:min_number:max_number, where count is
+// N or N-M (a mixed stage); from_step increases. Throws invalid_argument naming the bad stage.
+std::vector<Stage> parse_curriculum(const std::string & text);
 
 struct TrainOptions {
     std::string out_dir;              // checkpoints, exports and the log live here
