@@ -21,10 +21,14 @@ int main(int argc, char ** argv) {
     int data_stats = 0;
     std::string overlap_path, held_out_path;
     int held_out_count = 0;
+    int64_t overlap_from = 0;
     app.add_option("--out", o.out_dir, "run directory (checkpoints, log, model.gguf)");
     app.add_option("--data-stats", data_stats, "print token counts of N problems per curriculum stage and exit");
     app.add_option("--overlap", overlap_path,
                    "JSONL problems: count how many the training stream of these options contains, and exit");
+    app.add_option("--overlap-from", overlap_from,
+                   "with --overlap: check steps [STEP, --steps) only (a new stage, the earlier ones checked before)")
+        ->capture_default_str();
     app.add_option("--held-out", held_out_path, "with --overlap: write the problems the stream never contains here");
     app.add_option("--held-out-count", held_out_count, "with --held-out: keep the first N of them (0: all)");
     app.add_option("--seed", o.seed)->capture_default_str();
@@ -61,16 +65,20 @@ int main(int argc, char ** argv) {
         }
         if (!overlap_path.empty()) {
             const auto problems = countdown::load_problems(overlap_path);
-            const auto seen = train::in_training_stream(o, problems);
+            const auto seen = train::in_training_stream(o, problems, overlap_from);
             std::vector<countdown::Problem> held_out;
             for (size_t i = 0; i < problems.size(); ++i) {
                 if (!seen[i] && (held_out_count <= 0 || static_cast<int>(held_out.size()) < held_out_count)) {
                     held_out.push_back(problems[i]);
                 }
             }
-            std::printf("%zu of %zu problems in %s occur in the training stream of %lld steps\n",
+            std::printf("%zu of %zu problems in %s occur in the training stream of steps %lld..%lld\n",
                         problems.size() - static_cast<size_t>(std::count(seen.begin(), seen.end(), false)),
-                        problems.size(), overlap_path.c_str(), static_cast<long long>(o.steps));
+                        problems.size(), overlap_path.c_str(), static_cast<long long>(overlap_from),
+                        static_cast<long long>(o.steps - 1));
+            for (size_t i = 0; i < problems.size(); ++i) {
+                if (seen[i]) std::printf("  line %zu\n", i + 1);
+            }
             if (!held_out_path.empty()) {
                 countdown::save_problems(held_out_path, held_out);
                 std::printf("wrote %zu held-out problems to %s\n", held_out.size(), held_out_path.c_str());

@@ -224,6 +224,9 @@ TEST(Train, HeldOutCheckFindsTheStreamsProblemsInAnyOrder) {
     EXPECT_EQ(seen, (std::vector<bool>{true, false}));
     o.steps = 1;  // step 1 is no longer part of the stream
     EXPECT_FALSE(train::in_training_stream(o, {used})[0]);
+    o.steps = 2;  // nor when the check starts after it
+    EXPECT_FALSE(train::in_training_stream(o, {used}, 2)[0]);
+    EXPECT_TRUE(train::in_training_stream(o, {used}, 1)[0]);
 }
 
 TEST(Train, MixedStageDrawsEverySizeAndLeavesSingleSizeStagesAsTheyWere) {

@@ -209,7 +209,8 @@ std::shared_ptr<const llama::Model> vocabulary_tokenizer(const TrainOptions & o)
 
 }  // namespace
 
-std::vector<bool> in_training_stream(const TrainOptions & o, const std::vector<countdown::Problem> & problems) {
+std::vector<bool> in_training_stream(const TrainOptions & o, const std::vector<countdown::Problem> & problems,
+                                     int64_t from_step) {
     // A problem is its multiset of numbers and its target: the order of the numbers is not a new problem.
     using Key = std::pair<std::vector<int>, int>;
     auto key = [](countdown::Problem p) {
@@ -219,7 +220,7 @@ std::vector<bool> in_training_stream(const TrainOptions & o, const std::vector<c
     std::set<Key> wanted, seen;
     for (const auto & p : problems) wanted.insert(key(p));
     const auto tok = vocabulary_tokenizer(o);
-    for (int64_t step = 0; step < o.steps; ++step) {
+    for (int64_t step = from_step; step < o.steps; ++step) {
         std::vector<countdown::Problem> used;
         batch_for(o, step, *tok, &used);
         for (const auto & p : used) {

@@ -71,8 +71,9 @@ EvalResult evaluate_sequential(const std::string & gguf_path, const std::vector<
 void print_data_stats(const TrainOptions & options, int n_problems);
 
 // For each of `problems`: does the training stream of `options` contain it (numbers as a multiset,
-// and target) in steps [0, options.steps)? The held-out claim of an evaluation set, checked.
-std::vector<bool> in_training_stream(const TrainOptions & options, const std::vector<countdown::Problem> & problems);
+// and target) in steps [from_step, options.steps)? The held-out claim of an evaluation set, checked.
+std::vector<bool> in_training_stream(const TrainOptions & options, const std::vector<countdown::Problem> & problems,
+                                     int64_t from_step = 0);
 
 // Runs (or resumes) training; returns the path of the exported GGUF.
 std::string train(const TrainOptions & options);
