@@ -3,21 +3,12 @@
 #   1. sequential vs native at a 1,024-token per-thread window on all 500 problems of
 #      models/countdown4-eval.jsonl (the window where 4-number sequential traces no longer fit);
 #   2. the curve over windows 512..4096 on the first 50 (4,096 holds every sequential trace).
-# Usage: models/evaluate-4-number.sh [MODEL] [NAME]
-#   MODEL defaults to the shipped models/countdown.gguf (NAME "shipped"); for a training run's export
-#   NAME defaults to its folder, e.g. cd-v4 for ~/.cache/forkjoin/train/cd-v4/model.gguf. NAME
-#   prefixes the reports, so each stage keeps its own: models/eval/NAME-4-number-{1024,curve}.{md,svg}.
+# Usage: models/evaluate-4-number.sh [MODEL] [NAME] (see models/model-and-name.sh); reports go to
+#   models/eval/NAME-4-number-{1024,curve}.{md,svg}.
 # Greedy, 16 problems in flight. Takes about 70 minutes on 2 cores (the first command 54); run it
 # with the machine otherwise idle.
 set -euo pipefail
-if [ $# -ge 1 ]; then
-  model=$(realpath "$1")  # before the cd below, so a path relative to the caller's directory works
-  name=${2:-$(basename "$(dirname "$model")")}
-else
-  model=models/countdown.gguf
-  name=shipped
-fi
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/model-and-name.sh"
 bin=build/bin/forkjoin
 out=models/eval
 mkdir -p "$out"
