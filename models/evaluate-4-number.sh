@@ -5,7 +5,7 @@
 #   2. the curve over windows 512..4096 on the first 50 (4,096 holds every sequential trace).
 # Usage: models/evaluate-4-number.sh [MODEL] [NAME] (see models/model-and-name.sh); reports go to
 #   models/eval/NAME-4-number-{1024,curve}.{md,svg}.
-# Greedy, 16 problems in flight. Takes about 70 minutes on 2 cores (the first command 54); run it
+# Greedy, 16 problems in flight. Takes about 85 minutes on 2 cores (the first command 55-57); run it
 # with the machine otherwise idle.
 set -euo pipefail
 source "$(dirname "$0")/model-and-name.sh"
