@@ -209,12 +209,22 @@ TEST(Train, SmokeTrainingLossFallsExportLoadsAndResumes) {
     EXPECT_EQ(r.problems, 1);  // runs end to end through llama.cpp (a 30-step model solves nothing)
 }
 
-TEST(Train, HeldOutCheckFindsTheStreamsProblemsInAnyOrder) {
+namespace {
+
+// Options for the held-out checks: two short steps of the stream, no training.
+train::TrainOptions stream_options() {
     train::TrainOptions o;
     o.seed = 5;
     o.steps = 2;
     o.batch_tokens = 512;
     o.model = small_config();
+    return o;
+}
+
+}  // namespace
+
+TEST(Train, HeldOutCheckFindsTheStreamsProblemsInAnyOrder) {
+    train::TrainOptions o = stream_options();
     o.curriculum = {train::Stage{0, countdown::GeneratorOptions{}}};
     // Step 1's first problem, as batch_for draws it, with its numbers reversed: still the same problem.
     countdown::Problem used = countdown::ProblemGenerator(o.seed * 1000003ull + 1, o.curriculum[0].problems).next();
@@ -230,11 +240,7 @@ TEST(Train, HeldOutCheckFindsTheStreamsProblemsInAnyOrder) {
 }
 
 TEST(Train, MixedStageDrawsEverySizeAndLeavesSingleSizeStagesAsTheyWere) {
-    train::TrainOptions o;
-    o.seed = 5;
-    o.steps = 2;
-    o.batch_tokens = 512;
-    o.model = small_config();
+    train::TrainOptions o = stream_options();
     o.curriculum = train::parse_curriculum("0:3-4:1:99");
     ASSERT_EQ(o.curriculum.size(), 1u);
     EXPECT_EQ(o.curriculum[0].problems.count, 3);

@@ -76,18 +76,24 @@ const Stage & stage_at(const TrainOptions & o, int64_t step) {
     return *current;
 }
 
+// The problem sizes a stage draws, smallest first: one for a single-size stage.
+std::vector<countdown::GeneratorOptions> stage_sizes(const Stage & stage) {
+    std::vector<countdown::GeneratorOptions> sizes;
+    for (int count = stage.problems.count; count <= std::max(stage.problems.count, stage.max_count); ++count) {
+        sizes.push_back(stage.problems);
+        sizes.back().count = count;
+    }
+    return sizes;
+}
+
 // The problems of a stage from one seed: one generator per size, taken in turn. A stage of one size
 // draws exactly what a single generator from `seed` draws, so adding mixed stages left the stream of
 // every earlier run (and its held-out checks) unchanged.
 class StageProblems {
 public:
     StageProblems(uint64_t seed, const Stage & stage) {
-        const int last = std::max(stage.problems.count, stage.max_count);
-        for (int count = stage.problems.count; count <= last; ++count) {
-            countdown::GeneratorOptions g = stage.problems;
-            g.count = count;
-            generators_.emplace_back(seed + static_cast<uint64_t>(count - stage.problems.count) * 0x9E3779B97F4A7C15ull, g);
-        }
+        uint64_t k = 0;
+        for (const auto & size : stage_sizes(stage)) generators_.emplace_back(seed + k++ * 0x9E3779B97F4A7C15ull, size);
     }
     countdown::Problem next() { return generators_[next_++ % generators_.size()].next(); }
 
@@ -237,10 +243,8 @@ void print_data_stats(const TrainOptions & o, int n_problems) {
     // One line per problem size and mode: a mixed stage's sizes have very different traces.
     std::vector<countdown::GeneratorOptions> sizes;
     for (const auto & stage : o.curriculum.empty() ? std::vector<Stage>{Stage{}} : o.curriculum) {
-        for (int count = stage.problems.count; count <= std::max(stage.problems.count, stage.max_count); ++count) {
-            sizes.push_back(stage.problems);
-            sizes.back().count = count;
-        }
+        const auto more = stage_sizes(stage);
+        sizes.insert(sizes.end(), more.begin(), more.end());
     }
     for (const auto & size : sizes) {
         for (bool parallel : {false, true}) {
