@@ -1,6 +1,7 @@
 // forkjoin bench countdown / forkjoin run --task countdown: Countdown through the runtime, with
 // the strict verifier, as one strategy at one per-thread context window.
 #include "app/commands.h"
+#include "app/decode_probe.h"
 #include "base/error.h"
 #include "strategies/countdown.h"
 #include "strategies/text.h"
@@ -10,7 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <filesystem>
@@ -42,10 +45,9 @@ strategies::CountdownOptions options_from(const CountdownArgs & a) {
 }
 
 llama::BackendOptions backend_for(const CountdownArgs & a) {
-    llama::BackendOptions b;
-    const int per_thread = a.context > 0 ? a.context : 4096;
-    b.n_seq_max = static_cast<uint32_t>(std::min(256, a.concurrency * (1 + a.max_children)));
-    b.n_ctx = static_cast<uint32_t>(std::min<int64_t>(int64_t{b.n_seq_max} * per_thread, a.kv_cells));
+    llama::BackendOptions b = strategies::countdown_backend_options(options_from(a));
+    b.n_threads = a.threads;
+    if (a.kv_cells > 0) b.n_ctx = static_cast<uint32_t>(std::min<int64_t>(b.n_ctx, a.kv_cells));
     return b;
 }
 
@@ -58,10 +60,16 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
     cmd.add_option("--prompt-style", a.prompt_style, "forkjoin (mode tags) or apr (APR checkpoints)")->capture_default_str();
     cmd.add_option("--max-children", a.max_children)->capture_default_str();
     cmd.add_option("--concurrency", a.concurrency, "problems in flight at once")->capture_default_str();
-    cmd.add_option("--kv-cells", a.kv_cells, "KV cache cells shared by all threads")->capture_default_str();
+    cmd.add_option("--kv-cells", a.kv_cells,
+                   "KV cells in all (0: room for every thread's window; each thread has its own KV stream, "
+                   "--kv-cells / threads cells, and fails if it fills it)")
+        ->capture_default_str();
     cmd.add_option("--samples", a.samples, "self-consistency: samples per problem")->capture_default_str();
     cmd.add_option("--temperature", a.temperature, "0: greedy")->capture_default_str();
     cmd.add_option("--seed", a.seed)->capture_default_str();
+    cmd.add_option("--threads", a.threads,
+                   "CPU threads per decode (0: FORKJOIN_THREADS, else the cores other processes leave free, re-measured as it runs)")
+        ->capture_default_str();
     cmd.add_option("--trace", a.trace_path, "write the thread trees as Chrome trace JSON (Perfetto)");
     cmd.add_flag("--sweep", a.sweep, "every --sweep-strategies at every --sweep-contexts; writes REPORT.md and REPORT.svg");
     cmd.add_option("--sweep-strategies", a.sweep_strategies,
@@ -88,6 +96,9 @@ struct Summary {
     size_t n = 0;
     double accuracy = 0, total_tokens = 0, sequential_tokens = 0, max_context_tokens = 0, latency_s = 0, threads = 0;
     double run_wall_s = 0;  // the whole run's wall time divided by n: throughput, all requests in flight
+    // The engine against its physical limit: tokens decoded per second over the whole run, and raw
+    // batched decode on the same backend at the run's mean batch size and mean context per token.
+    double run_tokens_per_s = 0, mean_batch = 0, mean_context = 0, raw_tokens_per_s = 0;
 };
 
 Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Model> & model,
@@ -110,7 +121,20 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
     }
     const double n = static_cast<double>(s.n);
     for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads}) *v /= n;
-    s.run_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / n;
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    s.run_wall_s = wall / n;
+    const llama::DecodeStats st = backend.stats();
+    if (st.steps > 0 && st.tokens > 0) {
+        s.run_tokens_per_s = static_cast<double>(st.tokens) / wall;
+        s.mean_batch = static_cast<double>(st.tokens) / static_cast<double>(st.steps);
+        s.mean_context = static_cast<double>(st.position_sum) / static_cast<double>(st.tokens);
+        const int batch = std::clamp(static_cast<int>(std::lround(s.mean_batch)), 1,
+                                     static_cast<int>(backend.options().n_seq_max));
+        const int steps = 32;
+        const int context = std::clamp(static_cast<int>(std::lround(s.mean_context)), 1,
+                                       static_cast<int>(backend.sequence_capacity()) - steps - 1);
+        s.raw_tokens_per_s = decode_tokens_per_s(backend, batch, steps, context);
+    }
     return s;
 }
 
@@ -118,7 +142,10 @@ nlohmann::json to_json(const Summary & s) {
     return {{"n", s.n}, {"strategy", s.strategy}, {"context", s.context}, {"accuracy", s.accuracy},
             {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens},
             {"max_context_tokens", s.max_context_tokens}, {"wall_seconds", s.latency_s},
-            {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads}};
+            {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads},
+            {"run_tokens_per_s", s.run_tokens_per_s}, {"mean_batch", s.mean_batch}, {"mean_context", s.mean_context},
+            {"raw_tokens_per_s", s.raw_tokens_per_s},
+            {"raw_fraction", s.raw_tokens_per_s > 0 ? s.run_tokens_per_s / s.raw_tokens_per_s : 0.0}};
 }
 
 std::vector<std::string> split(const std::string & list) {
@@ -163,6 +190,10 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
                         "max context %.0f, %.1f threads, latency %.2f s (%.2f s of the run)\n",
                         s.strategy.c_str(), s.context, 100.0 * s.accuracy, s.n, s.total_tokens, s.sequential_tokens,
                         s.max_context_tokens, s.threads, s.latency_s, s.run_wall_s);
+            std::printf("  throughput %.0f tokens/s (mean batch %.1f, mean context %.0f) vs raw decode at that batch "
+                        "and context %.0f tokens/s: %.2f of it\n",
+                        s.run_tokens_per_s, s.mean_batch, s.mean_context, s.raw_tokens_per_s,
+                        s.raw_tokens_per_s > 0 ? s.run_tokens_per_s / s.raw_tokens_per_s : 0.0);
         }
         return 0;
     }
@@ -262,8 +293,10 @@ int run_text_once(const CountdownArgs & a, const std::string & question, const s
     o.limits.thread_token_budget = a.context > 0 ? a.context : 1024;
     if (!templates_path.empty()) o.templates = strategies::load_templates(templates_path);
     llama::BackendOptions b;
+    b.n_threads = a.threads;
     b.n_seq_max = static_cast<uint32_t>(std::max(8, std::max(a.samples, max_items) + 2));
-    b.n_ctx = static_cast<uint32_t>(std::min<int64_t>(a.kv_cells, int64_t{b.n_seq_max} * (o.limits.thread_token_budget + 512)));
+    b.n_ctx = static_cast<uint32_t>(int64_t{b.n_seq_max} * (o.limits.thread_token_budget + 512));
+    if (a.kv_cells > 0) b.n_ctx = static_cast<uint32_t>(std::min<int64_t>(b.n_ctx, a.kv_cells));
     llama::LlamaBackend backend(model, b);
     const auto r = strategies::run_text(backend, question, o);
     std::printf("%s\n", nlohmann::json{{"ok", r.ok}, {"answer", r.answer}, {"items", r.items}, {"error", r.error},

@@ -12,7 +12,8 @@ namespace forkjoin::app {
 struct BenchBackendArgs {
     bool json = false;
     std::vector<std::string> sizes = {"1M", "10M", "50M"};
-    std::vector<int> threads = {1, 2, 4, 8, 16, 32};
+    std::vector<int> sequences = {1, 2, 4, 8, 16, 32};
+    int cpu_threads = 0;
     int decode_steps = 64;
     int repeats = 5;
     int fork_prefix = 2048;
@@ -21,6 +22,8 @@ struct BenchBackendArgs {
     int memory_forks = 8;
     int memory_prefix = 512;
     int memory_own = 32;
+    std::vector<int> layout_sequences = {1, 16, 64, 128};
+    int layout_context = 512;
     std::string model_dir = "build/test-models";
 };
 
@@ -34,7 +37,7 @@ struct CountdownArgs {
     std::string prompt_style = "forkjoin";
     int max_children = 8;
     int concurrency = 16;
-    int64_t kv_cells = 262144;
+    int64_t kv_cells = 0;  // 0: sized for every thread's window
     int samples = 4;
     float temperature = 0.0f;
     uint64_t seed = 0;
@@ -43,6 +46,7 @@ struct CountdownArgs {
     std::string sweep_contexts = "256,512,1024,2048";
     std::string report = "countdown-sweep";
     std::string trace_path;  // write the runs' thread trees as Chrome trace JSON
+    int threads = 0;         // CPU threads per decode (0: adapt to the free cores)
 };
 
 void add_countdown_options(CLI::App & cmd, CountdownArgs & args);

@@ -350,7 +350,19 @@ void Runtime::kv_join(Request & r, Thread & parent) {
         return;
     }
     try {
-        backend_.splice(parent.seq, seqs);
+        if (backend_.can_splice()) {
+            backend_.splice(parent.seq, seqs);
+        } else {
+            // No KV splice on this backend (one KV stream per sequence): the parent re-reads each
+            // child's own tokens, the same tokens at the same positions, recomputed. Later siblings
+            // then attend to earlier ones, as after a text join.
+            for (Thread * c : spliced) {
+                const auto & own = backend_.tokens(c->seq);
+                const auto first = own.begin() + static_cast<std::ptrdiff_t>(c->parent_tokens);
+                backend_.append(parent.seq, std::vector<llama::Token>(first, own.end()));
+                parent.rec.inserted_tokens += static_cast<int64_t>(own.end() - first);
+            }
+        }
     } catch (const Error & e) {
         release_children();
         end_thread(r, parent, ThreadState::failed, std::string("KV join: ") + e.what());
@@ -527,6 +539,14 @@ bool Runtime::step() {
             t.token_end.push_back(t.parser->text().size() + piece.size());
             on_text(r, t, piece);
         }
+        // A sequence that filled its own KV stream (per_sequence layout) cannot be helped by waiting.
+        for (const auto & b : res.blocked) {
+            if (b.reason != ErrorCode::context_overflow) continue;
+            auto it = by_seq_.find(b.seq);
+            if (it == by_seq_.end()) continue;
+            Request & r = *requests_.at(it->second.first);
+            end_thread(r, *r.threads[static_cast<size_t>(it->second.second)], ThreadState::failed, b.message);
+        }
         if (res.n_decoded == 0 && !res.blocked.empty()) {
             // Nothing could advance: the youngest blocked thread gives its cells back.
             Thread * victim = nullptr;
@@ -536,6 +556,7 @@ bool Runtime::step() {
                 if (it == by_seq_.end()) continue;
                 Request & r = *requests_.at(it->second.first);
                 Thread & t = *r.threads[static_cast<size_t>(it->second.second)];
+                if (ended(t.rec.state)) continue;
                 if (!victim || t.rec.start_s > victim->rec.start_s) {
                     victim = &t;
                     owner = &r;

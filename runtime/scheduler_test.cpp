@@ -229,8 +229,13 @@ bool some_sequence_spells(const llama::LlamaBackend & backend, const std::string
 
 // Multiverse: paths forked at </Goal> share the parent's cells, end at </Path>, and are spliced back in
 // order; the parent's cache then spells exactly its text, and nested blocks fork from the path.
-TEST(Runtime, ForkedPathsAreSplicedBackInOrder) {
-    llama::LlamaBackend backend(tiny_model(), backend_options());
+class RuntimeOnBothLayouts : public ::testing::TestWithParam<llama::KvLayout> {};
+
+TEST_P(RuntimeOnBothLayouts, ForkedPathsAreSplicedBackInOrder) {
+    // per_sequence: forks copy streams, the join re-reads the paths; 1,024 cells per stream.
+    llama::BackendOptions bo = backend_options(32 * 1024);
+    bo.kv_layout = GetParam();
+    llama::LlamaBackend backend(tiny_model(), bo);
     const auto mv = dialects::make_multiverse_dialect();
     Limits limits;
     limits.max_depth = 2;
@@ -276,12 +281,23 @@ TEST(Runtime, ForkedPathsAreSplicedBackInOrder) {
     EXPECT_NE(r.text.find("path 2 at"), std::string::npos);
     // Forked children pay only for their own tokens.
     for (size_t i = 1; i < r.threads.size(); ++i) EXPECT_LT(r.threads[i].prompt_tokens, 10) << i;
-    int64_t total = 0;
+    int64_t total = 0, own_of_children = 0;
     for (const auto & t : r.threads) total += t.prompt_tokens + t.generated_tokens + t.inserted_tokens;
+    for (size_t i = 1; i < r.threads.size(); ++i) own_of_children += r.threads[i].generated_tokens;
     EXPECT_EQ(r.metrics.total_tokens, total);
+    if (GetParam() == llama::KvLayout::per_sequence) {
+        // Without a KV splice every path is decoded twice: by its thread, then re-read by its parent.
+        int64_t reread = 0;
+        for (const auto & t : r.threads) reread += t.inserted_tokens;
+        EXPECT_GE(reread, own_of_children);
+    }
     EXPECT_EQ(backend.usage().live_sequences, 0u);
     EXPECT_EQ(backend.usage().cells_used, 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, RuntimeOnBothLayouts,
+                         ::testing::Values(llama::KvLayout::shared, llama::KvLayout::per_sequence),
+                         [](const auto & info) { return info.param == llama::KvLayout::shared ? "shared" : "per_sequence"; });
 
 // A cache far smaller than the work: threads wait their turn, every request ends by its own budget,
 // none because the cache was full.
@@ -361,4 +377,45 @@ TEST(Runtime, JoinPastTheContextWindowFailsTheParentFirst) {
     EXPECT_EQ(r.text.find("unreachable"), std::string::npos);
     EXPECT_EQ(backend.usage().live_sequences, 0u);
     EXPECT_EQ(backend.usage().cells_used, 0u);
+}
+
+// One KV stream per sequence: a thread that fills its own stream fails with the reason at once
+// (waiting cannot free cells for it); the other request is not hurt.
+TEST(Runtime, AThreadThatFillsItsOwnKvStreamFailsAlone) {
+    llama::BackendOptions bo = backend_options(512);
+    bo.n_seq_max = 2;  // 256 cells each
+    bo.kv_layout = llama::KvLayout::per_sequence;
+    llama::LlamaBackend backend(tiny_model(), bo);
+    const auto plain = dialects::make_plain_dialect();
+    Limits limits;
+    limits.thread_token_budget = 400;  // more than a stream holds
+    Runtime rt(backend, *plain, limits);
+    RequestOptions endless;
+    endless.script = [](const ThreadRecord &) -> std::optional<std::string> { return std::string("go on "); };
+    const RequestId big = rt.submit("start: ", endless);
+    Limits small_limits;  // the other request stops by its own budget
+    RequestOptions few;
+    int pieces = 0;
+    few.script = [&](const ThreadRecord &) -> std::optional<std::string> {
+        if (++pieces > 5) return std::nullopt;
+        return std::string("ok ");
+    };
+    const RequestId small = rt.submit("hello: ", few);
+    rt.run();
+    EXPECT_FALSE(rt.result(big).ok);
+    // Scripted text is appended (refused up front); sampled text is blocked at the decode: both name the stream.
+    EXPECT_NE(rt.result(big).end_reason.find("KV stream"), std::string::npos) << rt.result(big).end_reason;
+    EXPECT_NE(rt.result(big).end_reason.find("256 cells"), std::string::npos) << rt.result(big).end_reason;
+    EXPECT_LE(rt.result(big).metrics.max_context_tokens, 256);
+    EXPECT_EQ(rt.result(small).threads[0].state, ThreadState::done) << rt.result(small).end_reason;
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+
+    // Sampled: the decode that finds the stream full blocks the sequence, and the runtime fails it.
+    std::string long_prompt;
+    for (int i = 0; i < 40; ++i) long_prompt += "abcd ";
+    const RequestId sampled = rt.submit(long_prompt);
+    rt.run();
+    EXPECT_NE(rt.result(sampled).end_reason.find("filled its KV stream (256 cells)"), std::string::npos)
+        << rt.result(sampled).end_reason;
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
 }

@@ -3,6 +3,7 @@
 #include "dialects/apr.h"
 #include "tasks/countdown/verifier.h"
 
+#include <algorithm>
 #include <deque>
 
 namespace forkjoin::strategies {
@@ -13,6 +14,18 @@ CountdownStrategy parse_countdown_strategy(const std::string & name) {
     if (name == "self-consistency") return CountdownStrategy::self_consistency;
     throw Error(ErrorCode::invalid_argument,
                 "unknown strategy '" + name + "' for countdown (sequential, native, self-consistency)");
+}
+
+llama::BackendOptions countdown_backend_options(const CountdownOptions & o) {
+    llama::BackendOptions b;
+    b.kv_layout = llama::KvLayout::per_sequence;
+    const int per_request = o.strategy == CountdownStrategy::self_consistency ? std::max(1, o.samples)
+                            : o.strategy == CountdownStrategy::native   ? 1 + std::max(0, o.limits.max_children)
+                                                                         : 1;
+    b.n_seq_max = static_cast<uint32_t>(std::clamp(o.concurrent_requests * per_request, 1, 256));
+    const int64_t window = o.limits.max_context > 0 ? o.limits.max_context : int64_t{o.limits.thread_token_budget} + 512;
+    b.n_ctx = static_cast<uint32_t>(int64_t{b.n_seq_max} * window);
+    return b;
 }
 
 std::vector<CountdownOutcome> run_countdown(llama::LlamaBackend & backend, const std::vector<countdown::Problem> & problems,

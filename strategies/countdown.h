@@ -37,6 +37,14 @@ struct CountdownOutcome {
     runtime::Metrics metrics;      // the problem's cost, all samples together
 };
 
+// The backend a Countdown run wants, sized for `o`: every problem in flight with all its threads
+// (children or samples) live at once, each thread room for its window (limits.max_context, else its
+// token budget plus 512 for prompt and join text). APR's children start fresh and share no cells,
+// so each sequence gets its own KV stream (KvLayout::per_sequence): attention walks only the
+// thread's own context. `forkjoin bench backend` measured 18x the decode tokens/s of one shared
+// cache at 64 sequences of 512 tokens on the 1M test model.
+llama::BackendOptions countdown_backend_options(const CountdownOptions & o);
+
 std::vector<CountdownOutcome> run_countdown(llama::LlamaBackend & backend, const std::vector<countdown::Problem> & problems,
                                             const CountdownOptions & options);
 

@@ -27,13 +27,16 @@ std::vector<countdown::Problem> problems(const std::string & set = kEvalSet, siz
     return all;
 }
 
+// One backend for every test, sized as the runner sizes it for the widest run below (12 problems
+// with 1 + 8 threads each, a 1,024-token budget and no window: each thread its own KV stream).
 llama::LlamaBackend & backend() {
     static auto model = llama::Model::load(kModel);
     static llama::LlamaBackend b(model, [] {
-        llama::BackendOptions o;
-        o.n_ctx = 32768;
-        o.n_seq_max = 128;
-        return o;
+        CountdownOptions o;
+        o.strategy = CountdownStrategy::native;
+        o.concurrent_requests = 12;
+        o.limits.thread_token_budget = 1024;
+        return countdown_backend_options(o);
     }());
     return b;
 }

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
-#include <thread>
 
 namespace forkjoin::llama {
 
@@ -90,12 +89,13 @@ LlamaBackend::LlamaBackend(std::shared_ptr<const Model> model, const BackendOpti
     params.n_batch = options.n_batch;
     params.n_ubatch = std::min(options.n_ubatch, options.n_batch);
     params.n_seq_max = options.n_seq_max;
-    params.kv_unified = true;  // zero-copy fork and range copies need one shared cell pool
-    const int32_t threads = options.n_threads > 0
-                                ? options.n_threads
-                                : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
-    params.n_threads = threads;
-    params.n_threads_batch = threads;
+    // Zero-copy fork and range copies need one shared cell pool; per_sequence gives each slot a stream.
+    params.kv_unified = options.kv_layout == KvLayout::shared;
+    const int32_t fixed = options.n_threads > 0 ? options.n_threads : configured_threads();
+    if (fixed <= 0) cpu_share_ = std::make_unique<CpuShare>();
+    threads_ = fixed > 0 ? fixed : cpu_share_->max_threads();
+    params.n_threads = threads_;
+    params.n_threads_batch = threads_;
     params.flash_attn_type = to_llama(options.flash_attention);
     if (options.kv_f32) params.type_k = params.type_v = GGML_TYPE_F32;
     params.no_perf = true;
@@ -107,6 +107,7 @@ LlamaBackend::LlamaBackend(std::shared_ptr<const Model> model, const BackendOpti
                                                (cause.empty() ? "" : ": " + cause));
     }
     options_.n_ctx = llama_n_ctx(ctx_);  // llama.cpp may round it up
+    seq_capacity_ = llama_n_ctx_seq(ctx_);
     ledger_ = KvLedger(options_.n_ctx);
     n_vocab_ = model_->n_vocab();
     slots_.resize(options.n_seq_max);
@@ -147,10 +148,12 @@ SeqId LlamaBackend::acquire_slot() {
 }
 
 void LlamaBackend::check_fits(size_t length) const {
-    if (length > options_.n_ctx) {
-        throw Error(ErrorCode::context_overflow, "a sequence of " + std::to_string(length) +
-                                                     " tokens cannot fit in a KV cache of " +
-                                                     std::to_string(options_.n_ctx) + " cells");
+    if (length > seq_capacity_) {
+        throw Error(ErrorCode::context_overflow,
+                    "a sequence of " + std::to_string(length) + " tokens cannot fit in " +
+                        (options_.kv_layout == KvLayout::shared
+                             ? "a KV cache of " + std::to_string(options_.n_ctx) + " cells"
+                             : "its KV stream of " + std::to_string(seq_capacity_) + " cells (n_ctx / n_seq_max)"));
     }
 }
 
@@ -194,7 +197,11 @@ SeqId LlamaBackend::fork(SeqId parent, const Sampling & sampling, bool generatin
     const SeqId id = acquire_slot();  // slots hold pointers: p stays valid
     Sequence & c = get(id);
     llama_memory_seq_cp(llama_get_memory(ctx_), parent, id, -1, -1);
-    ledger_.share_prefix(parent, id, static_cast<uint32_t>(p.n_past));
+    if (zero_copy_fork()) {
+        ledger_.share_prefix(parent, id, static_cast<uint32_t>(p.n_past));
+    } else {
+        ledger_.append(id, static_cast<uint32_t>(p.n_past));  // llama.cpp copies the stream at the next decode
+    }
     c.tokens = p.tokens;
     c.n_past = p.n_past;
     c.generating = generating;
@@ -251,8 +258,9 @@ const StepResult & LlamaBackend::step() {
     int32_t budget = static_cast<int32_t>(options_.n_batch);
     int64_t cells = ledger_.free();
 
-    auto add_entry = [&](SeqId id, Sequence & s, int32_t n) {
-        b.add_pending(id, s, n, s.generating && n == s.n_pending());
+    plan_.clear();
+    auto add_entry = [&](SeqId id, int32_t n) {
+        plan_.push_back({id, n});
         budget -= n;
         cells -= n;
     };
@@ -263,16 +271,28 @@ const StepResult & LlamaBackend::step() {
                                        std::to_string(ledger_.used()) + " of " +
                                        std::to_string(ledger_.capacity()) + " are in use"});
     };
+    // per_sequence: a sequence's own stream is full; no other sequence can free cells for it.
+    auto room = [&](const Sequence & s) { return static_cast<int64_t>(seq_capacity_) - s.n_past; };
+    auto block_full_stream = [&](SeqId id, const Sequence & s) {
+        result_.blocked.push_back({id, ErrorCode::context_overflow,
+                                   "sequence " + std::to_string(id) + " filled its KV stream (" +
+                                       std::to_string(seq_capacity_) + " cells) with " +
+                                       std::to_string(s.n_pending()) + " tokens still to decode"});
+    };
 
     // Decode tokens first: a generating sequence's single next token never waits behind prefill.
     for (SeqId id : live_) {
         Sequence & s = *slots_[static_cast<size_t>(id)];
         if (!(s.generating && s.n_pending() == 1) || budget == 0) continue;
+        if (room(s) < 1) {
+            block_full_stream(id, s);
+            continue;
+        }
         if (cells < 1) {
             block(id, s);
             continue;
         }
-        add_entry(id, s, 1);
+        add_entry(id, 1);
     }
     // Then prefill chunks, round-robin so one long prompt cannot starve the others.
     const size_t n_live = live_.size();
@@ -280,19 +300,44 @@ const StepResult & LlamaBackend::step() {
         const SeqId id = live_[(prefill_cursor_ + k) % n_live];
         Sequence & s = *slots_[static_cast<size_t>(id)];
         if (s.n_pending() == 0 || (s.generating && s.n_pending() == 1)) continue;
-        const int32_t n = static_cast<int32_t>(std::min<int64_t>({s.n_pending(), budget, cells}));
+        if (room(s) < 1) {
+            block_full_stream(id, s);
+            continue;
+        }
+        const int32_t n = static_cast<int32_t>(std::min<int64_t>({s.n_pending(), budget, cells, room(s)}));
         if (n <= 0) {
             block(id, s);
             continue;
         }
-        add_entry(id, s, n);
+        add_entry(id, n);
     }
     if (n_live > 0) prefill_cursor_ = (prefill_cursor_ + 1) % n_live;
-    if (b.batch.n_tokens > 0) decode_batch(true);
+    // llama.cpp splits a non-unified batch into micro-batches of consecutive, increasing sequence
+    // ids (llama_batch_allocr::split_equal): in id order, one step stays one micro-batch.
+    if (options_.kv_layout == KvLayout::per_sequence) {
+        std::sort(plan_.begin(), plan_.end(), [](const auto & x, const auto & y) { return x.first < y.first; });
+    }
+    for (const auto & [id, n] : plan_) {
+        const Sequence & s = *slots_[static_cast<size_t>(id)];
+        b.add_pending(id, s, n, s.generating && n == s.n_pending());
+    }
+    if (b.batch.n_tokens > 0) {
+        ++stats_.steps;
+        decode_batch(true);
+    }
     return result_;
 }
 
+void LlamaBackend::adapt_threads() {
+    if (!cpu_share_) return;
+    const int32_t n = cpu_share_->threads();
+    if (n == threads_) return;
+    llama_set_n_threads(ctx_, n, n);
+    threads_ = n;
+}
+
 void LlamaBackend::decode_batch(bool sample) {
+    adapt_threads();
     Batch & b = *batch_;
     llama_memory_t mem = llama_get_memory(ctx_);
     const int32_t n_total = b.batch.n_tokens;
@@ -346,6 +391,8 @@ void LlamaBackend::decode_batch(bool sample) {
             const int32_t hi = std::min(e.end, stop);
             if (hi <= lo) continue;
             Sequence & s = *slots_[static_cast<size_t>(e.seq)];
+            stats_.tokens += hi - lo;
+            stats_.position_sum += (int64_t{s.n_past} * 2 + (hi - lo) - 1) * (hi - lo) / 2;  // n_past .. n_past+n-1
             s.n_past += hi - lo;
             ledger_.append(e.seq, static_cast<uint32_t>(hi - lo));
             result_.n_decoded += hi - lo;
@@ -418,6 +465,11 @@ void LlamaBackend::splice(SeqId parent, std::span<const SeqId> children) {
             }
         }
     }
+    if (!can_splice()) {
+        throw Error(ErrorCode::invalid_argument,
+                    "splice: a KV join needs the shared KV layout (this backend gives each sequence its own KV "
+                    "stream); join the children as text instead");
+    }
     std::vector<SeqId> involved(children.begin(), children.end());
     involved.push_back(parent);
     flush(involved);
@@ -445,7 +497,8 @@ void LlamaBackend::evaluate_on_fork(SeqId seq, int32_t n_shared, std::span<const
                                     F && on_logits) {
     const Sequence & s = get(seq);
     n_shared = std::min(n_shared, s.n_past);
-    if (ledger_.free() < input.size()) {
+    check_fits(static_cast<size_t>(n_shared) + input.size());
+    if (ledger_.free() < input.size() + (zero_copy_fork() ? 0 : static_cast<size_t>(n_shared))) {
         throw Error(ErrorCode::kv_cache_full, "KV cache full: scoring needs " + std::to_string(input.size()) +
                                                   " cells, " + std::to_string(ledger_.free()) + " are free");
     }
@@ -460,9 +513,14 @@ void LlamaBackend::evaluate_on_fork(SeqId seq, int32_t n_shared, std::span<const
             self->slots_[static_cast<size_t>(tmp)].reset();
         }
     } cleanup{this, tmp};
-    if (n_shared > 0) {
+    if (n_shared > 0 && zero_copy_fork()) {
         llama_memory_seq_cp(mem, seq, tmp, 0, n_shared);
         ledger_.share_prefix(seq, tmp, static_cast<uint32_t>(n_shared));
+    } else if (n_shared > 0) {
+        // Across streams llama.cpp copies whole streams only: copy, then drop what is not shared.
+        llama_memory_seq_cp(mem, seq, tmp, -1, -1);
+        llama_memory_seq_rm(mem, tmp, n_shared, -1);
+        ledger_.append(tmp, static_cast<uint32_t>(n_shared));
     }
     Batch & b = *batch_;
     for (size_t start = 0; start < input.size(); start += options_.n_batch) {

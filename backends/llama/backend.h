@@ -25,7 +25,20 @@
 //   - the parent's next tokens attend to P, A and B, with B positioned after A;
 //   - with a single child the result is exactly the parent having decoded the child's tokens.
 //
-// Capacity: the cache has n_ctx cells shared by all sequences. KvLedger mirrors llama.cpp's cell
+// Layout (BackendOptions::kv_layout): everything above describes the `shared` layout, one unified
+// cell pool. Its price is attention: a batch's every token scans the cells of every sequence (the
+// mask hides the others' cells, but the kernels still walk them), so a step costs O(batch x all
+// cells in use), not O(batch x its own context). The `per_sequence` layout gives each sequence slot
+// its own KV stream of n_ctx / n_seq_max cells (llama.cpp's non-unified cache, as llama-server
+// runs its slots): attention walks only the sequence's own stream. Then a fork copies the parent's
+// stream (a buffer copy at the next decode; for a 2.2M model ~4 KB a cell) instead of sharing it,
+// and splice() is refused: children must be joined as text. Use it where nothing is shared (APR's
+// fresh children) or where the copy is cheaper than what sharing costs every step; `forkjoin bench
+// backend` measures both at 1..128 sequences.
+//
+// Capacity: the cache has n_ctx cells shared by all sequences (per_sequence: each sequence has
+// sequence_capacity() cells of its own, and a sequence that would outgrow them is blocked with
+// ErrorCode::context_overflow, which waiting cannot fix). KvLedger mirrors llama.cpp's cell
 // use. A sequence whose next tokens do not fit is reported in StepResult::blocked with
 // ErrorCode::kv_cache_full and keeps its pending input: nothing is lost, it resumes when cells are
 // freed (backpressure). Other sequences keep advancing.
@@ -36,12 +49,14 @@
 #include "backends/llama/kv_ledger.h"
 #include "backends/llama/model.h"
 #include "backends/llama/sampling.h"
+#include "base/cpu_share.h"
 #include "base/error.h"
 
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct llama_context;
@@ -52,14 +67,24 @@ using SeqId = int32_t;
 
 enum class FlashAttention { automatic, on, off };
 
+// How sequences hold the KV cache (see the header comment).
+enum class KvLayout {
+    shared,        // one unified cell pool: zero-copy fork, KV splice; attention scans every used cell
+    per_sequence,  // one stream per sequence slot: attention scans its own cells; fork copies; no splice
+};
+
 struct BackendOptions {
     uint32_t n_ctx = 4096;     // KV cells shared by all sequences
     uint32_t n_seq_max = 64;   // live sequences at once, score()'s throwaway forks included (<= 256)
     uint32_t n_batch = 512;    // most tokens one step() decodes
     uint32_t n_ubatch = 512;   // llama.cpp's physical batch
-    int32_t n_threads = 0;     // 0: one per hardware thread
+    int32_t n_threads = 0;     // CPU threads per decode; 0: FORKJOIN_THREADS if set, else adapt to the
+                               // free cores each step (base/cpu_share.h). Logits may differ in the last
+                               // bits between thread counts (ggml splits some reductions by thread), so
+                               // a run that must be bit-reproducible sets this
     FlashAttention flash_attention = FlashAttention::automatic;  // automatic = on for CPU
     bool kv_f32 = false;       // keep K/V in F32 instead of F16: exact comparisons, twice the memory
+    KvLayout kv_layout = KvLayout::shared;
 };
 
 struct SampledToken {
@@ -81,6 +106,13 @@ struct StepResult {
     int32_t n_decoded = 0;                 // tokens decoded (all sequences)
     int32_t n_sequences = 0;               // sequences that advanced
     int32_t n_decode_calls = 0;            // llama_decode calls (1 unless a batch was split)
+};
+
+// Cumulative decode work since the backend was made (benchmarks: batch size and context per token).
+struct DecodeStats {
+    int64_t steps = 0;          // step() calls that decoded something
+    int64_t tokens = 0;         // tokens decoded, every path (step, splice's flush, not score/logits)
+    int64_t position_sum = 0;   // sum of the decoded tokens' positions: / tokens = mean context
 };
 
 struct KvUsage {
@@ -114,7 +146,7 @@ public:
     // One decode for every sequence with pending input. The result is valid until the next call.
     const StepResult & step();
 
-    // KV join: append each child's own tokens (those after its fork point) to the parent as cache
+    // KV join (shared layout only; per_sequence throws invalid_argument): append each child's own tokens (those after its fork point) to the parent as cache
     // cells, in the given order, without recompute; the children are closed. Every child must
     // have been forked from `parent` while the parent had its present length. Pending input of
     // the parent and children is decoded first.
@@ -136,8 +168,15 @@ public:
     const std::vector<Token> & tokens(SeqId seq) const;  // all of seq's tokens, by position
     bool has_pending() const;
     KvUsage usage() const;
+    const DecodeStats & stats() const { return stats_; }
     const BackendOptions & options() const { return options_; }
+    // What this backend can do (the runtime falls back where it cannot).
+    bool can_splice() const { return options_.kv_layout == KvLayout::shared; }
+    bool zero_copy_fork() const { return options_.kv_layout == KvLayout::shared; }
+    // Most tokens one sequence can hold: n_ctx (shared) or its own stream's cells (per_sequence).
+    uint32_t sequence_capacity() const { return seq_capacity_; }
     const Model & model() const { return *model_; }
+    int32_t threads() const { return threads_; }  // CPU threads the last decode used
     llama_context * context() const { return ctx_; }
 
 private:
@@ -164,6 +203,10 @@ private:
     BackendOptions options_;
     llama_context * ctx_ = nullptr;
     int32_t n_vocab_ = 0;
+    int32_t threads_ = 1;
+    uint32_t seq_capacity_ = 0;
+    std::unique_ptr<CpuShare> cpu_share_;  // set when the thread count adapts to the free cores
+    void adapt_threads();
     KvLedger ledger_;
     std::vector<std::unique_ptr<Sequence>> slots_;  // indexed by SeqId; null when free
     std::vector<SeqId> live_;                       // live ids in opening order (batch order)
@@ -171,7 +214,9 @@ private:
     // Reused across steps so the hot loop does not allocate.
     struct Batch;
     std::unique_ptr<Batch> batch_;
+    std::vector<std::pair<SeqId, int32_t>> plan_;  // this step's (sequence, tokens), before the batch is built
     StepResult result_;
+    DecodeStats stats_;
 };
 
 }  // namespace forkjoin::llama

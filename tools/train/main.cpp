@@ -55,7 +55,7 @@ int main(int argc, char ** argv) {
     app.add_option("--eval-every", o.eval_every, "0: never")->capture_default_str();
     app.add_option("--eval-problems", o.eval_problems)->capture_default_str();
     app.add_option("--eval-max-tokens", o.eval_max_tokens)->capture_default_str();
-    app.add_option("--threads", o.threads, "0: all cores")->capture_default_str();
+    app.add_option("--threads", o.threads, "CPU threads (0: FORKJOIN_THREADS, else the cores other processes leave free at start)")->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     try {
         o.curriculum = train::parse_curriculum(curriculum);

@@ -184,7 +184,7 @@ TEST(Train, SmokeTrainingLossFallsExportLoadsAndResumes) {
     o.checkpoint_every = 15;
     o.log_every = 10;
     o.eval_every = 0;
-    o.threads = 2;
+    o.threads = 0;  // FORKJOIN_THREADS (ctest: 1)
     o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}}};
     std::vector<double> losses;
     o.on_step = [&](int64_t, double loss) { losses.push_back(loss); };

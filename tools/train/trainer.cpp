@@ -1,6 +1,7 @@
 #include "tools/train/trainer.h"
 
 #include "backends/llama/backend.h"
+#include "base/cpu_share.h"
 #include "base/error.h"
 #include "strategies/countdown.h"
 #include "tools/train/countdown_vocabulary.h"
@@ -284,7 +285,14 @@ void print_data_stats(const TrainOptions & o, int n_problems) {
 std::string train(const TrainOptions & o) {
     if (o.out_dir.empty()) throw Error(ErrorCode::invalid_argument, "train: an output directory is required");
     fs::create_directories(o.out_dir);
-    const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // Default: the cores other processes leave free now (LibTorch's pool cannot resize as it runs).
+    int threads = o.threads > 0 ? o.threads : configured_threads();
+    if (threads <= 0) {
+        CpuShare share;
+        share.threads();
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        threads = share.threads();
+    }
     torch::set_num_threads(threads);
     torch::manual_seed(o.seed);
 

@@ -47,7 +47,7 @@ struct TrainOptions {
     int64_t eval_every = 500;         // 0: never
     int eval_problems = 100;
     int eval_max_tokens = 1024;
-    int threads = 0;                  // 0: all cores
+    int threads = 0;                  // 0: FORKJOIN_THREADS, else the cores free at start (base/cpu_share.h)
     std::function<void(int64_t step, double loss)> on_step;  // called after every optimizer step
 };
 
