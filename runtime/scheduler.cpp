@@ -26,7 +26,7 @@ struct Runtime::Thread {
     ThreadRecord rec;
     std::string prompt;
     std::unique_ptr<dialects::ThreadParser> parser;
-    llama::SeqId seq = -1;
+    SeqId seq = -1;
     std::vector<size_t> token_end;  // byte offset in the text after each token of the sequence
     std::optional<dialects::SpawnRequest> spawn;
     std::vector<int> spawn_slots;   // child id per requested child; -1: not run (limits)
@@ -49,7 +49,7 @@ struct Runtime::Request {
     RequestResult result;
 };
 
-Runtime::Runtime(llama::LlamaBackend & backend, const dialects::Dialect & dialect, Limits limits)
+Runtime::Runtime(Backend & backend, const dialects::Dialect & dialect, Limits limits)
     : backend_(backend), dialect_(dialect), limits_(limits) {}
 
 Runtime::~Runtime() {
@@ -116,7 +116,7 @@ bool Runtime::cells_for(const Thread & t) const {
         }
     }
     const int64_t prompt = t.request.forked ? static_cast<int64_t>(t.request.prompt.size()) : static_cast<int64_t>(t.prompt.size());
-    const llama::KvUsage u = backend_.usage();
+    const KvUsage u = backend_.usage();
     const int64_t free = static_cast<int64_t>(u.cells_total) - u.cells_used - u.pending_tokens;
     // Bytes bound tokens from above for every vocabulary here, so `prompt` is a safe estimate.
     return free - promised >= prompt + headroom(t);
@@ -139,15 +139,15 @@ void Runtime::admit() {
             Thread & t = *r.threads[static_cast<size_t>(r.queue.front())];
             if (!cells_for(t)) return;  // the KV cache is short: wait for running threads to finish
             // A new root needs sequences left for the children it may spawn.
-            const uint32_t free_seqs = backend_.options().n_seq_max - backend_.usage().live_sequences;
+            const uint32_t free_seqs = backend_.max_sequences() - backend_.usage().live_sequences;
             if (t.rec.parent < 0 && live_threads_ > 0 && free_seqs <= static_cast<uint32_t>(std::max(0, limits_.max_children))) return;
             if (t.request.forked) {
                 if (!admit_forked(r, t)) return;
                 continue;
             }
-            std::vector<llama::Token> tokens;
+            std::vector<Token> tokens;
             try {
-                tokens = backend_.model().tokenize(t.prompt);
+                tokens = backend_.vocabulary().tokenize(t.prompt);
             } catch (const Error & e) {
                 r.queue.pop_front();
                 end_thread(r, t, ThreadState::failed, std::string("prompt: ") + e.what());
@@ -159,7 +159,7 @@ void Runtime::admit() {
                            tokens.empty() ? "empty prompt" : "context window: the prompt alone fills it");
                 continue;
             }
-            llama::Sampling sampling = r.options.sampling;
+            Sampling sampling = r.options.sampling;
             sampling.seed += static_cast<uint64_t>(t.rec.id);
             try {
                 t.seq = backend_.open(tokens, sampling, /*generating=*/!r.options.script);
@@ -186,11 +186,11 @@ void Runtime::admit() {
 
 bool Runtime::admit_forked(Request & r, Thread & t) {
     Thread & parent = *r.threads[static_cast<size_t>(t.rec.parent)];
-    std::vector<llama::Token> seed;
-    llama::Sampling sampling = r.options.sampling;
+    std::vector<Token> seed;
+    Sampling sampling = r.options.sampling;
     sampling.seed += static_cast<uint64_t>(t.rec.id);
     try {
-        seed = backend_.model().tokenize(t.request.prompt);
+        seed = backend_.vocabulary().tokenize(t.request.prompt);
         t.seq = backend_.fork(parent.seq, sampling, /*generating=*/!r.options.script);
     } catch (const Error & e) {
         if (e.code() == ErrorCode::sequence_limit) return false;  // wait for a free sequence
@@ -231,9 +231,9 @@ void Runtime::feed_scripts() {
                 end_thread(r, t, ThreadState::done, "");
                 continue;
             }
-            std::vector<llama::Token> tokens;
+            std::vector<Token> tokens;
             try {
-                tokens = backend_.model().tokenize(*piece);
+                tokens = backend_.vocabulary().tokenize(*piece);
                 backend_.append(t.seq, tokens);
             } catch (const Error & e) {
                 end_thread(r, t, ThreadState::failed, e.what());
@@ -329,7 +329,7 @@ void Runtime::release_seq(Request & r, Thread & t) {
 }
 
 void Runtime::kv_join(Request & r, Thread & parent) {
-    std::vector<llama::SeqId> seqs;
+    std::vector<SeqId> seqs;
     std::vector<Thread *> spliced;
     for (int id : parent.spawn_slots) {
         if (id < 0) continue;
@@ -359,7 +359,7 @@ void Runtime::kv_join(Request & r, Thread & parent) {
             for (Thread * c : spliced) {
                 const auto & own = backend_.tokens(c->seq);
                 const auto first = own.begin() + static_cast<std::ptrdiff_t>(c->parent_tokens);
-                backend_.append(parent.seq, std::vector<llama::Token>(first, own.end()));
+                backend_.append(parent.seq, std::vector<Token>(first, own.end()));
                 parent.rec.inserted_tokens += static_cast<int64_t>(own.end() - first);
             }
         }
@@ -403,8 +403,8 @@ void Runtime::resume_after_join(Request & r, Thread & parent, const std::string 
     check_limits(r, parent);
 }
 
-void Runtime::append_offsets(Thread & t, const std::vector<llama::Token> & tokens, size_t offset) const {
-    for (auto tok : tokens) t.token_end.push_back(offset += backend_.model().piece(tok).size());
+void Runtime::append_offsets(Thread & t, const std::vector<Token> & tokens, size_t offset) const {
+    for (auto tok : tokens) t.token_end.push_back(offset += backend_.vocabulary().piece(tok).size());
 }
 
 void Runtime::try_join(Request & r, Thread & parent) {
@@ -428,9 +428,9 @@ void Runtime::try_join(Request & r, Thread & parent) {
     const size_t keep = static_cast<size_t>(
         std::upper_bound(parent.token_end.begin(), parent.token_end.end(), spawn.block_begin) - parent.token_end.begin());
     const size_t kept_bytes = keep ? parent.token_end[keep - 1] : 0;
-    std::vector<llama::Token> tokens;
+    std::vector<Token> tokens;
     try {
-        tokens = backend_.model().tokenize(std::string_view(text).substr(kept_bytes));
+        tokens = backend_.vocabulary().tokenize(std::string_view(text).substr(kept_bytes));
         if (!join_fits(r, parent, keep + tokens.size())) return;
         backend_.truncate(parent.seq, static_cast<int32_t>(keep));
         backend_.append(parent.seq, tokens);
@@ -529,13 +529,13 @@ bool Runtime::step() {
             if (t.rec.state != ThreadState::running) continue;
             ++t.rec.generated_tokens;
             ++r.generated;
-            if (backend_.model().is_end_of_generation(s.token)) {
+            if (backend_.vocabulary().is_end_of_generation(s.token)) {
                 // The end-of-text token is not part of the text: never decode it into a context.
                 backend_.truncate(t.seq, backend_.length(t.seq) - 1);
                 end_thread(r, t, ThreadState::done, "");
                 continue;
             }
-            const std::string & piece = backend_.model().piece(s.token);
+            const std::string & piece = backend_.vocabulary().piece(s.token);
             t.token_end.push_back(t.parser->text().size() + piece.size());
             on_text(r, t, piece);
         }

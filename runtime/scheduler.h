@@ -20,9 +20,10 @@
 // Not thread-safe: one thread drives the runtime.
 #pragma once
 
-#include "backends/llama/backend.h"
+#include "backends/backend.h"
 #include "dialects/dialect.h"
 #include "runtime/limits.h"
+#include "runtime/request.h"
 #include "runtime/thread.h"
 
 #include <chrono>
@@ -35,39 +36,9 @@
 
 namespace forkjoin::runtime {
 
-using RequestId = int;
-
-// Next piece of a scripted thread's text, given the thread and its text so far; nullopt ends it.
-using Script = std::function<std::optional<std::string>(const ThreadRecord & thread)>;
-
-struct RequestOptions {
-    llama::Sampling sampling;  // each thread gets it with its own seed (seed + thread id)
-    Script script;             // set: threads are scripted instead of sampled
-};
-
-struct Metrics {
-    int64_t total_tokens = 0;       // decoded for the request: prompts + generated + inserted, each once
-    int64_t generated_tokens = 0;
-    int64_t sequential_tokens = 0;  // generated tokens on the longest dependency chain
-    int64_t max_context_tokens = 0; // longest context of any thread
-    int64_t decode_steps = 0;       // backend steps while the request was live
-    double mean_batch = 0;          // tokens decoded per step, all requests together
-    double wall_s = 0;
-    int threads = 0;
-};
-
-struct RequestResult {
-    bool finished = false;
-    bool ok = false;               // the root ended with its end-of-text token
-    std::string end_reason;        // when not ok
-    std::string text;              // the root's final context
-    std::vector<ThreadRecord> threads;  // index = thread id within the request; [0] is the root
-    Metrics metrics;
-};
-
 class Runtime {
 public:
-    Runtime(llama::LlamaBackend & backend, const dialects::Dialect & dialect, Limits limits = {});
+    Runtime(Backend & backend, const dialects::Dialect & dialect, Limits limits = {});
     ~Runtime();
 
     RequestId submit(const std::string & prompt, const RequestOptions & options = {});
@@ -98,7 +69,7 @@ private:
     void resume_after_join(Request & r, Thread & parent, const std::string & text);
     bool join_fits(Request & r, Thread & parent, size_t joined_length);  // false: parent failed
     // Records where each token ends in the thread's text, starting at byte `offset`.
-    void append_offsets(Thread & t, const std::vector<llama::Token> & tokens, size_t offset) const;
+    void append_offsets(Thread & t, const std::vector<Token> & tokens, size_t offset) const;
     void feed_scripts();
     void on_text(Request & r, Thread & t, const std::string & piece);
     void on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn);
@@ -109,11 +80,11 @@ private:
     void finalize(Request & r);
     double now_s(const Request & r) const;
 
-    llama::LlamaBackend & backend_;
+    Backend & backend_;
     const dialects::Dialect & dialect_;
     Limits limits_;
     std::map<RequestId, std::unique_ptr<Request>> requests_;
-    std::map<llama::SeqId, std::pair<RequestId, int>> by_seq_;
+    std::map<SeqId, std::pair<RequestId, int>> by_seq_;
     RequestId next_request_ = 0;
     int live_threads_ = 0;
     int64_t steps_ = 0, decoded_ = 0;

@@ -1,5 +1,6 @@
 // The runtime on a real llama.cpp model (the 1M test model): scripted token streams drive it
 // through adversarial markup, sampled streams through budgets and concurrency.
+#include "backends/llama/backend.h"
 #include "dialects/apr.h"
 #include "runtime/scheduler.h"
 #include "tools/testmodel/test_model.h"

@@ -28,7 +28,7 @@ llama::BackendOptions countdown_backend_options(const CountdownOptions & o) {
     return b;
 }
 
-std::vector<CountdownOutcome> run_countdown(llama::LlamaBackend & backend, const std::vector<countdown::Problem> & problems,
+std::vector<CountdownOutcome> run_countdown(Backend & backend, const std::vector<countdown::Problem> & problems,
                                             const CountdownOptions & o) {
     const bool parallel = o.strategy == CountdownStrategy::native;
     dialects::AprOptions apr;

@@ -23,7 +23,7 @@ struct CountdownOptions {
     CountdownStrategy strategy = CountdownStrategy::native;
     countdown::PromptStyle style = countdown::PromptStyle::forkjoin;
     runtime::Limits limits;        // max_context is the per-thread context window
-    llama::Sampling sampling;      // greedy by default
+    Sampling sampling;      // greedy by default
     int concurrent_requests = 16;  // requests in flight at once
     int samples = 4;               // self-consistency: threads per problem
 };
@@ -45,7 +45,7 @@ struct CountdownOutcome {
 // cache at 64 sequences of 512 tokens on the 1M test model.
 llama::BackendOptions countdown_backend_options(const CountdownOptions & o);
 
-std::vector<CountdownOutcome> run_countdown(llama::LlamaBackend & backend, const std::vector<countdown::Problem> & problems,
+std::vector<CountdownOutcome> run_countdown(Backend & backend, const std::vector<countdown::Problem> & problems,
                                             const CountdownOptions & options);
 
 }  // namespace forkjoin::strategies

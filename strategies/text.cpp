@@ -31,7 +31,7 @@ void add(runtime::Metrics & into, const runtime::Metrics & m) {
 }
 
 // Runs the prompts as concurrent requests; returns their results in order.
-std::vector<runtime::RequestResult> run_all(llama::LlamaBackend & backend, const std::vector<std::string> & prompts,
+std::vector<runtime::RequestResult> run_all(Backend & backend, const std::vector<std::string> & prompts,
                                             const TextOptions & o, const std::string & phase) {
     const auto plain = dialects::make_plain_dialect();
     runtime::Runtime rt(backend, *plain, o.limits);
@@ -96,7 +96,7 @@ std::vector<std::string> parse_outline(const std::string & text, int max_items) 
     return items;
 }
 
-TextResult run_text(llama::LlamaBackend & backend, const std::string & question, const TextOptions & o) {
+TextResult run_text(Backend & backend, const std::string & question, const TextOptions & o) {
     TextResult out;
     if (o.strategy == "sequential") {
         const auto r = run_all(backend, {question}, o, "sample").at(0);

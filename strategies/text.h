@@ -8,7 +8,7 @@
 // Prompts are templates with {question}, {max_items}, {outline}, {index}, {item}, {result}, {results}.
 #pragma once
 
-#include "backends/llama/backend.h"
+#include "backends/backend.h"
 #include "runtime/scheduler.h"
 
 #include <functional>
@@ -32,7 +32,7 @@ PlanExecuteTemplates load_templates(const std::string & path);
 struct TextOptions {
     std::string strategy = "sequential";  // sequential, self-consistency, plan-execute
     runtime::Limits limits;
-    llama::Sampling sampling;
+    Sampling sampling;
     int samples = 5;
     int max_items = 6;
     PlanExecuteTemplates templates;
@@ -50,7 +50,7 @@ struct TextResult {
     std::string error;
 };
 
-TextResult run_text(llama::LlamaBackend & backend, const std::string & question, const TextOptions & options);
+TextResult run_text(Backend & backend, const std::string & question, const TextOptions & options);
 
 // The numbered items of an outline ("1. a", "2) b", "3: c"), at most max_items.
 std::vector<std::string> parse_outline(const std::string & text, int max_items);

@@ -1,5 +1,6 @@
 // Text strategies on the real runtime and backend, driven by scripted streams (no instruct model
 // ships offline), plus answer extraction and outline parsing.
+#include "backends/llama/backend.h"
 #include "strategies/text.h"
 #include "tasks/answer.h"
 #include "tools/testmodel/test_model.h"

@@ -1,4 +1,5 @@
 // The Chrome trace of a real run: one slice per thread with its accounting, parseable JSON.
+#include "backends/llama/backend.h"
 #include "dialects/apr.h"
 #include "runtime/scheduler.h"
 #include "tools/testmodel/test_model.h"

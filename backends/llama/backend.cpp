@@ -114,6 +114,11 @@ LlamaBackend::LlamaBackend(std::shared_ptr<const Model> model, const BackendOpti
     batch_ = std::make_unique<Batch>(static_cast<int32_t>(options.n_batch));
 }
 
+BackendCapabilities LlamaBackend::capabilities() const {
+    const bool shared = options_.kv_layout == KvLayout::shared;
+    return {.zero_copy_fork = shared, .kv_splice = shared, .score = true, .token_ids = true};
+}
+
 LlamaBackend::~LlamaBackend() {
     batch_.reset();
     slots_.clear();

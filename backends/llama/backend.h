@@ -46,6 +46,7 @@
 // Threading: not thread-safe; one thread (the scheduler) drives a backend.
 #pragma once
 
+#include "backends/backend.h"
 #include "backends/llama/kv_ledger.h"
 #include "backends/llama/model.h"
 #include "backends/llama/sampling.h"
@@ -63,7 +64,7 @@ struct llama_context;
 
 namespace forkjoin::llama {
 
-using SeqId = int32_t;
+using forkjoin::SeqId;
 
 enum class FlashAttention { automatic, on, off };
 
@@ -87,42 +88,14 @@ struct BackendOptions {
     KvLayout kv_layout = KvLayout::shared;
 };
 
-struct SampledToken {
-    SeqId seq;
-    Token token;
-    float logprob;                   // NaN unless Sampling::logprobs or top_logprobs
-    std::vector<TokenLogprob> top;   // empty unless Sampling::top_logprobs > 0
-};
+// The seam's types (backends/backend.h), under the names this backend's callers have used.
+using forkjoin::BlockedSequence;
+using forkjoin::DecodeStats;
+using forkjoin::KvUsage;
+using forkjoin::SampledToken;
+using forkjoin::StepResult;
 
-struct BlockedSequence {
-    SeqId seq;
-    ErrorCode reason;  // kv_cache_full
-    std::string message;
-};
-
-struct StepResult {
-    std::vector<SampledToken> sampled;     // generating sequences that finished their input
-    std::vector<BlockedSequence> blocked;  // sequences that could not advance this step
-    int32_t n_decoded = 0;                 // tokens decoded (all sequences)
-    int32_t n_sequences = 0;               // sequences that advanced
-    int32_t n_decode_calls = 0;            // llama_decode calls (1 unless a batch was split)
-};
-
-// Cumulative decode work since the backend was made (benchmarks: batch size and context per token).
-struct DecodeStats {
-    int64_t steps = 0;          // step() calls that decoded something
-    int64_t tokens = 0;         // tokens decoded, every path (step, splice's flush, not score/logits)
-    int64_t position_sum = 0;   // sum of the decoded tokens' positions: / tokens = mean context
-};
-
-struct KvUsage {
-    uint32_t cells_total = 0;
-    uint32_t cells_used = 0;
-    uint32_t pending_tokens = 0;  // queued input of all sequences, not yet in the cache
-    uint32_t live_sequences = 0;
-};
-
-class LlamaBackend {
+class LlamaBackend final : public Backend {
 public:
     LlamaBackend(std::shared_ptr<const Model> model, const BackendOptions & options = {});
     ~LlamaBackend();
@@ -131,48 +104,49 @@ public:
 
     // A new sequence whose input is `prompt` (non-empty). Generating unless told otherwise.
     // Throws sequence_limit when n_seq_max sequences are live, invalid_argument on bad tokens.
-    SeqId open(std::span<const Token> prompt, const Sampling & sampling = {}, bool generating = true);
+    SeqId open(std::span<const Token> prompt, const Sampling & sampling = {}, bool generating = true) override;
     // A child sharing the parent's cells; generating with its own sampler.
-    SeqId fork(SeqId parent, const Sampling & sampling = {}, bool generating = true);
+    SeqId fork(SeqId parent, const Sampling & sampling = {}, bool generating = true) override;
     // Queue tokens as input of seq (prefilled by later steps). Throws context_overflow when the
     // sequence would outgrow the whole cache.
-    void append(SeqId seq, std::span<const Token> tokens);
-    void set_generating(SeqId seq, bool generating);
+    void append(SeqId seq, std::span<const Token> tokens) override;
+    void set_generating(SeqId seq, bool generating) override;
     // Drop everything at positions >= n_keep (decoded cells and pending input).
-    void truncate(SeqId seq, int32_t n_keep);
+    void truncate(SeqId seq, int32_t n_keep) override;
     // Free the sequence's slot and its cells (cells shared with others stay).
-    void close(SeqId seq);
+    void close(SeqId seq) override;
 
     // One decode for every sequence with pending input. The result is valid until the next call.
-    const StepResult & step();
+    const StepResult & step() override;
 
     // KV join (shared layout only; per_sequence throws invalid_argument): append each child's own tokens (those after its fork point) to the parent as cache
     // cells, in the given order, without recompute; the children are closed. Every child must
     // have been forked from `parent` while the parent had its present length. Pending input of
     // the parent and children is decoded first.
-    void splice(SeqId parent, std::span<const SeqId> children);
+    void splice(SeqId parent, std::span<const SeqId> children) override;
 
     // Log-probabilities of `continuation` following seq's tokens (decoded and pending), one per
     // continuation token, computed on a throwaway fork; seq is unchanged.
-    std::vector<float> score(SeqId seq, std::span<const Token> continuation);
+    std::vector<float> score(SeqId seq, std::span<const Token> continuation) override;
 
     // Logits after seq's last token, computed on a throwaway fork (tests, diagnostics).
     std::vector<float> logits(SeqId seq);
 
     // Inspection.
-    bool live(SeqId seq) const;
-    int32_t length(SeqId seq) const;         // decoded + pending
+    bool live(SeqId seq) const override;
+    int32_t length(SeqId seq) const override;  // decoded + pending
     int32_t n_decoded(SeqId seq) const;
-    int32_t n_pending(SeqId seq) const;
+    int32_t n_pending(SeqId seq) const override;
     bool generating(SeqId seq) const;
-    const std::vector<Token> & tokens(SeqId seq) const;  // all of seq's tokens, by position
-    bool has_pending() const;
-    KvUsage usage() const;
-    const DecodeStats & stats() const { return stats_; }
+    const std::vector<Token> & tokens(SeqId seq) const override;  // all of seq's tokens, by position
+    bool has_pending() const override;
+    KvUsage usage() const override;
+    const DecodeStats & stats() const override { return stats_; }
     const BackendOptions & options() const { return options_; }
-    // What this backend can do (the runtime falls back where it cannot).
-    bool can_splice() const { return options_.kv_layout == KvLayout::shared; }
-    bool zero_copy_fork() const { return options_.kv_layout == KvLayout::shared; }
+    // What this backend can do: everything in the shared layout; per_sequence forks by copy, no splice.
+    BackendCapabilities capabilities() const override;
+    const Vocabulary & vocabulary() const override { return *model_; }
+    uint32_t max_sequences() const override { return options_.n_seq_max; }
     // Most tokens one sequence can hold: n_ctx (shared) or its own stream's cells (per_sequence).
     uint32_t sequence_capacity() const { return seq_capacity_; }
     const Model & model() const { return *model_; }

@@ -10,6 +10,8 @@
 // - A Model is immutable after load and may be shared by several backends (std::shared_ptr).
 #pragma once
 
+#include "backends/backend.h"
+
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -22,9 +24,9 @@ struct llama_vocab;
 
 namespace forkjoin::llama {
 
-using Token = int32_t;  // = llama_token
+using forkjoin::Token;  // = llama_token
 
-class Model {
+class Model : public Vocabulary {
 public:
     // vocab_only: load the vocabulary but no weights (for tokenizing only).
     static std::shared_ptr<Model> load(const std::string & path, bool vocab_only = false);
@@ -39,10 +41,10 @@ public:
     // parse_special: recognise the vocabulary's control tokens written as text (e.g. "</s>").
     // Leave it off for untrusted text so a user cannot inject control tokens.
     std::vector<Token> tokenize(std::string_view text, bool add_bos = false,
-                                bool parse_special = false) const;
-    std::string detokenize(std::span<const Token> tokens, bool render_special = true) const;
+                                bool parse_special = false) const override;
+    std::string detokenize(std::span<const Token> tokens, bool render_special = true) const override;
     // The text of one token as it appears in generated output (cached; cheap in the hot loop).
-    const std::string & piece(Token token) const { return pieces_[static_cast<size_t>(token)]; }
+    const std::string & piece(Token token) const override { return pieces_[static_cast<size_t>(token)]; }
 
     int32_t n_vocab() const { return n_vocab_; }
     int32_t n_ctx_train() const;
@@ -51,7 +53,7 @@ public:
     uint64_t n_params() const;
     Token bos() const;
     Token eos() const;
-    bool is_end_of_generation(Token token) const;
+    bool is_end_of_generation(Token token) const override;
     bool valid(Token token) const { return token >= 0 && token < n_vocab_; }
     std::string description() const;  // llama.cpp's one-line description, e.g. "llama ?B F32"
 

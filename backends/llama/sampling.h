@@ -5,6 +5,7 @@
 // which other sequences share its batch. temperature == 0 is greedy decoding (argmax).
 #pragma once
 
+#include "backends/backend.h"
 #include "backends/llama/model.h"
 
 #include <cstdint>
@@ -15,20 +16,9 @@ struct llama_sampler;
 
 namespace forkjoin::llama {
 
-struct Sampling {
-    float temperature = 0.0f;  // 0: greedy; > 0: sample from the tempered distribution
-    int32_t top_k = 0;         // keep the k most likely tokens; 0: off
-    float top_p = 1.0f;        // nucleus; 1: off
-    float min_p = 0.0f;        // drop tokens below min_p x p(max); 0: off
-    uint64_t seed = 0;         // the sequence's RNG seed
-    bool logprobs = false;     // report the sampled token's log-probability
-    int32_t top_logprobs = 0;  // also report the k most likely tokens (implies logprobs)
-};
-
-struct TokenLogprob {
-    Token token;
-    float logprob;
-};
+// Sampling and TokenLogprob are the backend seam's (backends/backend.h).
+using forkjoin::Sampling;
+using forkjoin::TokenLogprob;
 
 class Sampler {
 public:
