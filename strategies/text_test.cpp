@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 using namespace forkjoin;
 using namespace forkjoin::strategies;
@@ -56,11 +57,13 @@ TEST(PlanExecute, RunsPlannerWorkersAndSummarizer) {
     o.strategy = "plan-execute";
     o.limits.thread_token_budget = 400;
     bool workers_saw_outline = true, summary_saw_results = false;
+    std::map<int, int64_t> worker_fed_at;  // the backend's step count when each worker got its text
     o.script = [&](const std::string & phase, int index, const runtime::ThreadRecord & t) -> std::optional<std::string> {
         const bool started = t.text.ends_with(":") || t.text.ends_with("1.");
         if (!started) return std::nullopt;  // one piece each, then stop
         if (phase == "plan") return std::string(" add the tens\n2. add the ones\n3. combine them\n");
         if (phase == "work") {
+            worker_fed_at[index] = backend().stats().steps;
             workers_saw_outline &= t.text.find("Plan:\n1. add the tens\n2. add the ones\n3. combine them\n") != std::string::npos &&
                                    t.text.find("sub-task " + std::to_string(index + 1) + ":") != std::string::npos;
             return " part " + std::to_string(index + 1);
@@ -76,7 +79,12 @@ TEST(PlanExecute, RunsPlannerWorkersAndSummarizer) {
     EXPECT_EQ(r.answer, "57");
     EXPECT_EQ(r.outputs.size(), 3u);
     EXPECT_EQ(r.metrics.threads, 5);
-    EXPECT_LT(r.metrics.sequential_tokens, r.metrics.generated_tokens);  // the workers overlapped
+    EXPECT_LT(r.metrics.sequential_tokens, r.metrics.generated_tokens);
+    // The workers overlapped: all three got their text before the same decode step, so it was decoded
+    // in one batch (run one after another, each would have waited for the previous one's steps).
+    ASSERT_EQ(worker_fed_at.size(), 3u);
+    EXPECT_EQ(worker_fed_at[0], worker_fed_at[1]);
+    EXPECT_EQ(worker_fed_at[1], worker_fed_at[2]);
 }
 
 TEST(SelfConsistency, MajorityOverExtractedAnswers) {

@@ -83,6 +83,7 @@ TEST(Model, TruncatedGgufIsAClearError) {
     expect_error([&] { Model::load(bad); }, ErrorCode::model_load, "truncated.gguf");
     try {
         Model::load(bad);
+        FAIL() << "a truncated GGUF must not load";
     } catch (const Error & e) {
         // The cause comes from llama.cpp, not a generic "failed".
         EXPECT_NE(std::string(e.what()).find("llama.cpp:"), std::string::npos) << e.what();
