@@ -55,11 +55,12 @@ llama::BackendOptions backend_for(const CountdownArgs & a) {
 
 void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
     cmd.add_option("--model", a.model, "GGUF model (default: the shipped Countdown model)");
-    cmd.add_option("--strategy", a.strategy, "sequential or native")->capture_default_str();
+    cmd.add_option("--strategy", a.strategy,
+                   "countdown: sequential, native or self-consistency; text: sequential, self-consistency or plan-execute")
+        ->capture_default_str();
     cmd.add_option("--context", a.context, "per-thread context window in tokens (0: none)")->capture_default_str();
     cmd.add_option("--prompt-style", a.prompt_style, "forkjoin (mode tags) or apr (APR checkpoints)")->capture_default_str();
     cmd.add_option("--max-children", a.max_children)->capture_default_str();
-    cmd.add_option("--concurrency", a.concurrency, "problems in flight at once")->capture_default_str();
     cmd.add_option("--kv-cells", a.kv_cells,
                    "KV cells in all (0: room for every thread's window; each thread has its own KV stream, "
                    "--kv-cells / threads cells, and fails if it fills it)")
@@ -71,6 +72,11 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
                    "CPU threads per decode (0: FORKJOIN_THREADS, else the cores other processes leave free, re-measured as it runs)")
         ->capture_default_str();
     cmd.add_option("--trace", a.trace_path, "write the thread trees as Chrome trace JSON (Perfetto)");
+}
+
+void add_bench_countdown_options(CLI::App & cmd, CountdownArgs & a) {
+    add_countdown_options(cmd, a);
+    cmd.add_option("--concurrency", a.concurrency, "problems in flight at once")->capture_default_str();
     cmd.add_flag("--sweep", a.sweep, "every --sweep-strategies at every --sweep-contexts; writes REPORT.md and REPORT.svg");
     cmd.add_option("--sweep-strategies", a.sweep_strategies,
                    "series, each a strategy with an optional @temperature, e.g. sequential,self-consistency@0.8")

@@ -49,7 +49,9 @@ struct CountdownArgs {
     int threads = 0;         // CPU threads per decode (0: adapt to the free cores)
 };
 
+// The options of `run --task countdown|text`; bench countdown adds concurrency and the sweep's.
 void add_countdown_options(CLI::App & cmd, CountdownArgs & args);
+void add_bench_countdown_options(CLI::App & cmd, CountdownArgs & args);
 int run_bench_countdown(const CountdownArgs & args, const std::string & problems_path, int limit, bool json);
 int run_countdown_once(const CountdownArgs & args, const std::string & json_line);
 // forkjoin run --task text: a question through a text strategy (sequential, self-consistency, plan-execute).

@@ -32,7 +32,7 @@ int main(int argc, char ** argv) {
     bench_cd->add_option("--problems", problems_path, "JSON Lines: {\"nums\": [...], \"target\": N}")->required();
     bench_cd->add_option("--limit", limit, "first N problems only");
     bench_cd->add_flag("--json", cd_json, "print one JSON object");
-    forkjoin::app::add_countdown_options(*bench_cd, cd_args);
+    forkjoin::app::add_bench_countdown_options(*bench_cd, cd_args);
 
     std::string task, problem;
     auto * run = app.add_subcommand("run", "solve one problem and print the verified answer");
