@@ -34,6 +34,8 @@ int configured_threads() {
     return static_cast<int>(n);
 }
 
+int requested_threads(int requested) { return requested > 0 ? requested : configured_threads(); }
+
 namespace {
 
 // Busy ticks of all CPUs together (user + nice + system + irq + softirq + steal); false when
@@ -83,6 +85,12 @@ int CpuShare::threads(std::chrono::milliseconds interval) {
     at_ = now;
     have_sample_ = true;
     return current_;
+}
+
+int CpuShare::measure(std::chrono::milliseconds window) {
+    threads(std::chrono::milliseconds(0));
+    std::this_thread::sleep_for(window);
+    return threads(std::chrono::milliseconds(0));
 }
 
 }  // namespace forkjoin

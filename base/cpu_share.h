@@ -24,6 +24,8 @@ namespace forkjoin {
 
 int cores_available();
 int configured_threads();
+// The thread count asked for: `requested` when > 0, else configured_threads(); 0 means "adapt".
+int requested_threads(int requested);
 
 class CpuShare {
 public:
@@ -34,6 +36,9 @@ public:
     // measurement, at least 1. Re-measures at most once per `interval`; between measurements it
     // returns the last answer, so it is cheap to call every step.
     int threads(std::chrono::milliseconds interval = std::chrono::milliseconds(200));
+    // Measures once over `window` (sleeping meanwhile) and returns threads(): for a caller whose
+    // thread pool cannot resize as it runs (LibTorch).
+    int measure(std::chrono::milliseconds window);
 
     // Cores the other processes used over the last measured interval (0 before the first).
     double others_busy() const { return others_busy_; }

@@ -46,8 +46,7 @@ TEST(CpuShare, AnotherBusyProcessTakesACore) {
         volatile uint64_t x = 0;
         for (;;) x = x + 1;  // killed by the parent
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
-    const int with_spinner = share.threads(std::chrono::milliseconds(0));
+    const int with_spinner = share.measure(std::chrono::milliseconds(400));
     const double busy = share.others_busy();
     kill(child, SIGKILL);
     waitpid(child, nullptr, 0);

@@ -514,6 +514,13 @@ void Runtime::finalize(Request & r) {
     r.result.finished = true;
 }
 
+std::pair<Runtime::Request *, Runtime::Thread *> Runtime::owner_of(SeqId seq) {
+    auto it = by_seq_.find(seq);
+    if (it == by_seq_.end()) return {nullptr, nullptr};
+    Request & r = *requests_.at(it->second.first);
+    return {&r, r.threads[static_cast<size_t>(it->second.second)].get()};
+}
+
 bool Runtime::step() {
     admit();
     feed_scripts();
@@ -522,10 +529,10 @@ bool Runtime::step() {
         ++steps_;
         decoded_ += res.n_decoded;
         for (const auto & s : res.sampled) {
-            auto it = by_seq_.find(s.seq);
-            if (it == by_seq_.end()) continue;
-            Request & r = *requests_.at(it->second.first);
-            Thread & t = *r.threads[static_cast<size_t>(it->second.second)];
+            auto [owner, thread] = owner_of(s.seq);
+            if (!thread) continue;
+            Request & r = *owner;
+            Thread & t = *thread;
             if (t.rec.state != ThreadState::running) continue;
             ++t.rec.generated_tokens;
             ++r.generated;
@@ -542,24 +549,19 @@ bool Runtime::step() {
         // A sequence that filled its own KV stream (per_sequence layout) cannot be helped by waiting.
         for (const auto & b : res.blocked) {
             if (b.reason != ErrorCode::context_overflow) continue;
-            auto it = by_seq_.find(b.seq);
-            if (it == by_seq_.end()) continue;
-            Request & r = *requests_.at(it->second.first);
-            end_thread(r, *r.threads[static_cast<size_t>(it->second.second)], ThreadState::failed, b.message);
+            auto [owner, thread] = owner_of(b.seq);
+            if (thread) end_thread(*owner, *thread, ThreadState::failed, b.message);
         }
         if (res.n_decoded == 0 && !res.blocked.empty()) {
             // Nothing could advance: the youngest blocked thread gives its cells back.
             Thread * victim = nullptr;
             Request * owner = nullptr;
             for (const auto & b : res.blocked) {
-                auto it = by_seq_.find(b.seq);
-                if (it == by_seq_.end()) continue;
-                Request & r = *requests_.at(it->second.first);
-                Thread & t = *r.threads[static_cast<size_t>(it->second.second)];
-                if (ended(t.rec.state)) continue;
-                if (!victim || t.rec.start_s > victim->rec.start_s) {
-                    victim = &t;
-                    owner = &r;
+                auto [r, t] = owner_of(b.seq);
+                if (!t || ended(t->rec.state)) continue;
+                if (!victim || t->rec.start_s > victim->rec.start_s) {
+                    victim = t;
+                    owner = r;
                 }
             }
             if (victim) end_thread(*owner, *victim, ThreadState::failed, "kv cache full");

@@ -29,6 +29,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <utility>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,7 +55,8 @@ public:
 private:
     struct Thread;
     struct Request;
-    Thread & thread(int request, int id);
+    // The request and thread a live sequence belongs to; {nullptr, nullptr} for one it no longer tracks.
+    std::pair<Request *, Thread *> owner_of(SeqId seq);
     void admit();
     // Admission control: a thread starts only when the cache has room for its prompt and its
     // expected growth (its token budget, capped) beside what running threads may still need.

@@ -91,7 +91,7 @@ LlamaBackend::LlamaBackend(std::shared_ptr<const Model> model, const BackendOpti
     params.n_seq_max = options.n_seq_max;
     // Zero-copy fork and range copies need one shared cell pool; per_sequence gives each slot a stream.
     params.kv_unified = options.kv_layout == KvLayout::shared;
-    const int32_t fixed = options.n_threads > 0 ? options.n_threads : configured_threads();
+    const int32_t fixed = requested_threads(options.n_threads);
     if (fixed <= 0) cpu_share_ = std::make_unique<CpuShare>();
     threads_ = fixed > 0 ? fixed : cpu_share_->max_threads();
     params.n_threads = threads_;
@@ -152,13 +152,16 @@ SeqId LlamaBackend::acquire_slot() {
                                                " sequence slots are in use (n_seq_max); close a sequence first");
 }
 
+std::string LlamaBackend::capacity_text() const {
+    return options_.kv_layout == KvLayout::shared
+               ? "a KV cache of " + std::to_string(options_.n_ctx) + " cells"
+               : "its KV stream of " + std::to_string(seq_capacity_) + " cells (n_ctx / n_seq_max)";
+}
+
 void LlamaBackend::check_fits(size_t length) const {
     if (length > seq_capacity_) {
         throw Error(ErrorCode::context_overflow,
-                    "a sequence of " + std::to_string(length) + " tokens cannot fit in " +
-                        (options_.kv_layout == KvLayout::shared
-                             ? "a KV cache of " + std::to_string(options_.n_ctx) + " cells"
-                             : "its KV stream of " + std::to_string(seq_capacity_) + " cells (n_ctx / n_seq_max)"));
+                    "a sequence of " + std::to_string(length) + " tokens cannot fit in " + capacity_text());
     }
 }
 
@@ -276,11 +279,13 @@ const StepResult & LlamaBackend::step() {
                                        std::to_string(ledger_.used()) + " of " +
                                        std::to_string(ledger_.capacity()) + " are in use"});
     };
-    // per_sequence: a sequence's own stream is full; no other sequence can free cells for it.
+    // The sequence holds all the cells one sequence can (its own stream, or the whole shared cache):
+    // no other sequence can free cells for it.
     auto room = [&](const Sequence & s) { return static_cast<int64_t>(seq_capacity_) - s.n_past; };
     auto block_full_stream = [&](SeqId id, const Sequence & s) {
         result_.blocked.push_back({id, ErrorCode::context_overflow,
-                                   "sequence " + std::to_string(id) + " filled its KV stream (" +
+                                   "sequence " + std::to_string(id) + " filled " +
+                                       (options_.kv_layout == KvLayout::shared ? "the whole KV cache (" : "its KV stream (") +
                                        std::to_string(seq_capacity_) + " cells) with " +
                                        std::to_string(s.n_pending()) + " tokens still to decode"});
     };
@@ -503,8 +508,10 @@ void LlamaBackend::evaluate_on_fork(SeqId seq, int32_t n_shared, std::span<const
     const Sequence & s = get(seq);
     n_shared = std::min(n_shared, s.n_past);
     check_fits(static_cast<size_t>(n_shared) + input.size());
-    if (ledger_.free() < input.size() + (zero_copy_fork() ? 0 : static_cast<size_t>(n_shared))) {
-        throw Error(ErrorCode::kv_cache_full, "KV cache full: scoring needs " + std::to_string(input.size()) +
+    // A copied prefix (per_sequence) needs cells of its own; a shared one does not.
+    const size_t needed = input.size() + (zero_copy_fork() ? 0 : static_cast<size_t>(n_shared));
+    if (ledger_.free() < needed) {
+        throw Error(ErrorCode::kv_cache_full, "KV cache full: scoring needs " + std::to_string(needed) +
                                                   " cells, " + std::to_string(ledger_.free()) + " are free");
     }
     const SeqId tmp = acquire_slot();

@@ -163,6 +163,8 @@ private:
     void check_tokens(std::span<const Token> tokens) const;
     // A sequence longer than the whole cache could never be decoded: context_overflow.
     void check_fits(size_t length) const;
+    // What bounds one sequence, for messages: "a KV cache of N cells" or "its KV stream of N cells ...".
+    std::string capacity_text() const;
     // Decodes pending input of the given sequences (no sampling) until none is left.
     void flush(std::span<const SeqId> seqs);
     // Runs llama_decode over the built batch, splitting it when the cache has no slot.

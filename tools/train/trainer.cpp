@@ -18,7 +18,6 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <thread>
 
 namespace forkjoin::train {
 namespace fs = std::filesystem;
@@ -286,13 +285,8 @@ std::string train(const TrainOptions & o) {
     if (o.out_dir.empty()) throw Error(ErrorCode::invalid_argument, "train: an output directory is required");
     fs::create_directories(o.out_dir);
     // Default: the cores other processes leave free now (LibTorch's pool cannot resize as it runs).
-    int threads = o.threads > 0 ? o.threads : configured_threads();
-    if (threads <= 0) {
-        CpuShare share;
-        share.threads();
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));
-        threads = share.threads();
-    }
+    int threads = requested_threads(o.threads);
+    if (threads <= 0) threads = CpuShare().measure(std::chrono::milliseconds(300));
     torch::set_num_threads(threads);
     torch::manual_seed(o.seed);
 
