@@ -14,7 +14,9 @@
 // Errors: every call that a caller can get wrong throws forkjoin::Error (invalid_argument for a dead
 // sequence or bad token, context_overflow for input that can never fit, sequence_limit when no
 // sequence is free, decode_failed when the engine fails). step() reports sequences that cannot
-// advance in StepResult::blocked (their input kept) instead of throwing.
+// advance in StepResult::blocked (their input kept) instead of throwing: kv_cache_full (waiting may
+// help), context_overflow (it cannot), decode_failed (the engine failed on this sequence alone:
+// close it). step() throws only when it cannot tell which sequences a failure belongs to.
 //
 // Threading: a backend is driven by one thread (the runtime's loop); it is not thread-safe.
 #pragma once
@@ -40,6 +42,7 @@ struct Sampling {
     uint64_t seed = 0;         // the sequence's RNG seed
     bool logprobs = false;     // report the sampled token's log-probability
     int32_t top_logprobs = 0;  // also report the k most likely tokens (implies logprobs)
+    bool ignore_eos = false;   // never sample an end-of-generation token (llama-server's and vLLM's ignore_eos)
 };
 
 struct TokenLogprob {

@@ -12,6 +12,7 @@ const char * error_code_name(ErrorCode code) {
         case ErrorCode::sequence_limit:    return "sequence_limit";
         case ErrorCode::decode_failed:     return "decode_failed";
         case ErrorCode::io:                return "io";
+        case ErrorCode::overloaded:        return "overloaded";
     }
     return "unknown";
 }

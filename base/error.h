@@ -20,6 +20,7 @@ enum class ErrorCode {
     sequence_limit,     // no free sequence slot (n_seq_max reached)
     decode_failed,      // llama_decode reported an error that is not a full cache
     io,                 // a file could not be written or read
+    overloaded,         // the engine holds as many requests as it may: retry later
 };
 
 const char * error_code_name(ErrorCode code);

@@ -3,13 +3,19 @@
 #pragma once
 
 #include "backends/backend.h"
+#include "runtime/limits.h"
 #include "runtime/thread.h"
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+namespace forkjoin::dialects {
+class Dialect;
+}
 
 namespace forkjoin::runtime {
 
@@ -18,13 +24,48 @@ using RequestId = int;
 // Next piece of a scripted thread's text, given the thread and its text so far; nullopt ends it.
 using Script = std::function<std::optional<std::string>(const ThreadRecord & thread)>;
 
+// What happens to a request's threads, as it happens (RequestOptions::events).
+enum class EventKind {
+    thread_queued,    // thread: id, parent, label
+    thread_started,   // it holds a sequence and decodes
+    text,             // text: the piece the thread just generated
+    spawned,          // thread spawned `children` (those the controller ran)
+    joined,           // thread's children joined; text: what the join inserted into its context
+    thread_ended,     // state, text: the reason (empty when done)
+    finished,         // the request is over: its RequestResult is final
+};
+const char * event_kind_name(EventKind kind);
+
+struct Event {
+    EventKind kind;
+    RequestId request = 0;
+    int thread = 0;
+    int parent = -1;
+    std::string label{};
+    std::string text{};
+    ThreadState state = ThreadState::queued;
+    std::vector<int> children{};
+    double t_s = 0;  // since the request started
+};
+
+// Called on the runtime's loop thread, inside the step that caused the event: keep it short (copy
+// the event, wake someone) and do not call back into the runtime from it.
+using EventSink = std::function<void(const Event &)>;
+
 struct RequestOptions {
     Sampling sampling;  // each thread gets it with its own seed (seed + thread id)
     Script script;      // set: threads are scripted instead of sampled
+    // The markup its threads speak; null: the runtime's default dialect. Shared so a caller may
+    // drop its copy while the request runs.
+    std::shared_ptr<const dialects::Dialect> dialect;
+    std::optional<Limits> limits;  // null: the runtime's; max_threads is always the runtime's
+    EventSink events;
 };
 
 struct Metrics {
-    int64_t total_tokens = 0;       // decoded for the request: prompts + generated + inserted, each once
+    int64_t total_tokens = 0;       // decoded by the backend for the request (prompts, generated, inserted;
+                                    // a token decoded twice counts twice)
+    int64_t prompt_tokens = 0;      // the root's starting context
     int64_t generated_tokens = 0;
     int64_t sequential_tokens = 0;  // generated tokens on the longest dependency chain
     int64_t max_context_tokens = 0; // longest context of any thread

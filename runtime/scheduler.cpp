@@ -17,8 +17,23 @@ const char * thread_state_name(ThreadState s) {
     return "?";
 }
 
+bool thread_ended(ThreadState s) { return s == ThreadState::done || s == ThreadState::failed || s == ThreadState::cancelled; }
+
+const char * event_kind_name(EventKind kind) {
+    switch (kind) {
+        case EventKind::thread_queued: return "thread_queued";
+        case EventKind::thread_started: return "thread_started";
+        case EventKind::text: return "text";
+        case EventKind::spawned: return "spawned";
+        case EventKind::joined: return "joined";
+        case EventKind::thread_ended: return "thread_ended";
+        case EventKind::finished: return "finished";
+    }
+    return "?";
+}
+
 namespace {
-bool ended(ThreadState s) { return s == ThreadState::done || s == ThreadState::failed || s == ThreadState::cancelled; }
+bool ended(ThreadState s) { return thread_ended(s); }
 using Clock = std::chrono::steady_clock;
 }  // namespace
 
@@ -34,11 +49,16 @@ struct Runtime::Thread {
     size_t own_from = 0;            // forked child: where its own text starts
     size_t parent_tokens = 0;       // forked child: the parent's tokens when forked
     bool awaiting_splice = false;   // forked child that ended: its cells wait for the KV join
+    int64_t decoded_seen = 0;       // the sequence's decoded length when last counted
+    int64_t waits = 0;              // admission: steps it was told to wait
+    std::string wait_reason;        // admission: why, the last time
 };
 
 struct Runtime::Request {
     RequestId id;
     RequestOptions options;
+    const dialects::Dialect * dialect = nullptr;  // options.dialect, or the runtime's default
+    Limits limits;
     std::vector<std::unique_ptr<Thread>> threads;
     std::deque<int> queue;
     int live = 0;
@@ -50,7 +70,27 @@ struct Runtime::Request {
 };
 
 Runtime::Runtime(Backend & backend, const dialects::Dialect & dialect, Limits limits)
-    : backend_(backend), dialect_(dialect), limits_(limits) {}
+    : backend_(backend), default_dialect_(&dialect), limits_(limits), controller_(std::make_shared<DefaultController>()) {}
+
+Runtime::Runtime(Backend & backend, Limits limits)
+    : backend_(backend), owned_dialect_(dialects::make_plain_dialect()), default_dialect_(owned_dialect_.get()),
+      limits_(limits), controller_(std::make_shared<DefaultController>()) {}
+
+void Runtime::set_controller(std::shared_ptr<Controller> controller) {
+    if (!controller) throw Error(ErrorCode::invalid_argument, "set_controller: null controller");
+    controller_ = std::move(controller);
+}
+
+void Runtime::decide(Request & r, Thread & t, const char * kind, std::string reason) {
+    t.rec.decisions.push_back({now_s(r), kind, std::move(reason)});
+}
+
+void Runtime::emit(Request & r, Event e) {
+    if (!r.options.events) return;
+    e.request = r.id;
+    e.t_s = now_s(r);
+    r.options.events(e);
+}
 
 Runtime::~Runtime() {
     for (auto & [id, r] : requests_) {
@@ -68,15 +108,20 @@ RequestId Runtime::submit(const std::string & prompt, const RequestOptions & opt
     auto r = std::make_unique<Request>();
     r->id = next_request_++;
     r->options = options;
+    r->dialect = options.dialect ? options.dialect.get() : default_dialect_;
+    r->limits = options.limits.value_or(limits_);
+    r->limits.max_threads = limits_.max_threads;
     r->steps_at_start = steps_;
     r->decoded_at_start = decoded_;
     auto root = std::make_unique<Thread>();
     root->prompt = prompt;
-    root->parser = dialect_.parser(prompt);
+    root->parser = r->dialect->parser(prompt);
     r->threads.push_back(std::move(root));
     r->queue.push_back(0);
     const RequestId id = r->id;
+    Request & req = *r;
     requests_[id] = std::move(r);
+    emit(req, {.kind = EventKind::thread_queued, .thread = 0});
     return id;
 }
 
@@ -100,26 +145,32 @@ int Runtime::running_threads(const Request * only) const {
     return n;
 }
 
-int64_t Runtime::headroom(const Thread & t) const {
-    const int64_t expected = std::min<int64_t>(limits_.thread_token_budget, kHeadroomCap);
+int64_t Runtime::headroom(const Request & r, const Thread & t) const {
+    const int64_t expected = std::min<int64_t>(r.limits.thread_token_budget, kHeadroomCap);
     return std::max<int64_t>(0, expected - t.rec.generated_tokens);
 }
 
-bool Runtime::cells_for(const Thread & t) const {
-    // Room for its prompt and the growth it may still have, after the growth already promised to
-    // the running threads. With nothing running, a thread is admitted anyway (progress first).
-    if (live_threads_ == 0) return true;
+AdmitDecision Runtime::ask_admit(const Request & r, const Thread & t) const {
     int64_t promised = 0;
     for (const auto & [rid, rp] : requests_) {
         for (const auto & other : rp->threads) {
-            if (other->rec.state == ThreadState::running) promised += headroom(*other);
+            if (other->rec.state == ThreadState::running) promised += headroom(*rp, *other);
         }
     }
-    const int64_t prompt = t.request.forked ? static_cast<int64_t>(t.request.prompt.size()) : static_cast<int64_t>(t.prompt.size());
     const KvUsage u = backend_.usage();
-    const int64_t free = static_cast<int64_t>(u.cells_total) - u.cells_used - u.pending_tokens;
-    // Bytes bound tokens from above for every vocabulary here, so `prompt` is a safe estimate.
-    return free - promised >= prompt + headroom(t);
+    // Bytes bound tokens from above for every vocabulary here, so the prompt's size is a safe estimate.
+    const int64_t prompt = t.request.forked ? static_cast<int64_t>(t.request.prompt.size()) : static_cast<int64_t>(t.prompt.size());
+    return controller_->on_admit({.thread = t.rec,
+                                  .limits = r.limits,
+                                  .max_threads = limits_.max_threads,
+                                  .running_threads = running_threads(),
+                                  .running_in_request = running_threads(&r),
+                                  .prompt_estimate = prompt,
+                                  .free_cells = static_cast<int64_t>(u.cells_total) - u.cells_used - u.pending_tokens,
+                                  .promised_cells = promised,
+                                  .headroom = headroom(r, t),
+                                  .free_sequences = backend_.max_sequences() - u.live_sequences,
+                                  .nothing_running = live_threads_ == 0});
 }
 
 void Runtime::forget(RequestId request) {
@@ -129,20 +180,53 @@ void Runtime::forget(RequestId request) {
     requests_.erase(it);
 }
 
+RuntimeStats Runtime::stats() const {
+    RuntimeStats st;
+    for (const auto & [rid, rp] : requests_) {
+        if (rp->result.finished) continue;
+        ++st.requests;
+        for (const auto & t : rp->threads) {
+            st.threads_running += t->rec.state == ThreadState::running;
+            st.threads_waiting += t->rec.state == ThreadState::waiting;
+            st.threads_queued += t->rec.state == ThreadState::queued;
+        }
+    }
+    st.decode_steps = steps_;
+    st.decoded_tokens = decoded_;
+    st.failed_steps = failed_steps_;
+    return st;
+}
+
+void Runtime::started(Request & r, Thread & t) {
+    r.queue.pop_front();
+    by_seq_[t.seq] = {r.id, t.rec.id};
+    ++live_threads_;
+    ++r.live;
+    t.rec.state = ThreadState::running;
+    t.rec.start_s = now_s(r);
+    if (t.waits > 0) decide(r, t, "admit", "started after waiting " + std::to_string(t.waits) + " steps (" + t.wait_reason + ")");
+    emit(r, {.kind = EventKind::thread_started, .thread = t.rec.id, .parent = t.rec.parent, .label = t.rec.label});
+}
+
 void Runtime::admit() {
     for (auto & [rid, rp] : requests_) {
         Request & r = *rp;
-        // Threads waiting on their children do not count against the limits: if they did, parents
-        // holding every slot would wait forever for children that can never start.
-        while (!r.queue.empty() && running_threads() < limits_.max_threads &&
-               running_threads(&r) < limits_.max_threads_per_request) {
+        while (!r.queue.empty()) {
             Thread & t = *r.threads[static_cast<size_t>(r.queue.front())];
-            if (!cells_for(t)) return;  // the KV cache is short: wait for running threads to finish
-            // A new root needs sequences left for the children it may spawn.
-            const uint32_t free_seqs = backend_.max_sequences() - backend_.usage().live_sequences;
-            if (t.rec.parent < 0 && live_threads_ > 0 && free_seqs <= static_cast<uint32_t>(std::max(0, limits_.max_children))) return;
+            const AdmitDecision d = ask_admit(r, t);
+            if (d.action == AdmitAction::wait) {
+                ++t.waits;
+                t.wait_reason = d.reason;
+                break;  // this request's queue waits; the next request may still fit
+            }
+            if (d.action == AdmitAction::fail) {
+                r.queue.pop_front();
+                decide(r, t, "admit", "refused: " + d.reason);
+                end_thread(r, t, ThreadState::failed, d.reason);
+                continue;
+            }
             if (t.request.forked) {
-                if (!admit_forked(r, t)) return;
+                if (!admit_forked(r, t)) break;
                 continue;
             }
             std::vector<Token> tokens;
@@ -153,7 +237,7 @@ void Runtime::admit() {
                 end_thread(r, t, ThreadState::failed, std::string("prompt: ") + e.what());
                 continue;
             }
-            if (tokens.empty() || (limits_.max_context > 0 && static_cast<int>(tokens.size()) >= limits_.max_context)) {
+            if (tokens.empty() || (r.limits.max_context > 0 && static_cast<int>(tokens.size()) >= r.limits.max_context)) {
                 r.queue.pop_front();
                 end_thread(r, t, ThreadState::failed,
                            tokens.empty() ? "empty prompt" : "context window: the prompt alone fills it");
@@ -164,22 +248,18 @@ void Runtime::admit() {
             try {
                 t.seq = backend_.open(tokens, sampling, /*generating=*/!r.options.script);
             } catch (const Error & e) {
-                if (e.code() == ErrorCode::sequence_limit) return;  // wait for a free sequence
+                if (e.code() == ErrorCode::sequence_limit) break;  // wait for a free sequence
                 r.queue.pop_front();
                 end_thread(r, t, ThreadState::failed, e.what());
                 continue;
             }
-            r.queue.pop_front();
-            by_seq_[t.seq] = {rid, t.rec.id};
-            ++live_threads_;
-            ++r.live;
-            t.rec.state = ThreadState::running;
-            t.rec.start_s = now_s(r);
             t.rec.prompt_tokens = static_cast<int64_t>(tokens.size());
             t.rec.max_context = t.rec.prompt_tokens;
+            t.decoded_seen = 0;
             t.token_end.clear();
             append_offsets(t, tokens, 0);
             if (t.token_end.back() != t.prompt.size()) t.token_end.assign(tokens.size(), 0);  // pieces do not add up: never reuse
+            started(r, t);
         }
     }
 }
@@ -198,15 +278,12 @@ bool Runtime::admit_forked(Request & r, Thread & t) {
         end_thread(r, t, ThreadState::failed, e.what());
         return true;
     }
-    r.queue.pop_front();
-    by_seq_[t.seq] = {r.id, t.rec.id};
-    ++live_threads_;
-    ++r.live;
-    t.rec.state = ThreadState::running;
-    t.rec.start_s = now_s(r);
+    // The shared prefix was decoded for the parent: only what the child adds counts as its own.
+    t.decoded_seen = backend_.length(t.seq) - backend_.n_pending(t.seq);
     t.token_end = parent.token_end;
     t.parent_tokens = parent.token_end.size();
     append_offsets(t, seed, t.own_from);
+    started(r, t);
     try {
         backend_.append(t.seq, seed);
     } catch (const Error & e) {
@@ -242,6 +319,7 @@ void Runtime::feed_scripts() {
             t.rec.generated_tokens += static_cast<int64_t>(tokens.size());
             r.generated += static_cast<int64_t>(tokens.size());
             append_offsets(t, tokens, t.parser->text().size());
+            emit(r, {.kind = EventKind::text, .thread = t.rec.id, .text = *piece});
             on_text(r, t, *piece);
         }
     }
@@ -265,12 +343,44 @@ void Runtime::on_text(Request & r, Thread & t, const std::string & piece) {
     check_limits(r, t);
 }
 
+bool Runtime::hit_limit(Request & r, Thread & t, LimitKind kind, int64_t value) {
+    const LimitDecision d = controller_->on_limit({.thread = t.rec, .kind = kind, .limits = r.limits, .value = value});
+    decide(r, t, "limit", std::string(limit_kind_name(kind)) + ": " + d.reason);
+    switch (d.action) {
+        case LimitAction::extend:
+            switch (kind) {
+                case LimitKind::thread_tokens: r.limits.thread_token_budget += static_cast<int>(d.extend_by); break;
+                case LimitKind::context_window: r.limits.max_context += static_cast<int>(d.extend_by); break;
+                case LimitKind::request_tokens: r.limits.total_token_budget += d.extend_by; break;
+                case LimitKind::timeout: r.limits.timeout_s += static_cast<double>(d.extend_by) / 1000.0; break;
+            }
+            return false;
+        case LimitAction::fail_thread:
+            end_thread(r, t, ThreadState::failed, d.reason);
+            return true;
+        case LimitAction::cancel_request:
+            end_request(r, d.reason);
+            return true;
+    }
+    return false;
+}
+
 void Runtime::check_limits(Request & r, Thread & t) {
     if (t.rec.state != ThreadState::running) return;
-    if (t.rec.generated_tokens >= limits_.thread_token_budget) {
-        end_thread(r, t, ThreadState::failed, "token budget (" + std::to_string(limits_.thread_token_budget) + ")");
-    } else if (limits_.max_context > 0 && backend_.length(t.seq) >= limits_.max_context) {
-        end_thread(r, t, ThreadState::failed, "context window (" + std::to_string(limits_.max_context) + ")");
+    if (t.rec.generated_tokens >= r.limits.thread_token_budget) {
+        hit_limit(r, t, LimitKind::thread_tokens, t.rec.generated_tokens);
+    } else if (r.limits.max_context > 0 && backend_.length(t.seq) >= r.limits.max_context) {
+        hit_limit(r, t, LimitKind::context_window, backend_.length(t.seq));
+    }
+}
+
+void Runtime::check_request_limits(Request & r) {
+    if (r.root_ended) return;
+    Thread & root = *r.threads[0];
+    if (r.generated >= r.limits.total_token_budget) {
+        hit_limit(r, root, LimitKind::request_tokens, r.generated);
+    } else if (r.limits.timeout_s > 0 && now_s(r) > r.limits.timeout_s) {
+        hit_limit(r, root, LimitKind::timeout, static_cast<int64_t>(now_s(r) * 1000));
     }
 }
 
@@ -278,47 +388,46 @@ void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
     t.rec.state = ThreadState::waiting;
     if (!r.options.script) backend_.set_generating(t.seq, false);
     t.spawn_slots.assign(spawn.children.size(), -1);
+    const SpawnDecision d = controller_->on_spawn({.parent = t.rec, .requested = static_cast<int>(spawn.children.size()), .limits = r.limits});
+    const size_t n = std::min(spawn.children.size(), static_cast<size_t>(std::max(0, d.run)));
+    decide(r, t, "spawn", d.reason);
     std::vector<int> ids;
-    if (t.rec.depth >= limits_.max_depth) {
-        t.rec.spawns.push_back({});
-        t.rec.notes.push_back("spawn of " + std::to_string(spawn.children.size()) + " refused: depth limit " +
-                              std::to_string(limits_.max_depth));
-    } else {
-        const size_t n = std::min(spawn.children.size(), static_cast<size_t>(std::max(0, limits_.max_children)));
-        if (n < spawn.children.size()) {
-            t.rec.notes.push_back("ran " + std::to_string(n) + " of " + std::to_string(spawn.children.size()) +
-                                  " children: max_children " + std::to_string(limits_.max_children));
+    for (size_t c = 0; c < n; ++c) {
+        auto child = std::make_unique<Thread>();
+        child->rec.id = static_cast<int>(r.threads.size());
+        child->rec.parent = t.rec.id;
+        child->rec.depth = t.rec.depth + 1;
+        child->rec.label = spawn.children[c].label;
+        child->request = spawn.children[c];
+        child->prompt = spawn.children[c].prompt;
+        if (child->request.forked) {
+            child->own_from = t.parser->text().size();
+            child->parser = r.dialect->child_parser(t.parser->text() + child->prompt, child->request);
+        } else {
+            child->parser = r.dialect->child_parser(child->prompt, child->request);
         }
-        for (size_t c = 0; c < n; ++c) {
-            auto child = std::make_unique<Thread>();
-            child->rec.id = static_cast<int>(r.threads.size());
-            child->rec.parent = t.rec.id;
-            child->rec.depth = t.rec.depth + 1;
-            child->rec.label = spawn.children[c].label;
-            child->request = spawn.children[c];
-            child->prompt = spawn.children[c].prompt;
-            if (child->request.forked) {
-                child->own_from = t.parser->text().size();
-                child->parser = dialect_.child_parser(t.parser->text() + child->prompt, child->request);
-            } else {
-                child->parser = dialect_.child_parser(child->prompt, child->request);
-            }
-            t.spawn_slots[c] = child->rec.id;
-            ids.push_back(child->rec.id);
-            r.queue.push_back(child->rec.id);
-            r.threads.push_back(std::move(child));
-        }
-        t.rec.spawns.push_back(ids);
+        t.spawn_slots[c] = child->rec.id;
+        ids.push_back(child->rec.id);
+        r.queue.push_back(child->rec.id);
+        r.threads.push_back(std::move(child));
     }
+    t.rec.spawns.push_back(ids);
     t.spawn = std::move(spawn);
+    emit(r, {.kind = EventKind::spawned, .thread = t.rec.id, .parent = t.rec.parent, .children = ids});
+    for (int id : ids) {
+        emit(r, {.kind = EventKind::thread_queued, .thread = id, .parent = t.rec.id, .label = r.threads[static_cast<size_t>(id)]->rec.label});
+    }
 }
 
-std::unique_ptr<dialects::ThreadParser> Runtime::make_parser(const Thread & t, std::string text) const {
-    return t.rec.parent < 0 ? dialect_.parser(std::move(text)) : dialect_.child_parser(std::move(text), t.request);
+std::unique_ptr<dialects::ThreadParser> Runtime::make_parser(const Request & r, const Thread & t, std::string text) const {
+    return t.rec.parent < 0 ? r.dialect->parser(std::move(text)) : r.dialect->child_parser(std::move(text), t.request);
 }
-
 void Runtime::release_seq(Request & r, Thread & t) {
-    if (t.seq >= 0 && backend_.live(t.seq)) backend_.close(t.seq);
+    if (t.seq >= 0 && backend_.live(t.seq)) {
+        const int64_t decoded = backend_.length(t.seq) - backend_.n_pending(t.seq);
+        if (decoded > t.decoded_seen) t.rec.decoded_tokens += decoded - t.decoded_seen;
+        backend_.close(t.seq);
+    }
     if (t.seq >= 0) {
         by_seq_.erase(t.seq);
         --live_threads_;
@@ -351,7 +460,12 @@ void Runtime::kv_join(Request & r, Thread & parent) {
     }
     try {
         if (backend_.can_splice()) {
+            // splice() first decodes what the parent and children still have pending: theirs.
+            parent.rec.decoded_tokens += backend_.n_pending(parent.seq);
+            for (Thread * c : spliced) c->rec.decoded_tokens += backend_.n_pending(c->seq);
             backend_.splice(parent.seq, seqs);
+            // The children's cells now belong to the parent without being decoded again.
+            parent.decoded_seen = backend_.length(parent.seq) - backend_.n_pending(parent.seq);
         } else {
             // No KV splice on this backend (one KV stream per sequence): the parent re-reads each
             // child's own tokens, the same tokens at the same positions, recomputed. Later siblings
@@ -380,26 +494,31 @@ void Runtime::kv_join(Request & r, Thread & parent) {
     }
     std::vector<dialects::ChildResult> joined;
     for (Thread * c : spliced) joined.push_back({c->rec.text.substr(c->own_from), c->rec.state == ThreadState::done});
-    resume_after_join(r, parent, dialect_.join(parent.parser->text(), *parent.spawn, joined));
+    const std::string before = parent.parser->text();
+    const std::string text = r.dialect->join(before, *parent.spawn, joined);
+    resume_after_join(r, parent, text, text.size() > before.size() ? text.substr(before.size()) : std::string());
 }
 
 bool Runtime::join_fits(Request & r, Thread & parent, size_t joined_length) {
     // A join that would leave the parent no room to write in its window fails it before anything is
     // decoded, so no thread's context ever exceeds the window (the thread fails at the window anyway).
-    if (limits_.max_context <= 0 || joined_length < static_cast<size_t>(limits_.max_context)) return true;
+    if (r.limits.max_context <= 0 || joined_length < static_cast<size_t>(r.limits.max_context)) return true;
+    decide(r, parent, "limit", "context window: the join needs " + std::to_string(joined_length) + " tokens");
     end_thread(r, parent, ThreadState::failed,
-               "context window (" + std::to_string(limits_.max_context) + "): the join needs " +
+               "context window (" + std::to_string(r.limits.max_context) + "): the join needs " +
                    std::to_string(joined_length) + " tokens");
     return false;
 }
 
-void Runtime::resume_after_join(Request & r, Thread & parent, const std::string & text) {
-    parent.parser = make_parser(parent, text);
+void Runtime::resume_after_join(Request & r, Thread & parent, const std::string & text, const std::string & inserted) {
+    const std::vector<int> children = parent.rec.spawns.empty() ? std::vector<int>{} : parent.rec.spawns.back();
+    parent.parser = make_parser(r, parent, text);
     parent.spawn.reset();
     parent.spawn_slots.clear();
     parent.rec.state = ThreadState::running;
     if (!r.options.script) backend_.set_generating(parent.seq, true);
     parent.rec.max_context = std::max<int64_t>(parent.rec.max_context, backend_.length(parent.seq));
+    emit(r, {.kind = EventKind::joined, .thread = parent.rec.id, .parent = parent.rec.parent, .text = inserted, .children = children});
     check_limits(r, parent);
 }
 
@@ -423,7 +542,7 @@ void Runtime::try_join(Request & r, Thread & parent) {
         return;
     }
     const dialects::SpawnRequest spawn = *parent.spawn;
-    const std::string text = dialect_.join(parent.parser->text(), spawn, results);
+    const std::string text = r.dialect->join(parent.parser->text(), spawn, results);
     // Keep the cache cells of every token that ends before the spawn block; prefill the rest.
     const size_t keep = static_cast<size_t>(
         std::upper_bound(parent.token_end.begin(), parent.token_end.end(), spawn.block_begin) - parent.token_end.begin());
@@ -441,7 +560,8 @@ void Runtime::try_join(Request & r, Thread & parent) {
     parent.token_end.resize(keep);
     append_offsets(parent, tokens, kept_bytes);
     parent.rec.inserted_tokens += static_cast<int64_t>(tokens.size());
-    resume_after_join(r, parent, text);
+    parent.decoded_seen = std::min<int64_t>(parent.decoded_seen, static_cast<int64_t>(keep));
+    resume_after_join(r, parent, text, text.substr(std::min(text.size(), static_cast<size_t>(spawn.block_begin))));
 }
 
 void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::string & reason) {
@@ -466,6 +586,7 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
     t.rec.end_reason = reason;
     t.rec.end_s = now_s(r);
     t.rec.text = t.parser->text();
+    emit(r, {.kind = EventKind::thread_ended, .thread = t.rec.id, .parent = t.rec.parent, .label = t.rec.label, .text = reason, .state = state});
     if (t.rec.id == 0) {
         r.root_ended = true;
         r.result.ok = state == ThreadState::done;
@@ -495,7 +616,7 @@ void Runtime::finalize(Request & r) {
     std::vector<int64_t> chain(r.threads.size(), 0);
     for (size_t i = r.threads.size(); i-- > 0;) {  // children have larger ids than their parents
         const ThreadRecord & t = r.threads[i]->rec;
-        m.total_tokens += t.prompt_tokens + t.generated_tokens + t.inserted_tokens;
+        m.total_tokens += t.decoded_tokens;
         m.generated_tokens += t.generated_tokens;
         m.max_context_tokens = std::max(m.max_context_tokens, t.max_context);
         int64_t c = t.generated_tokens;
@@ -507,11 +628,13 @@ void Runtime::finalize(Request & r) {
         chain[i] = c;
     }
     m.sequential_tokens = chain[0];
+    m.prompt_tokens = r.threads[0]->rec.prompt_tokens;
     m.decode_steps = steps_ - r.steps_at_start;
     m.mean_batch = m.decode_steps ? static_cast<double>(decoded_ - r.decoded_at_start) / static_cast<double>(m.decode_steps) : 0.0;
     m.wall_s = now_s(r);
     for (const auto & t : r.threads) r.result.threads.push_back(t->rec);
     r.result.finished = true;
+    emit(r, {.kind = EventKind::finished, .thread = 0, .text = r.result.end_reason, .state = r.threads[0]->rec.state});
 }
 
 std::pair<Runtime::Request *, Runtime::Thread *> Runtime::owner_of(SeqId seq) {
@@ -521,63 +644,89 @@ std::pair<Runtime::Request *, Runtime::Thread *> Runtime::owner_of(SeqId seq) {
     return {&r, r.threads[static_cast<size_t>(it->second.second)].get()};
 }
 
+void Runtime::count_decoded() {
+    for (auto & [seq, owner] : by_seq_) {
+        Thread & t = *requests_.at(owner.first)->threads[static_cast<size_t>(owner.second)];
+        const int64_t decoded = backend_.length(seq) - backend_.n_pending(seq);
+        if (decoded > t.decoded_seen) t.rec.decoded_tokens += decoded - t.decoded_seen;
+        t.decoded_seen = decoded;  // a truncation lowers it: tokens decoded again count again
+    }
+}
+
+void Runtime::backend_step() {
+    const StepResult * res = nullptr;
+    try {
+        res = &backend_.step();
+    } catch (const std::exception & e) {
+        // The backend could not say which sequence failed: every thread with input in this step fails,
+        // the others (waiting, queued, idle) go on.
+        ++failed_steps_;
+        std::vector<std::pair<Request *, Thread *>> hit;
+        for (auto & [seq, owner] : by_seq_) {
+            if (backend_.live(seq) && backend_.n_pending(seq) > 0) hit.push_back(owner_of(seq));
+        }
+        for (auto [r, t] : hit) {
+            if (!ended(t->rec.state)) end_thread(*r, *t, ThreadState::failed, std::string("decode failed: ") + e.what());
+        }
+        return;
+    }
+    ++steps_;
+    decoded_ += res->n_decoded;
+    count_decoded();
+    for (const auto & s : res->sampled) {
+        auto [owner, thread] = owner_of(s.seq);
+        if (!thread) continue;
+        Request & r = *owner;
+        Thread & t = *thread;
+        if (t.rec.state != ThreadState::running) continue;
+        ++t.rec.generated_tokens;
+        ++r.generated;
+        if (backend_.vocabulary().is_end_of_generation(s.token)) {
+            // The end-of-text token is not part of the text: never decode it into a context.
+            backend_.truncate(t.seq, backend_.length(t.seq) - 1);
+            end_thread(r, t, ThreadState::done, "");
+            continue;
+        }
+        const std::string & piece = backend_.vocabulary().piece(s.token);
+        t.token_end.push_back(t.parser->text().size() + piece.size());
+        emit(r, {.kind = EventKind::text, .thread = t.rec.id, .text = piece});
+        on_text(r, t, piece);
+    }
+    // A sequence that filled its own KV stream (per_sequence layout) cannot be helped by waiting, nor
+    // can one whose decode failed on its own.
+    for (const auto & b : res->blocked) {
+        if (b.reason == ErrorCode::kv_cache_full) continue;
+        auto [owner, thread] = owner_of(b.seq);
+        if (thread && !ended(thread->rec.state)) {
+            end_thread(*owner, *thread, ThreadState::failed,
+                       b.reason == ErrorCode::decode_failed ? "decode failed: " + b.message : b.message);
+        }
+    }
+    if (res->n_decoded == 0 && !res->blocked.empty()) {
+        // Nothing could advance: the youngest blocked thread gives its cells back.
+        Thread * victim = nullptr;
+        Request * owner = nullptr;
+        for (const auto & b : res->blocked) {
+            auto [r, t] = owner_of(b.seq);
+            if (!t || ended(t->rec.state)) continue;
+            if (!victim || t->rec.start_s > victim->rec.start_s) {
+                victim = t;
+                owner = r;
+            }
+        }
+        if (victim) end_thread(*owner, *victim, ThreadState::failed, "kv cache full");
+    }
+}
+
 bool Runtime::step() {
     admit();
     feed_scripts();
-    if (backend_.has_pending()) {
-        const auto & res = backend_.step();
-        ++steps_;
-        decoded_ += res.n_decoded;
-        for (const auto & s : res.sampled) {
-            auto [owner, thread] = owner_of(s.seq);
-            if (!thread) continue;
-            Request & r = *owner;
-            Thread & t = *thread;
-            if (t.rec.state != ThreadState::running) continue;
-            ++t.rec.generated_tokens;
-            ++r.generated;
-            if (backend_.vocabulary().is_end_of_generation(s.token)) {
-                // The end-of-text token is not part of the text: never decode it into a context.
-                backend_.truncate(t.seq, backend_.length(t.seq) - 1);
-                end_thread(r, t, ThreadState::done, "");
-                continue;
-            }
-            const std::string & piece = backend_.vocabulary().piece(s.token);
-            t.token_end.push_back(t.parser->text().size() + piece.size());
-            on_text(r, t, piece);
-        }
-        // A sequence that filled its own KV stream (per_sequence layout) cannot be helped by waiting.
-        for (const auto & b : res.blocked) {
-            if (b.reason != ErrorCode::context_overflow) continue;
-            auto [owner, thread] = owner_of(b.seq);
-            if (thread) end_thread(*owner, *thread, ThreadState::failed, b.message);
-        }
-        if (res.n_decoded == 0 && !res.blocked.empty()) {
-            // Nothing could advance: the youngest blocked thread gives its cells back.
-            Thread * victim = nullptr;
-            Request * owner = nullptr;
-            for (const auto & b : res.blocked) {
-                auto [r, t] = owner_of(b.seq);
-                if (!t || ended(t->rec.state)) continue;
-                if (!victim || t->rec.start_s > victim->rec.start_s) {
-                    victim = t;
-                    owner = r;
-                }
-            }
-            if (victim) end_thread(*owner, *victim, ThreadState::failed, "kv cache full");
-        }
-    }
+    if (backend_.has_pending()) backend_step();
     bool active = false;
     for (auto & [rid, rp] : requests_) {
         Request & r = *rp;
         if (r.result.finished) continue;
-        if (!r.root_ended) {
-            if (r.generated >= limits_.total_token_budget) {
-                end_request(r, "total token budget (" + std::to_string(limits_.total_token_budget) + ")");
-            } else if (limits_.timeout_s > 0 && now_s(r) > limits_.timeout_s) {
-                end_request(r, "timeout");
-            }
-        }
+        check_request_limits(r);
         for (size_t i = 0; i < r.threads.size() && !r.root_ended; ++i) {
             if (r.threads[i]->rec.state == ThreadState::waiting) try_join(r, *r.threads[i]);
         }

@@ -1,26 +1,34 @@
 // The runtime: a tree of reasoning threads per request, advanced by the only loop there is.
 //
-// Each iteration admits queued threads (as the limits and the backend's free sequences allow),
-// runs one backend step for every runnable thread of every request (continuous batching), feeds
-// each sampled token's text to its thread's dialect parser, and applies what follows: a spawn
-// (children queued with the prompts the dialect built; the parent waits), an end of text, a
-// limit hit, a join (when every child of a spawn has ended, the dialect's join text replaces the
-// spawn block; the parent keeps the cache cells of everything before the block and prefills only
-// the join text). A parent waiting on children is not runnable; nothing blocks anything else.
+// Each iteration admits queued threads (as the controller allows and the backend's free sequences
+// permit), runs one backend step for every runnable thread of every request (continuous batching),
+// feeds each sampled token's text to its thread's dialect parser, and applies what follows: a spawn
+// (the controller decides how many children run; they are queued with the prompts the dialect built;
+// the parent waits), an end of text, a limit hit (the controller decides), a join (when every child
+// of a spawn has ended, the dialect's join text replaces the spawn block; the parent keeps the cache
+// cells of everything before the block and prefills only the join text). A parent waiting on
+// children is not runnable; nothing blocks anything else.
 //
-// Threads are admitted only when the KV cache has room for them (see cells_for), so a short cache
-// makes threads wait their turn. Children are fresh threads (APR: own prompt, text join) or forked threads (Multiverse: they share
-// the parent's cells up to the spawn point and are spliced back in order, no recompute). A full KV cache makes threads wait; if no thread at all can
+// Requests are independent: each has its own dialect, limits, sampling and event sink
+// (RequestOptions); the runtime's limits bound them all together (max_threads). Children are fresh
+// threads (APR: own prompt, text join) or forked threads (Multiverse: they share the parent's cells
+// up to the spawn point and are spliced back in order, no recompute; a backend without splice
+// re-reads the children's tokens). A full KV cache makes threads wait; if no thread at all can
 // advance, the youngest blocked thread fails ("kv cache full") so the others can.
+//
+// Containment: a decode that fails for some sequences (StepResult::blocked, decode_failed) fails
+// their threads only; a backend step that throws fails the threads that had input in it, never the
+// runtime or the other requests. Nothing already decoded for others is lost.
 //
 // Scripted requests: instead of sampling, each thread's text comes from a script (one piece per
 // iteration, decoded by the real backend in the same batch). Tests use it to drive the real runtime
 // with adversarial streams (endless spawns, endless nesting, text that never stops).
 //
-// Not thread-safe: one thread drives the runtime.
+// Not thread-safe: one thread drives the runtime (runtime/engine.h is the thread-safe front).
 #pragma once
 
 #include "backends/backend.h"
+#include "runtime/controller.h"
 #include "dialects/dialect.h"
 #include "runtime/limits.h"
 #include "runtime/request.h"
@@ -37,10 +45,27 @@
 
 namespace forkjoin::runtime {
 
+// What the runtime holds right now (the server's /metrics).
+struct RuntimeStats {
+    int requests = 0;           // not finished
+    int threads_running = 0;    // holding a sequence and decoding
+    int threads_waiting = 0;    // parents waiting on children
+    int threads_queued = 0;
+    int64_t decode_steps = 0;   // since the runtime was made
+    int64_t decoded_tokens = 0;
+    int64_t failed_steps = 0;   // backend steps that threw (their threads failed)
+};
+
 class Runtime {
 public:
+    // `dialect` is the default for requests that name none; it must outlive the runtime.
     Runtime(Backend & backend, const dialects::Dialect & dialect, Limits limits = {});
+    // Default dialect: plain (no markup).
+    explicit Runtime(Backend & backend, Limits limits = {});
     ~Runtime();
+
+    // The policy (runtime/controller.h); DefaultController unless set. Not while requests run.
+    void set_controller(std::shared_ptr<Controller> controller);
 
     RequestId submit(const std::string & prompt, const RequestOptions & options = {});
     void cancel(RequestId request, const std::string & reason = "cancelled");
@@ -51,6 +76,9 @@ public:
     const RequestResult & result(RequestId request) const;
     // Drops a finished request's record (a long-running caller collects results, then forgets them).
     void forget(RequestId request);
+    RuntimeStats stats() const;
+    const Limits & limits() const { return limits_; }
+    Backend & backend() { return backend_; }
 
 private:
     struct Thread;
@@ -58,17 +86,17 @@ private:
     // The request and thread a live sequence belongs to; {nullptr, nullptr} for one it no longer tracks.
     std::pair<Request *, Thread *> owner_of(SeqId seq);
     void admit();
-    // Admission control: a thread starts only when the cache has room for its prompt and its
-    // expected growth (its token budget, capped) beside what running threads may still need.
+    // Growth still expected of a running thread (its token budget, capped), for admission.
     static constexpr int64_t kHeadroomCap = 256;
-    int64_t headroom(const Thread & t) const;
+    int64_t headroom(const Request & r, const Thread & t) const;
     int running_threads(const Request * only = nullptr) const;  // not queued, not waiting on children
-    bool cells_for(const Thread & t) const;
+    AdmitDecision ask_admit(const Request & r, const Thread & t) const;
     bool admit_forked(Request & r, Thread & t);  // false: no free sequence yet
-    std::unique_ptr<dialects::ThreadParser> make_parser(const Thread & t, std::string text) const;
+    void started(Request & r, Thread & t);
+    std::unique_ptr<dialects::ThreadParser> make_parser(const Request & r, const Thread & t, std::string text) const;
     void release_seq(Request & r, Thread & t);
     void kv_join(Request & r, Thread & parent);
-    void resume_after_join(Request & r, Thread & parent, const std::string & text);
+    void resume_after_join(Request & r, Thread & parent, const std::string & text, const std::string & inserted);
     bool join_fits(Request & r, Thread & parent, size_t joined_length);  // false: parent failed
     // Records where each token ends in the thread's text, starting at byte `offset`.
     void append_offsets(Thread & t, const std::vector<Token> & tokens, size_t offset) const;
@@ -78,18 +106,28 @@ private:
     void try_join(Request & r, Thread & parent);
     void end_thread(Request & r, Thread & t, ThreadState state, const std::string & reason);
     void end_request(Request & r, const std::string & reason);
+    // Asks the controller; true when the thread (or its request) was ended.
+    bool hit_limit(Request & r, Thread & t, LimitKind kind, int64_t value);
     void check_limits(Request & r, Thread & t);
+    void check_request_limits(Request & r);
+    // Adds what the backend decoded for each live thread since the last look.
+    void count_decoded();
+    void backend_step();
     void finalize(Request & r);
+    void decide(Request & r, Thread & t, const char * kind, std::string reason);
+    void emit(Request & r, Event e);
     double now_s(const Request & r) const;
 
     Backend & backend_;
-    const dialects::Dialect & dialect_;
+    std::shared_ptr<const dialects::Dialect> owned_dialect_;
+    const dialects::Dialect * default_dialect_;
     Limits limits_;
+    std::shared_ptr<Controller> controller_;
     std::map<RequestId, std::unique_ptr<Request>> requests_;
     std::map<SeqId, std::pair<RequestId, int>> by_seq_;
     RequestId next_request_ = 0;
     int live_threads_ = 0;
-    int64_t steps_ = 0, decoded_ = 0;
+    int64_t steps_ = 0, decoded_ = 0, failed_steps_ = 0;
 };
 
 }  // namespace forkjoin::runtime

@@ -9,6 +9,14 @@ namespace forkjoin::runtime {
 
 enum class ThreadState { queued, running, waiting, done, failed, cancelled };
 const char * thread_state_name(ThreadState s);
+bool thread_ended(ThreadState s);  // done, failed or cancelled
+
+// A controller decision taken for a thread (runtime/controller.h), as the trace records it.
+struct Decision {
+    double t_s = 0;      // since the request started
+    std::string kind;    // "spawn", "admit", "limit"
+    std::string reason;
+};
 
 struct ThreadRecord {
     int id = 0;
@@ -21,10 +29,12 @@ struct ThreadRecord {
     int64_t prompt_tokens = 0;     // its starting context
     int64_t generated_tokens = 0;  // sampled by the model
     int64_t inserted_tokens = 0;   // decoded for it but not generated: join text the dialect wrote
+    int64_t decoded_tokens = 0;    // what the backend decoded for it (re-decoded tokens count again)
     int64_t max_context = 0;       // longest its context grew
     double start_s = 0, end_s = 0; // since the request started
     std::string text;              // its final context
-    std::vector<std::string> notes;  // limit decisions taken for it (refused or trimmed spawns)
+    std::vector<Decision> decisions;  // the controller's decisions for it: spawns run, trimmed or refused,
+                                      // admissions after a wait, limits
 };
 
 }  // namespace forkjoin::runtime

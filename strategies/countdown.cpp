@@ -4,7 +4,9 @@
 #include "tasks/countdown/verifier.h"
 
 #include <algorithm>
-#include <deque>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 
 namespace forkjoin::strategies {
 
@@ -12,89 +14,173 @@ CountdownStrategy parse_countdown_strategy(const std::string & name) {
     if (name == "sequential") return CountdownStrategy::sequential;
     if (name == "native") return CountdownStrategy::native;
     if (name == "self-consistency") return CountdownStrategy::self_consistency;
+    if (name == "best-of-n") return CountdownStrategy::best_of_n;
     throw Error(ErrorCode::invalid_argument,
-                "unknown strategy '" + name + "' for countdown (sequential, native, self-consistency)");
+                "unknown strategy '" + name + "' for countdown (sequential, native, self-consistency, best-of-n)");
 }
+
+const char * countdown_strategy_name(CountdownStrategy s) {
+    switch (s) {
+        case CountdownStrategy::sequential: return "sequential";
+        case CountdownStrategy::native: return "native";
+        case CountdownStrategy::self_consistency: return "self-consistency";
+        case CountdownStrategy::best_of_n: return "best-of-n";
+    }
+    return "?";
+}
+
+namespace {
+bool sampled(CountdownStrategy s) { return s == CountdownStrategy::self_consistency || s == CountdownStrategy::best_of_n; }
+}  // namespace
 
 llama::BackendOptions countdown_backend_options(const CountdownOptions & o) {
     llama::BackendOptions b;
     b.kv_layout = llama::KvLayout::per_sequence;
-    const int per_request = o.strategy == CountdownStrategy::self_consistency ? std::max(1, o.samples)
-                            : o.strategy == CountdownStrategy::native   ? 1 + std::max(0, o.limits.max_children)
-                                                                         : 1;
+    const int per_request = sampled(o.strategy)                   ? std::max(1, o.samples)
+                            : o.strategy == CountdownStrategy::native ? 1 + std::max(0, o.limits.max_children)
+                                                                       : 1;
     b.n_seq_max = static_cast<uint32_t>(std::clamp(o.concurrent_requests * per_request, 1, 256));
     const int64_t window = o.limits.max_context > 0 ? o.limits.max_context : int64_t{o.limits.thread_token_budget} + 512;
     b.n_ctx = static_cast<uint32_t>(int64_t{b.n_seq_max} * window);
     return b;
 }
 
+CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions options)
+    : problem_(std::move(problem)), options_(std::move(options)) {
+    if (sampled(options_.strategy) && options_.sampling.temperature == 0.0f) {
+        throw Error(ErrorCode::invalid_argument,
+                    std::string(countdown_strategy_name(options_.strategy)) + " needs sampling (temperature > 0)");
+    }
+    dialects::AprOptions apr;
+    apr.child_prefix = countdown::child_context_prefix(options_.style);
+    dialect_ = dialects::make_apr_dialect(apr);
+    prompt_ = countdown::root_context(problem_, options_.strategy == CountdownStrategy::native, options_.style);
+    expected_ = sampled(options_.strategy) ? std::max(1, options_.samples) : 1;
+    outcome_.problem = problem_;
+}
+
+void CountdownProgram::start(runtime::ProgramContext & ctx) {
+    runtime::Limits limits = options_.limits;
+    if (options_.strategy != CountdownStrategy::native) limits.max_depth = 0;
+    for (int i = 0; i < expected_; ++i) {
+        runtime::RequestOptions request;
+        request.sampling = options_.sampling;
+        request.sampling.seed = options_.sampling.seed * 1000003ull + static_cast<uint64_t>(i) * 7919ull;
+        request.dialect = dialect_;
+        request.limits = limits;
+        // The first sample streams; the answer may come from another one (see conclude()).
+        ctx.call(prompt_, request, -1, i == 0);
+    }
+}
+
+void CountdownProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId, const runtime::RequestResult & result) {
+    samples_.push_back(result);
+    if (static_cast<int>(samples_.size()) == expected_) conclude(ctx);
+}
+
+void CountdownProgram::conclude(runtime::ProgramContext & ctx) {
+    struct Claim {
+        size_t sample;
+        countdown::ExtractedPath path;
+    };
+    std::vector<Claim> claims;
+    std::string why_none;
+    for (size_t i = 0; i < samples_.size(); ++i) {
+        auto path = countdown::extract_solution(samples_[i].text);
+        if (path.error.empty()) {
+            claims.push_back({i, std::move(path)});
+        } else if (why_none.empty()) {
+            why_none = samples_[i].ok ? path.error : samples_[i].end_reason + "; " + path.error;
+        }
+    }
+    // Which sample answers: the only one; the verifier's pick (best-of-n); the majority (self-consistency).
+    std::optional<size_t> chosen;
+    if (options_.strategy == CountdownStrategy::best_of_n) {
+        for (const auto & c : claims) {
+            if (countdown::verify(problem_, c.path.steps).ok) {
+                chosen = c.sample;
+                break;
+            }
+        }
+        if (!chosen && !claims.empty()) chosen = claims.front().sample;
+    } else if (options_.strategy == CountdownStrategy::self_consistency) {
+        std::map<std::string, int> votes;
+        for (const auto & c : claims) ++votes[countdown::to_expression(problem_, c.path.steps)];
+        int best = 0;
+        for (const auto & c : claims) {  // ties: the earliest sample's answer
+            const int v = votes[countdown::to_expression(problem_, c.path.steps)];
+            if (v > best) {
+                best = v;
+                chosen = c.sample;
+            }
+        }
+        outcome_.votes = best;
+    } else if (!claims.empty()) {
+        chosen = claims.front().sample;
+    }
+    runtime::JobResult job;
+    job.strategy = countdown_strategy_name(options_.strategy);
+    const size_t answering = chosen.value_or(samples_.size() - 1);
+    outcome_.run = samples_[answering];
+    if (!chosen) {
+        outcome_.reason = why_none;
+    } else {
+        const auto & steps = std::find_if(claims.begin(), claims.end(), [&](const Claim & c) { return c.sample == *chosen; })->path.steps;
+        const auto verdict = countdown::verify(problem_, steps);
+        outcome_.solved = verdict.ok;
+        outcome_.reason = verdict.reason;
+        if (outcome_.solved) outcome_.expression = countdown::to_expression(problem_, steps);
+    }
+    job.ok = outcome_.solved;
+    job.answer = outcome_.solved ? outcome_.expression : std::string();
+    job.error = outcome_.solved ? std::string() : outcome_.reason;
+    job.text = outcome_.run.text.size() >= prompt_.size() ? outcome_.run.text.substr(prompt_.size()) : outcome_.run.text;
+    const std::string & end = outcome_.run.end_reason;
+    job.finish_reason = outcome_.run.ok ? "stop" : end.starts_with("token budget") || end.starts_with("total token budget") || end.starts_with("context window") ? "length" : end == "timeout" ? "timeout" : "stop";
+    for (const auto & s : samples_) job.metrics.sequential_tokens = std::max(job.metrics.sequential_tokens, s.metrics.sequential_tokens);
+    ctx.finish(std::move(job));
+}
+
+std::vector<CountdownOutcome> run_countdown(runtime::Engine & engine, const std::vector<countdown::Problem> & problems,
+                                            const CountdownOptions & o) {
+    std::vector<CountdownOutcome> out(problems.size());
+    std::vector<std::shared_ptr<CountdownProgram>> programs(problems.size());
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t in_flight = 0, done = 0;
+    std::map<runtime::JobId, size_t> index;
+    const size_t window = static_cast<size_t>(std::max(1, o.concurrent_requests));
+    auto sink = [&](const runtime::JobEvent & e) {
+        if (!e.done) return;
+        std::lock_guard<std::mutex> lock(mu);
+        const size_t i = index.at(e.job);
+        out[i] = programs[i]->outcome();
+        out[i].metrics = e.result->metrics;
+        out[i].threads = e.result->threads;
+        --in_flight;
+        ++done;
+        cv.notify_all();
+    };
+    for (size_t i = 0; i < problems.size(); ++i) {
+        programs[i] = std::make_shared<CountdownProgram>(problems[i], o);
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return in_flight < window; });
+        ++in_flight;
+        runtime::JobOptions jo;
+        jo.events = sink;
+        index[engine.submit(programs[i], jo)] = i;
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done == problems.size(); });
+    return out;
+}
+
 std::vector<CountdownOutcome> run_countdown(Backend & backend, const std::vector<countdown::Problem> & problems,
                                             const CountdownOptions & o) {
-    const bool parallel = o.strategy == CountdownStrategy::native;
-    dialects::AprOptions apr;
-    apr.child_prefix = countdown::child_context_prefix(o.style);
-    const auto dialect = dialects::make_apr_dialect(apr);
-    runtime::Limits limits = o.limits;
-    if (!parallel) limits.max_depth = 0;
-    runtime::Runtime rt(backend, *dialect, limits);
-    const int samples = o.strategy == CountdownStrategy::self_consistency ? std::max(1, o.samples) : 1;
-    if (o.strategy == CountdownStrategy::self_consistency && o.sampling.temperature == 0.0f) {
-        throw Error(ErrorCode::invalid_argument, "self-consistency needs sampling (temperature > 0)");
-    }
-
-    std::vector<CountdownOutcome> out(problems.size());
-    std::vector<int> pending(problems.size(), samples);
-    struct Job { runtime::RequestId id; size_t problem; };
-    std::deque<Job> in_flight;
-    size_t next_problem = 0;
-    int next_sample = 0;
-    auto collect = [&](const Job & job) {
-        CountdownOutcome & c = out[job.problem];
-        const runtime::RequestResult & run = rt.result(job.id);
-        c.problem = problems[job.problem];
-        c.metrics.total_tokens += run.metrics.total_tokens;
-        c.metrics.generated_tokens += run.metrics.generated_tokens;
-        c.metrics.sequential_tokens = std::max(c.metrics.sequential_tokens, run.metrics.sequential_tokens);
-        c.metrics.max_context_tokens = std::max(c.metrics.max_context_tokens, run.metrics.max_context_tokens);
-        c.metrics.wall_s = std::max(c.metrics.wall_s, run.metrics.wall_s);
-        c.metrics.threads += run.metrics.threads;
-        c.metrics.decode_steps = std::max(c.metrics.decode_steps, run.metrics.decode_steps);
-        if (c.solved) return;
-        c.run = run;
-        const auto path = countdown::extract_solution(run.text);
-        if (!path.error.empty()) {
-            c.reason = run.ok ? path.error : run.end_reason + "; " + path.error;
-            return;
-        }
-        const auto verdict = countdown::verify(problems[job.problem], path.steps);
-        c.solved = verdict.ok;
-        c.reason = verdict.reason;
-        if (c.solved) c.expression = countdown::to_expression(problems[job.problem], path.steps);
-    };
-    while (next_problem < problems.size() || !in_flight.empty()) {
-        while (next_problem < problems.size() && static_cast<int>(in_flight.size()) < o.concurrent_requests) {
-            runtime::RequestOptions request;
-            request.sampling = o.sampling;
-            request.sampling.seed = o.sampling.seed * 1000003ull + static_cast<uint64_t>(next_sample) * 7919ull;
-            in_flight.push_back({rt.submit(countdown::root_context(problems[next_problem], parallel, o.style), request),
-                                 next_problem});
-            if (++next_sample == samples) {
-                next_sample = 0;
-                ++next_problem;
-            }
-        }
-        rt.step();
-        for (auto it = in_flight.begin(); it != in_flight.end();) {
-            if (rt.finished(it->id)) {
-                collect(*it);
-                rt.forget(it->id);
-                it = in_flight.erase(it);
-            } else {
-                ++it;
-            }
-        }
-    }
-    return out;
+    runtime::EngineOptions eo;
+    eo.limits = o.limits;
+    runtime::Engine engine(backend, eo);
+    return run_countdown(engine, problems, o);
 }
 
 }  // namespace forkjoin::strategies

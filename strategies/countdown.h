@@ -1,14 +1,18 @@
-// Countdown through the runtime: each problem becomes one request, run as a strategy, and its
-// answer is read from the root's final text and checked by the strict verifier.
+// Countdown through the engine: each problem becomes one job (a CountdownProgram), run as a
+// strategy, and its answer is read from the root's final text and checked by the strict verifier.
 //   sequential: one thread that never spawns (the baseline; spawns are refused by depth limit 0)
 //   native:     the model decides through the apr dialect (fresh children, text join)
-//   self-consistency: `samples` independent sequential threads per problem (sampled, seeds differ),
-//               merged by the strict verifier: solved when any sample's answer verifies. Costs add
-//               up (total tokens), the chain is the longest sample (sequential tokens).
+//   self-consistency: `samples` independent sequential threads (sampled, seeds differ); the answer
+//               the most samples gave (the same expression) is the answer, then verified. The model
+//               picks, the verifier only grades.
+//   best-of-n:  the same samples, but the verifier picks: solved when any sample verifies. That is an
+//               oracle's upper bound (a verifier the model does not have), reported under its name.
+// For both sampled strategies costs add up (total tokens) and the chain is the longest sample.
 #pragma once
 
 #include "backends/llama/backend.h"
-#include "runtime/scheduler.h"
+#include "runtime/engine.h"
+#include "runtime/program.h"
 #include "tasks/countdown/prompts.h"
 
 #include <string>
@@ -16,8 +20,9 @@
 
 namespace forkjoin::strategies {
 
-enum class CountdownStrategy { sequential, native, self_consistency };
+enum class CountdownStrategy { sequential, native, self_consistency, best_of_n };
 CountdownStrategy parse_countdown_strategy(const std::string & name);  // throws invalid_argument
+const char * countdown_strategy_name(CountdownStrategy s);
 
 struct CountdownOptions {
     CountdownStrategy strategy = CountdownStrategy::native;
@@ -25,7 +30,7 @@ struct CountdownOptions {
     runtime::Limits limits;        // max_context is the per-thread context window
     Sampling sampling;      // greedy by default
     int concurrent_requests = 16;  // requests in flight at once
-    int samples = 4;               // self-consistency: threads per problem
+    int samples = 4;               // self-consistency, best-of-n: threads per problem
 };
 
 struct CountdownOutcome {
@@ -33,8 +38,29 @@ struct CountdownOutcome {
     bool solved = false;           // verified
     std::string reason;            // why not
     std::string expression;        // e.g. "(7+5)+(9+3)" when solved
-    runtime::RequestResult run;    // self-consistency: the verified sample, else the last one
+    runtime::RequestResult run;    // the answering sample (sampled strategies), else the only run
     runtime::Metrics metrics;      // the problem's cost, all samples together
+    std::vector<runtime::ThreadRecord> threads;  // the job's whole tree (every sample)
+    int votes = 0;                 // self-consistency: samples that gave the chosen answer
+};
+
+// One problem as a job. After the job ends, outcome() holds the verdict.
+class CountdownProgram final : public runtime::Program {
+public:
+    CountdownProgram(countdown::Problem problem, CountdownOptions options);
+    void start(runtime::ProgramContext & ctx) override;
+    void on_finished(runtime::ProgramContext & ctx, runtime::RequestId call, const runtime::RequestResult & result) override;
+    const CountdownOutcome & outcome() const { return outcome_; }
+
+private:
+    void conclude(runtime::ProgramContext & ctx);
+    countdown::Problem problem_;
+    CountdownOptions options_;
+    std::shared_ptr<const dialects::Dialect> dialect_;
+    std::string prompt_;
+    std::vector<runtime::RequestResult> samples_;
+    int expected_ = 1;
+    CountdownOutcome outcome_;
 };
 
 // The backend a Countdown run wants, sized for `o`: every problem in flight with all its threads
@@ -45,7 +71,11 @@ struct CountdownOutcome {
 // cache at 64 sequences of 512 tokens on the 1M test model.
 llama::BackendOptions countdown_backend_options(const CountdownOptions & o);
 
+// The problems as jobs on one engine over `backend`, `concurrent_requests` in flight at a time.
 std::vector<CountdownOutcome> run_countdown(Backend & backend, const std::vector<countdown::Problem> & problems,
+                                            const CountdownOptions & options);
+// The same on an engine that is already running (the server's): blocks until all are answered.
+std::vector<CountdownOutcome> run_countdown(runtime::Engine & engine, const std::vector<countdown::Problem> & problems,
                                             const CountdownOptions & options);
 
 }  // namespace forkjoin::strategies

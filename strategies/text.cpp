@@ -23,34 +23,6 @@ std::string generation(const runtime::RequestResult & r, const std::string & pro
     return r.text.size() >= prompt.size() ? r.text.substr(prompt.size()) : r.text;
 }
 
-void add(runtime::Metrics & into, const runtime::Metrics & m) {
-    into.total_tokens += m.total_tokens;
-    into.generated_tokens += m.generated_tokens;
-    into.max_context_tokens = std::max(into.max_context_tokens, m.max_context_tokens);
-    into.threads += m.threads;
-}
-
-// Runs the prompts as concurrent requests; returns their results in order.
-std::vector<runtime::RequestResult> run_all(Backend & backend, const std::vector<std::string> & prompts,
-                                            const TextOptions & o, const std::string & phase) {
-    const auto plain = dialects::make_plain_dialect();
-    runtime::Runtime rt(backend, *plain, o.limits);
-    std::vector<runtime::RequestId> ids;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-        runtime::RequestOptions ro;
-        ro.sampling = o.sampling;
-        ro.sampling.seed = o.sampling.seed + 1000 * i;
-        if (o.script) {
-            ro.script = [&o, phase, i](const runtime::ThreadRecord & t) { return o.script(phase, static_cast<int>(i), t); };
-        }
-        ids.push_back(rt.submit(prompts[i], ro));
-    }
-    rt.run();
-    std::vector<runtime::RequestResult> out;
-    for (auto id : ids) out.push_back(rt.result(id));
-    return out;
-}
-
 }  // namespace
 
 PlanExecuteTemplates load_templates(const std::string & path) {
@@ -96,75 +68,164 @@ std::vector<std::string> parse_outline(const std::string & text, int max_items) 
     return items;
 }
 
-TextResult run_text(Backend & backend, const std::string & question, const TextOptions & o) {
-    TextResult out;
-    if (o.strategy == "sequential") {
-        const auto r = run_all(backend, {question}, o, "sample").at(0);
-        out.text = generation(r, question);
-        out.answer = tasks::extract_answer(out.text);
-        out.ok = r.ok;
-        out.error = r.end_reason;
-        out.metrics = r.metrics;
-        return out;
+namespace {
+const char * phase_name(int phase) {
+    static const char * names[] = {"sample", "plan", "work", "summarize"};
+    return names[phase];
+}
+std::string trimmed(std::string s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\n')) s.erase(0, 1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\n')) s.pop_back();
+    return s;
+}
+}  // namespace
+
+TextProgram::TextProgram(std::string question, TextOptions options) : question_(std::move(question)), o_(std::move(options)) {
+    if (o_.strategy != "sequential" && o_.strategy != "self-consistency" && o_.strategy != "plan-execute") {
+        throw Error(ErrorCode::invalid_argument, "unknown strategy '" + o_.strategy + "' (sequential, self-consistency, plan-execute)");
     }
-    if (o.strategy == "self-consistency") {
-        if (o.sampling.temperature == 0.0f) throw Error(ErrorCode::invalid_argument, "self-consistency needs temperature > 0");
-        const auto runs = run_all(backend, std::vector<std::string>(static_cast<size_t>(std::max(1, o.samples)), question), o, "sample");
-        std::vector<std::string> answers;
-        for (const auto & r : runs) {
-            out.outputs.push_back(generation(r, question));
-            answers.push_back(tasks::extract_answer(out.outputs.back()));
-            add(out.metrics, r.metrics);
-            out.metrics.sequential_tokens = std::max(out.metrics.sequential_tokens, r.metrics.sequential_tokens);
-        }
-        out.answer = tasks::majority_vote(answers);
-        out.ok = !out.answer.empty();
-        if (!out.ok) out.error = "no sample gave an answer";
-        return out;
+    if (o_.strategy == "self-consistency" && o_.sampling.temperature == 0.0f) {
+        throw Error(ErrorCode::invalid_argument, "self-consistency needs temperature > 0");
     }
-    if (o.strategy != "plan-execute") {
-        throw Error(ErrorCode::invalid_argument, "unknown strategy '" + o.strategy + "' (sequential, self-consistency, plan-execute)");
+}
+
+runtime::RequestId TextProgram::call(runtime::ProgramContext & ctx, const std::string & prompt, Phase phase, int index, int parent,
+                                     bool answering) {
+    runtime::RequestOptions ro;
+    ro.sampling = o_.sampling;
+    ro.sampling.seed = o_.sampling.seed + 1000 * static_cast<uint64_t>(index);
+    ro.limits = o_.limits;
+    if (o_.script) {
+        const auto & script = o_.script;
+        const std::string name = phase_name(static_cast<int>(phase));
+        ro.script = [script, name, index](const runtime::ThreadRecord & t) { return script(name, index, t); };
     }
-    const auto & t = o.templates;
-    const std::string plan_prompt = fill(t.plan, {{"question", question}, {"max_items", std::to_string(o.max_items)}});
-    const auto plan = run_all(backend, {plan_prompt}, o, "plan").at(0);
-    add(out.metrics, plan.metrics);
-    // The plan template may end inside the first item ("1."): parse the outline with it.
-    const std::string tail = plan_prompt.substr(plan_prompt.rfind('\n') + 1);
-    out.items = parse_outline(tail + generation(plan, plan_prompt), o.max_items);
-    if (out.items.empty()) {
-        out.error = "the plan has no numbered items" + (plan.ok ? std::string() : " (" + plan.end_reason + ")");
-        out.metrics.sequential_tokens = plan.metrics.sequential_tokens;
-        return out;
+    const runtime::RequestId id = ctx.call(prompt, ro, parent, answering);
+    index_of_[id] = index;
+    ++pending_;
+    return id;
+}
+
+void TextProgram::start(runtime::ProgramContext & ctx) {
+    if (o_.strategy == "plan-execute") {
+        phase_ = Phase::plan;
+        prompts_ = {fill(o_.templates.plan, {{"question", question_}, {"max_items", std::to_string(o_.max_items)}})};
+    } else {
+        phase_ = Phase::sample;
+        const int n = o_.strategy == "sequential" ? 1 : std::max(1, o_.samples);
+        prompts_.assign(static_cast<size_t>(n), question_);
     }
-    std::string outline;
-    for (size_t i = 0; i < out.items.size(); ++i) outline += std::to_string(i + 1) + ". " + out.items[i] + "\n";
-    std::vector<std::string> prompts;
-    for (size_t i = 0; i < out.items.size(); ++i) {
-        prompts.push_back(fill(t.work, {{"question", question}, {"outline", outline}, {"index", std::to_string(i + 1)}, {"item", out.items[i]}}));
-    }
-    const auto workers = run_all(backend, prompts, o, "work");
+    results_.assign(prompts_.size(), {});
+    for (size_t i = 0; i < prompts_.size(); ++i) call(ctx, prompts_[i], phase_, static_cast<int>(i), -1, i == 0 && phase_ == Phase::sample);
+}
+
+void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId id, const runtime::RequestResult & r) {
+    results_[static_cast<size_t>(index_of_.at(id))] = r;
+    if (phase_ == Phase::plan) planner_ = ctx.root_of(id);
+    if (--pending_ > 0) return;
     int64_t longest = 0;
-    std::string results;
-    for (size_t i = 0; i < workers.size(); ++i) {
-        out.outputs.push_back(generation(workers[i], prompts[i]));
-        add(out.metrics, workers[i].metrics);
-        longest = std::max(longest, workers[i].metrics.sequential_tokens);
-        std::string result = out.outputs.back();
-        while (!result.empty() && (result.front() == ' ' || result.front() == '\n')) result.erase(0, 1);
-        while (!result.empty() && (result.back() == ' ' || result.back() == '\n')) result.pop_back();
-        results += fill(t.result_item, {{"index", std::to_string(i + 1)}, {"item", out.items[i]}, {"result", result}});
+    for (const auto & x : results_) longest = std::max(longest, x.metrics.sequential_tokens);
+    sequential_ += longest;
+    const auto & t = o_.templates;
+    if (phase_ == Phase::plan) {
+        const auto & plan = results_[0];
+        // The plan template may end inside the first item ("1."): parse the outline with it.
+        const std::string & plan_prompt = prompts_[0];
+        const std::string tail = plan_prompt.substr(plan_prompt.rfind('\n') + 1);
+        out_.items = parse_outline(tail + generation(plan, plan_prompt), o_.max_items);
+        if (out_.items.empty()) {
+            out_.error = "the plan has no numbered items" + (plan.ok ? std::string() : " (" + plan.end_reason + ")");
+            finish(ctx);
+            return;
+        }
+        std::string outline;
+        for (size_t i = 0; i < out_.items.size(); ++i) outline += std::to_string(i + 1) + ". " + out_.items[i] + "\n";
+        outline_ = outline;
+        phase_ = Phase::work;
+        prompts_.clear();
+        for (size_t i = 0; i < out_.items.size(); ++i) {
+            prompts_.push_back(fill(t.work, {{"question", question_}, {"outline", outline}, {"index", std::to_string(i + 1)}, {"item", out_.items[i]}}));
+        }
+        results_.assign(prompts_.size(), {});
+        for (size_t i = 0; i < prompts_.size(); ++i) call(ctx, prompts_[i], phase_, static_cast<int>(i), planner_, false);
+        return;
     }
-    const std::string summary_prompt = fill(t.summarize, {{"question", question}, {"results", results}, {"outline", outline}});
-    const auto summary = run_all(backend, {summary_prompt}, o, "summarize").at(0);
-    add(out.metrics, summary.metrics);
-    out.metrics.sequential_tokens = plan.metrics.sequential_tokens + longest + summary.metrics.sequential_tokens;
-    out.text = generation(summary, summary_prompt);
-    out.answer = tasks::extract_answer(out.text);
-    if (out.answer.empty()) out.answer = out.text;
-    out.ok = summary.ok;
-    out.error = summary.end_reason;
+    if (phase_ == Phase::work) {
+        std::string results;
+        for (size_t i = 0; i < results_.size(); ++i) {
+            out_.outputs.push_back(generation(results_[i], prompts_[i]));
+            results += fill(t.result_item, {{"index", std::to_string(i + 1)}, {"item", out_.items[i]}, {"result", trimmed(out_.outputs.back())}});
+        }
+        phase_ = Phase::summarize;
+        prompts_ = {fill(t.summarize, {{"question", question_}, {"results", results}, {"outline", outline_}})};
+        results_.assign(1, {});
+        call(ctx, prompts_[0], phase_, 0, planner_, true);
+        return;
+    }
+    if (phase_ == Phase::summarize) {
+        const auto & summary = results_[0];
+        out_.text = generation(summary, prompts_[0]);
+        out_.answer = tasks::extract_answer(out_.text);
+        if (out_.answer.empty()) out_.answer = out_.text;
+        out_.ok = summary.ok;
+        out_.error = summary.end_reason;
+        finish(ctx);
+        return;
+    }
+    // Samples: one (sequential) or a majority vote.
+    if (o_.strategy == "sequential") {
+        out_.text = generation(results_[0], question_);
+        out_.answer = tasks::extract_answer(out_.text);
+        out_.ok = results_[0].ok;
+        out_.error = results_[0].end_reason;
+    } else {
+        std::vector<std::string> answers;
+        for (const auto & x : results_) {
+            out_.outputs.push_back(generation(x, question_));
+            answers.push_back(tasks::extract_answer(out_.outputs.back()));
+        }
+        out_.answer = tasks::majority_vote(answers);
+        out_.ok = !out_.answer.empty();
+        if (!out_.ok) out_.error = "no sample gave an answer";
+        for (size_t i = 0; i < answers.size(); ++i) {
+            if (answers[i] == out_.answer) {
+                out_.text = out_.outputs[i];
+                break;
+            }
+        }
+    }
+    finish(ctx);
+}
+
+void TextProgram::finish(runtime::ProgramContext & ctx) {
+    out_.metrics.sequential_tokens = sequential_;
+    runtime::JobResult job;
+    job.ok = out_.ok;
+    job.text = out_.text;
+    job.answer = out_.answer;
+    job.error = out_.error;
+    job.strategy = o_.strategy;
+    const bool cut = out_.error.starts_with("token budget") || out_.error.starts_with("total token budget") ||
+                     out_.error.starts_with("context window");
+    job.finish_reason = cut ? "length" : out_.error == "timeout" ? "timeout" : "stop";
+    job.metrics.sequential_tokens = sequential_;
+    ctx.finish(std::move(job));
+}
+
+TextResult run_text(runtime::Engine & engine, const std::string & question, const TextOptions & options) {
+    auto program = std::make_shared<TextProgram>(question, options);
+    const runtime::JobResult job = engine.run(program);
+    TextResult out = program->result();
+    out.metrics = job.metrics;
+    if (!job.ok && out.error.empty()) out.error = job.error;
     return out;
+}
+
+TextResult run_text(Backend & backend, const std::string & question, const TextOptions & o) {
+    runtime::EngineOptions eo;
+    eo.limits = o.limits;
+    runtime::Engine engine(backend, eo);
+    return run_text(engine, question, o);
 }
 
 }  // namespace forkjoin::strategies

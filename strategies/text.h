@@ -9,9 +9,11 @@
 #pragma once
 
 #include "backends/backend.h"
-#include "runtime/scheduler.h"
+#include "runtime/engine.h"
+#include "runtime/program.h"
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,7 +52,34 @@ struct TextResult {
     std::string error;
 };
 
+// One question as a job: a state machine over the engine's calls (plan, then workers, then summary).
+// After the job ends, result() holds the answer; run_text is the blocking caller.
+class TextProgram final : public runtime::Program {
+public:
+    TextProgram(std::string question, TextOptions options);  // throws invalid_argument for a bad strategy
+    void start(runtime::ProgramContext & ctx) override;
+    void on_finished(runtime::ProgramContext & ctx, runtime::RequestId call, const runtime::RequestResult & result) override;
+    const TextResult & result() const { return out_; }
+
+private:
+    enum class Phase { sample, plan, work, summarize };
+    runtime::RequestId call(runtime::ProgramContext & ctx, const std::string & prompt, Phase phase, int index, int parent, bool answering);
+    void finish(runtime::ProgramContext & ctx);
+    std::string question_;
+    TextOptions o_;
+    Phase phase_ = Phase::sample;
+    std::map<runtime::RequestId, int> index_of_;       // call -> index within its phase
+    std::vector<std::string> prompts_;                 // this phase's prompts, by index
+    std::vector<runtime::RequestResult> results_;      // this phase's results, by index
+    int pending_ = 0;
+    int planner_ = -1;                                 // job-wide id of the planner's root
+    std::string outline_;                              // plan-execute: the numbered items
+    int64_t sequential_ = 0;                           // the chain so far (finished phases)
+    TextResult out_;
+};
+
 TextResult run_text(Backend & backend, const std::string & question, const TextOptions & options);
+TextResult run_text(runtime::Engine & engine, const std::string & question, const TextOptions & options);
 
 // The numbered items of an outline ("1. a", "2) b", "3: c"), at most max_items.
 std::vector<std::string> parse_outline(const std::string & text, int max_items);

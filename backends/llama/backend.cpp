@@ -189,7 +189,7 @@ SeqId LlamaBackend::open(std::span<const Token> prompt, const Sampling & samplin
     if (prompt.empty()) throw Error(ErrorCode::invalid_argument, "a sequence needs a non-empty prompt");
     check_tokens(prompt);
     check_fits(prompt.size());
-    auto sampler = std::make_unique<Sampler>(sampling);
+    auto sampler = std::make_unique<Sampler>(sampling, n_vocab_, model_->end_of_generation_tokens());
     const SeqId id = acquire_slot();
     Sequence & s = get(id);
     s.tokens.assign(prompt.begin(), prompt.end());
@@ -201,7 +201,7 @@ SeqId LlamaBackend::open(std::span<const Token> prompt, const Sampling & samplin
 
 SeqId LlamaBackend::fork(SeqId parent, const Sampling & sampling, bool generating) {
     const Sequence & p = get(parent);
-    auto sampler = std::make_unique<Sampler>(sampling);
+    auto sampler = std::make_unique<Sampler>(sampling, n_vocab_, model_->end_of_generation_tokens());
     const SeqId id = acquire_slot();  // slots hold pointers: p stays valid
     Sequence & c = get(id);
     llama_memory_seq_cp(llama_get_memory(ctx_), parent, id, -1, -1);
@@ -327,15 +327,61 @@ const StepResult & LlamaBackend::step() {
     if (options_.kv_layout == KvLayout::per_sequence) {
         std::sort(plan_.begin(), plan_.end(), [](const auto & x, const auto & y) { return x.first < y.first; });
     }
+    plan_past_.clear();
     for (const auto & [id, n] : plan_) {
         const Sequence & s = *slots_[static_cast<size_t>(id)];
+        plan_past_.push_back(s.n_past);
         b.add_pending(id, s, n, s.generating && n == s.n_pending());
     }
     if (b.batch.n_tokens > 0) {
         ++stats_.steps;
-        decode_batch(true);
+        try {
+            decode_batch(true);
+        } catch (const Error & e) {
+            if (e.code() != ErrorCode::decode_failed) throw;
+            isolate_failed_step(e.what());
+        }
     }
     return result_;
+}
+
+void LlamaBackend::isolate_failed_step(const std::string & cause) {
+    // decode_batch brought every sequence's count in line with what llama.cpp kept (it drops the
+    // failed micro-batch's cells). Each planned sequence not yet served is decoded alone, so a
+    // failure that belongs to one sequence stays with it and the others lose nothing.
+    Batch & b = *batch_;
+    for (size_t k = 0; k < plan_.size(); ++k) {
+        const auto [id, n] = plan_[k];
+        if (!live(id)) continue;
+        Sequence & s = *slots_[static_cast<size_t>(id)];
+        const int32_t target = plan_past_[k] + n;
+        const bool sample = s.generating && target == static_cast<int32_t>(s.tokens.size());
+        const bool served = std::any_of(result_.sampled.begin(), result_.sampled.end(),
+                                        [id](const SampledToken & t) { return t.seq == id; });
+        if (served || (s.n_past >= target && !sample)) continue;
+        if (s.n_past >= target) {
+            // Its tokens are in the cache but their logits went with the failed call: decode the last again.
+            requeue_last_if_idle(ctx_, ledger_, id, s.n_past, static_cast<int32_t>(s.tokens.size()), true);
+        }
+        b.clear();
+        b.add_pending(id, s, target - s.n_past, sample);
+        try {
+            decode_batch(true);
+        } catch (const Error & e) {
+            if (e.code() != ErrorCode::decode_failed) throw;
+            result_.blocked.push_back({id, ErrorCode::decode_failed,
+                                       "sequence " + std::to_string(id) + ": " + e.what() + " (the batch failed first: " + cause + ")"});
+        }
+    }
+}
+
+void LlamaBackend::set_decode_fault(std::function<bool(SeqId)> fault) {
+    decode_fault_ = std::move(fault);
+    llama_set_abort_callback(ctx_, decode_fault_ ? &LlamaBackend::abort_requested : nullptr, this);
+}
+
+bool LlamaBackend::abort_requested(void * self) {
+    return static_cast<LlamaBackend *>(self)->abort_decode_;
 }
 
 void LlamaBackend::adapt_threads() {
@@ -360,7 +406,12 @@ void LlamaBackend::decode_batch(bool sample) {
             llama_batch view = {n, b.batch.token + start, nullptr, b.batch.pos + start,
                                 b.batch.n_seq_id + start, b.batch.seq_id + start, b.batch.logits + start};
             clear_llama_error();
+            abort_decode_ = false;
+            if (decode_fault_) {
+                for (int32_t i = 0; i < n && !abort_decode_; ++i) abort_decode_ = decode_fault_(view.seq_id[i][0]);
+            }
             ret = llama_decode(ctx_, view);
+            abort_decode_ = false;
             ++result_.n_decode_calls;
             if (ret == 1 && n > 1) {  // no KV slot for this many: try half (memory was restored)
                 n /= 2;

@@ -57,6 +57,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -117,7 +118,15 @@ public:
     void close(SeqId seq) override;
 
     // One decode for every sequence with pending input. The result is valid until the next call.
+    // When llama_decode fails, each sequence of the batch is decoded alone: the ones that fail again
+    // come back in StepResult::blocked with decode_failed (their input kept; close them), the others
+    // are served as if nothing happened.
     const StepResult & step() override;
+
+    // Tests: a decode whose batch holds a sequence for which `fault` returns true is aborted through
+    // llama.cpp's abort callback (the path a failed compute takes: llama_decode returns 2 and drops
+    // the micro-batch's cells). Empty: no fault.
+    void set_decode_fault(std::function<bool(SeqId)> fault);
 
     // KV join (shared layout only; per_sequence throws invalid_argument): append each child's own tokens (those after its fork point) to the parent as cache
     // cells, in the given order, without recompute; the children are closed. Every child must
@@ -167,8 +176,12 @@ private:
     std::string capacity_text() const;
     // Decodes pending input of the given sequences (no sampling) until none is left.
     void flush(std::span<const SeqId> seqs);
-    // Runs llama_decode over the built batch, splitting it when the cache has no slot.
+    // Runs llama_decode over the built batch, splitting it when the cache has no slot. Throws
+    // decode_failed when llama.cpp fails (sequence counts already in line with its cache).
     void decode_batch(bool sample);
+    // After a failed step: decodes each planned sequence not yet served on its own.
+    void isolate_failed_step(const std::string & cause);
+    static bool abort_requested(void * self);
     // Evaluates `input` on a throwaway fork of seq's first n_shared positions and calls
     // on_logits(j, logits) for each input index j >= first_output.
     template <typename F>
@@ -191,6 +204,9 @@ private:
     struct Batch;
     std::unique_ptr<Batch> batch_;
     std::vector<std::pair<SeqId, int32_t>> plan_;  // this step's (sequence, tokens), before the batch is built
+    std::vector<int32_t> plan_past_;               // each planned sequence's decoded length before the step
+    std::function<bool(SeqId)> decode_fault_;      // tests: set_decode_fault
+    bool abort_decode_ = false;                    // read by llama.cpp's abort callback during a decode
     StepResult result_;
     DecodeStats stats_;
 };

@@ -86,6 +86,7 @@ Model::Model(std::string path, llama_model * model)
             n = llama_token_to_piece(vocab_, t, buf.data(), static_cast<int32_t>(buf.size()), 0, true);
         }
         pieces_[static_cast<size_t>(t)].assign(buf.data(), static_cast<size_t>(std::max(n, 0)));
+        if (llama_vocab_is_eog(vocab_, t)) end_of_generation_.push_back(t);
     }
 }
 

@@ -54,6 +54,7 @@ public:
     Token bos() const;
     Token eos() const;
     bool is_end_of_generation(Token token) const override;
+    const std::vector<Token> & end_of_generation_tokens() const { return end_of_generation_; }
     bool valid(Token token) const { return token >= 0 && token < n_vocab_; }
     std::string description() const;  // llama.cpp's one-line description, e.g. "llama ?B F32"
 
@@ -68,6 +69,7 @@ private:
     const llama_vocab * vocab_ = nullptr;
     int32_t n_vocab_ = 0;
     std::vector<std::string> pieces_;
+    std::vector<Token> end_of_generation_;
 };
 
 }  // namespace forkjoin::llama

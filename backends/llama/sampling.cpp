@@ -9,7 +9,7 @@
 
 namespace forkjoin::llama {
 
-Sampler::Sampler(const Sampling & sampling) : sampling_(sampling) {
+Sampler::Sampler(const Sampling & sampling, int32_t n_vocab, std::span<const Token> end_of_generation) : sampling_(sampling) {
     if (sampling.temperature < 0.0f || sampling.top_k < 0 || sampling.top_p <= 0.0f || sampling.top_p > 1.0f ||
         sampling.min_p < 0.0f || sampling.min_p >= 1.0f || sampling.top_logprobs < 0) {
         throw Error(ErrorCode::invalid_argument,
@@ -19,6 +19,12 @@ Sampler::Sampler(const Sampling & sampling) : sampling_(sampling) {
     llama_sampler_chain_params params = llama_sampler_chain_default_params();
     params.no_perf = true;
     chain_ = llama_sampler_chain_init(params);
+    if (sampling.ignore_eos && !end_of_generation.empty()) {
+        // First in the chain, so greedy and every filter see the banned tokens at -inf.
+        std::vector<llama_logit_bias> bans;
+        for (Token t : end_of_generation) bans.push_back({t, -INFINITY});
+        llama_sampler_chain_add(chain_, llama_sampler_init_logit_bias(n_vocab, static_cast<int32_t>(bans.size()), bans.data()));
+    }
     if (sampling.temperature == 0.0f) {
         llama_sampler_chain_add(chain_, llama_sampler_init_greedy());
         return;

@@ -9,6 +9,7 @@
 #include "backends/llama/model.h"
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 struct llama_context;
@@ -22,7 +23,9 @@ using forkjoin::TokenLogprob;
 
 class Sampler {
 public:
-    explicit Sampler(const Sampling & sampling);
+    // `end_of_generation`: the tokens Sampling::ignore_eos bans (unused otherwise), of a vocabulary
+    // of n_vocab tokens.
+    explicit Sampler(const Sampling & sampling, int32_t n_vocab = 0, std::span<const Token> end_of_generation = {});
     ~Sampler();
     Sampler(const Sampler &) = delete;
     Sampler & operator=(const Sampler &) = delete;

@@ -1,0 +1,95 @@
+// The controller: every policy decision the runtime takes, in one place.
+//
+// The runtime (runtime/scheduler.h) enforces what a controller decides; it never decides itself.
+// Three questions reach the controller:
+//   - a thread asked to spawn: run how many of its children (all, fewer: trimmed, none: refused)?
+//   - a queued thread could start: admit it now, let it wait, or fail it?
+//   - a thread or request reached a limit: fail the thread, cancel the request, or let it go on
+//     with a larger budget?
+// Each answer carries its reason; the runtime records it in the thread's trace (ThreadRecord::
+// decisions), so a run can always say why its tree has the shape it has.
+//
+// DefaultController is today's fixed policy, from the request's Limits. The adaptive controller
+// (width and depth from token usage, re-exploration) is meant to be another implementation.
+//
+// Threading: called on the runtime's loop thread only; an implementation needs no locking unless
+// it shares state with other threads itself.
+#pragma once
+
+#include "runtime/limits.h"
+#include "runtime/thread.h"
+
+#include <cstdint>
+#include <string>
+
+namespace forkjoin::runtime {
+
+struct SpawnContext {
+    const ThreadRecord & parent;
+    int requested = 0;          // children the markup asked for
+    const Limits & limits;      // the request's
+};
+
+struct SpawnDecision {
+    int run = 0;                // children to run, the first `run` of those asked for (0: refused)
+    std::string reason;
+};
+
+// What admission knows about the room a queued thread would take.
+struct AdmitContext {
+    const ThreadRecord & thread;
+    const Limits & limits;           // the request's
+    int max_threads = 0;             // the runtime's, all requests together
+    int running_threads = 0;         // all requests, waiting parents not counted
+    int running_in_request = 0;
+    int64_t prompt_estimate = 0;     // tokens its starting context may take (an upper bound)
+    int64_t free_cells = 0;          // cells neither used nor claimed by pending input
+    int64_t promised_cells = 0;      // growth still expected of the running threads
+    int64_t headroom = 0;            // growth expected of this thread
+    uint32_t free_sequences = 0;
+    bool nothing_running = false;    // no thread holds a sequence: admitting is the only way on
+};
+
+enum class AdmitAction { admit, wait, fail };
+struct AdmitDecision {
+    AdmitAction action = AdmitAction::admit;
+    std::string reason;
+};
+
+enum class LimitKind { thread_tokens, context_window, request_tokens, timeout };
+const char * limit_kind_name(LimitKind kind);
+
+struct LimitContext {
+    const ThreadRecord & thread;     // the thread that hit it (the root for request limits)
+    LimitKind kind;
+    const Limits & limits;
+    int64_t value = 0;               // what was reached (tokens), or elapsed milliseconds for timeout
+};
+
+enum class LimitAction { fail_thread, cancel_request, extend };
+struct LimitDecision {
+    LimitAction action = LimitAction::fail_thread;
+    int64_t extend_by = 0;           // extend: tokens (or milliseconds) more before asking again
+    std::string reason;
+};
+
+class Controller {
+public:
+    virtual ~Controller() = default;
+    virtual SpawnDecision on_spawn(const SpawnContext & c) = 0;
+    virtual AdmitDecision on_admit(const AdmitContext & c) = 0;
+    virtual LimitDecision on_limit(const LimitContext & c) = 0;
+};
+
+// The fixed policy: spawns run up to max_children below max_depth; a thread starts when the thread
+// limits allow and the cache has room for its prompt and expected growth beside the running
+// threads' (a root also needs sequences left for the children it may spawn); limits fail the thread
+// (per-thread limits) or cancel the request (request limits), never extend.
+class DefaultController final : public Controller {
+public:
+    SpawnDecision on_spawn(const SpawnContext & c) override;
+    AdmitDecision on_admit(const AdmitContext & c) override;
+    LimitDecision on_limit(const LimitContext & c) override;
+};
+
+}  // namespace forkjoin::runtime

@@ -1,0 +1,386 @@
+// The runtime as a service on a real llama.cpp model (the 1M test model): requests of different
+// dialects and limits in one runtime, decode failures contained to their request, the controller
+// seam, and the engine's thread-safe front (submit and cancel from other threads, events, sleep).
+#include "backends/llama/backend.h"
+#include "dialects/apr.h"
+#include "runtime/engine.h"
+#include "runtime/scheduler.h"
+#include "tools/testmodel/test_model.h"
+
+#include <gtest/gtest.h>
+
+#include <sys/resource.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+using namespace forkjoin;
+using namespace forkjoin::runtime;
+
+namespace {
+
+std::shared_ptr<const llama::Model> tiny_model() {
+    static std::shared_ptr<const llama::Model> model = llama::Model::load(
+        testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, testmodel::test_model_spec("1M")));
+    return model;
+}
+
+// F32 cells: a sequence's logits then differ between batch shapes by summation order only, far
+// below what could flip a greedy choice of the random test model (checked by the tests below).
+llama::BackendOptions backend_options() {
+    llama::BackendOptions o;
+    o.n_ctx = 8192;
+    o.n_seq_max = 32;
+    o.kv_f32 = true;
+    o.n_threads = 1;  // bit-reproducible between the runs a test compares
+    return o;
+}
+
+// APR markup: a root that spawns two sub searches, whose children say they found nothing.
+const std::string kAprRoot = "Moving to Node #0\nCurrent State: 12:[4, 6, 2], Operations: []\n";
+std::optional<std::string> apr_script(const ThreadRecord & t) {
+    if (t.depth == 1) {
+        if (t.text.find("No solution") != std::string::npos) return std::nullopt;
+        return std::string("Exploring Operation: 6+6=12\nNo solution found.\n");
+    }
+    if (t.text.find("<Sub Searches>") != std::string::npos) {
+        if (t.text.find("Done") != std::string::npos) return std::nullopt;
+        return std::string("Done\n");
+    }
+    return std::string("Generated Node #0,0: 12:[6, 6] Operation: 4+2=6\nGenerated Node #0,1: 12:[2, 2] Operation: 6-4=2\n"
+                       "<Calling Sub Searches>\n<Start Sub Search 0 at level 1> Moving to Node #0,0\n"
+                       "<Start Sub Search 1 at level 1> Moving to Node #0,1\n<End Calling Sub Searches>\n");
+}
+
+// Greedy, and never ending on its own: the random test model's text runs to the budget.
+RequestOptions greedy(int budget) {
+    RequestOptions o;
+    o.sampling.ignore_eos = true;
+    Limits l;
+    l.thread_token_budget = budget;
+    o.limits = l;
+    return o;
+}
+
+// The simplest program: one call, its root's generation is the answer.
+class OneCall final : public Program {
+public:
+    OneCall(std::string prompt, RequestOptions options) : prompt_(std::move(prompt)), options_(std::move(options)) {}
+    void start(ProgramContext & ctx) override { ctx.call(prompt_, options_, -1, true); }
+    void on_finished(ProgramContext & ctx, RequestId, const RequestResult & r) override {
+        JobResult j;
+        j.ok = r.ok;
+        j.text = r.text.substr(std::min(r.text.size(), prompt_.size()));
+        j.error = r.end_reason;
+        j.finish_reason = r.ok ? "stop" : "length";
+        j.metrics.sequential_tokens = r.metrics.sequential_tokens;
+        ctx.finish(std::move(j));
+    }
+
+private:
+    std::string prompt_;
+    RequestOptions options_;
+};
+
+class Throws final : public Program {
+public:
+    void start(ProgramContext & ctx) override { ctx.call("a question: ", greedy(4)); }
+    void on_finished(ProgramContext &, RequestId, const RequestResult &) override {
+        throw Error(ErrorCode::invalid_argument, "this program has a bug");
+    }
+};
+
+}  // namespace
+
+// Two requests, two dialects, two sets of limits, one runtime: each keeps its own markup and limits,
+// and their threads ride the same decode steps (a larger mean batch than either alone).
+TEST(RuntimeService, RequestsOfDifferentDialectsAndLimitsShareDecodeSteps) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+    auto run = [&](bool with_apr, bool with_plain) {
+        Runtime rt(backend);  // default dialect: plain
+        std::optional<RequestId> a, p;
+        if (with_apr) {
+            RequestOptions o;
+            o.script = apr_script;
+            o.dialect = apr;
+            Limits l;
+            l.max_children = 2;
+            o.limits = l;
+            a = rt.submit(kAprRoot, o);
+        }
+        if (with_plain) p = rt.submit("plain question: ", greedy(24));
+        rt.run();
+        std::pair<RequestResult, RequestResult> out;
+        if (a) out.first = rt.result(*a);
+        if (p) out.second = rt.result(*p);
+        return out;
+    };
+    const auto apr_alone = run(true, false).first;
+    const auto plain_alone = run(false, true).second;
+    const auto both = run(true, true);
+    ASSERT_TRUE(apr_alone.ok) << apr_alone.end_reason;
+    ASSERT_EQ(apr_alone.threads.size(), 3u);  // the apr dialect spawned two children for it
+    EXPECT_EQ(plain_alone.threads.size(), 1u);
+    EXPECT_EQ(plain_alone.threads[0].generated_tokens, 24);  // its own budget
+    EXPECT_EQ(plain_alone.threads[0].end_reason, "token budget (24)");
+    // Together: the same answers.
+    EXPECT_EQ(both.first.text, apr_alone.text);
+    EXPECT_EQ(both.second.text, plain_alone.text);
+    EXPECT_EQ(both.second.threads[0].generated_tokens, 24);
+
+    // Sampled requests in two dialects (multiverse and plain) decode in the same steps: each sees a
+    // larger mean batch than when alone. (Scripted pieces are prefills, whose batches say nothing.)
+    auto multiverse = std::shared_ptr<const dialects::Dialect>(dialects::make_multiverse_dialect());
+    auto sampled = [&](bool with_mv, bool with_plain) {
+        Runtime rt(backend);
+        std::optional<RequestId> m, p;
+        if (with_mv) {
+            RequestOptions o = greedy(32);
+            o.dialect = multiverse;
+            m = rt.submit("a multiverse question: ", o);
+        }
+        if (with_plain) p = rt.submit("a plain question: ", greedy(32));
+        rt.run();
+        std::pair<double, double> mean{0, 0};
+        if (m) mean.first = rt.result(*m).metrics.mean_batch;
+        if (p) mean.second = rt.result(*p).metrics.mean_batch;
+        return mean;
+    };
+    const double mv_alone = sampled(true, false).first, pl_alone = sampled(false, true).second;
+    const auto shared = sampled(true, true);
+    EXPECT_GT(shared.first, mv_alone);
+    EXPECT_GT(shared.second, pl_alone);
+    EXPECT_GT(shared.first, 1.5);  // both threads in (nearly) every step
+}
+
+// A decode that fails for one request's sequence (aborted inside llama_decode, the path a failed
+// compute takes) fails that request's thread; the others finish with the same text as alone.
+TEST(RuntimeService, DecodeFailureStaysWithItsRequest) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const std::vector<std::string> prompts = {"first question: ", "second question: ", "third question: "};
+    std::vector<std::string> alone;
+    for (const auto & p : prompts) {
+        Runtime rt(backend);
+        const RequestId id = rt.submit(p, greedy(20));
+        rt.run();
+        alone.push_back(rt.result(id).text);
+    }
+    const auto victim = tiny_model()->tokenize(prompts[1]);
+    int faults = 0;
+    backend.set_decode_fault([&](SeqId s) {
+        const auto & t = backend.tokens(s);
+        const bool hit = t.size() > victim.size() + 5 && std::equal(victim.begin(), victim.end(), t.begin());
+        faults += hit;
+        return hit;
+    });
+    Runtime rt(backend);
+    std::vector<RequestId> ids;
+    for (const auto & p : prompts) ids.push_back(rt.submit(p, greedy(20)));
+    rt.run();
+    backend.set_decode_fault({});
+    EXPECT_GT(faults, 0);
+    const auto & failed = rt.result(ids[1]);
+    EXPECT_FALSE(failed.ok);
+    EXPECT_EQ(failed.threads[0].state, ThreadState::failed);
+    EXPECT_NE(failed.threads[0].end_reason.find("decode failed"), std::string::npos) << failed.threads[0].end_reason;
+    EXPECT_EQ(rt.result(ids[0]).text, alone[0]);
+    EXPECT_EQ(rt.result(ids[2]).text, alone[2]);
+    EXPECT_EQ(rt.result(ids[0]).threads[0].generated_tokens, 20);
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+    EXPECT_EQ(backend.usage().cells_used, 0u);
+}
+
+namespace {
+// Refuses every spawn; lets a thread past its token budget once, by 8 tokens.
+class Stingy final : public Controller {
+public:
+    SpawnDecision on_spawn(const SpawnContext & c) override { return {0, "refused " + std::to_string(c.requested) + ": stingy"}; }
+    AdmitDecision on_admit(const AdmitContext & c) override { return fallback_.on_admit(c); }
+    LimitDecision on_limit(const LimitContext & c) override {
+        if (c.kind == LimitKind::thread_tokens && !extended_) {
+            extended_ = true;
+            return {LimitAction::extend, 8, "one more chance"};
+        }
+        return fallback_.on_limit(c);
+    }
+
+private:
+    DefaultController fallback_;
+    bool extended_ = false;
+};
+}  // namespace
+
+// The controller decides; the runtime enforces it and records each decision with its reason.
+TEST(RuntimeService, ControllerDecidesAndEveryDecisionIsRecorded) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+    Runtime rt(backend);
+    rt.set_controller(std::make_shared<Stingy>());
+    RequestOptions spawner;
+    spawner.script = apr_script;
+    spawner.dialect = apr;
+    const RequestId a = rt.submit(kAprRoot, spawner);
+    const RequestId b = rt.submit("a question: ", greedy(16));
+    rt.run();
+    const auto & ra = rt.result(a);
+    ASSERT_EQ(ra.threads.size(), 1u);  // no child ran
+    ASSERT_FALSE(ra.threads[0].decisions.empty());
+    EXPECT_EQ(ra.threads[0].decisions[0].kind, "spawn");
+    EXPECT_EQ(ra.threads[0].decisions[0].reason, "refused 2: stingy");
+    EXPECT_NE(ra.text.find("<No Solution in Sub Search 1"), std::string::npos) << ra.text;
+    const auto & tb = rt.result(b).threads[0];
+    EXPECT_EQ(tb.generated_tokens, 24);  // 16, then 8 more
+    ASSERT_EQ(tb.decisions.size(), 2u);
+    EXPECT_EQ(tb.decisions[0].reason, "token budget: one more chance");
+    EXPECT_EQ(tb.decisions[1].reason, "token budget: token budget (24)");
+}
+
+// Events tell each thread's life in order, and the root's text pieces add up to its generation.
+TEST(RuntimeService, EventsFollowEveryThread) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+    Runtime rt(backend);
+    std::vector<Event> events;
+    RequestOptions o;
+    o.script = apr_script;
+    o.dialect = apr;
+    o.events = [&](const Event & e) { events.push_back(e); };
+    const RequestId id = rt.submit(kAprRoot, o);
+    rt.run();
+    const auto & r = rt.result(id);
+    ASSERT_EQ(r.threads.size(), 3u);
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back().kind, EventKind::finished);
+    for (const auto & t : r.threads) {
+        std::vector<EventKind> life;
+        std::string text;
+        for (const auto & e : events) {
+            if (e.thread != t.id || e.kind == EventKind::finished) continue;
+            if (e.kind == EventKind::text) {
+                text += e.text;
+                continue;
+            }
+            life.push_back(e.kind);
+        }
+        ASSERT_GE(life.size(), 3u) << t.id;
+        EXPECT_EQ(life.front(), EventKind::thread_queued);
+        EXPECT_EQ(life[1], EventKind::thread_started);
+        EXPECT_EQ(life.back(), EventKind::thread_ended);
+        if (t.id == 0) {
+            EXPECT_NE(std::find(life.begin(), life.end(), EventKind::spawned), life.end());
+            EXPECT_NE(std::find(life.begin(), life.end(), EventKind::joined), life.end());
+        } else {
+            // A child's pieces are its whole generation (its prompt is what the parent wrote).
+            EXPECT_EQ(t.text.substr(t.text.size() - text.size()), text);
+            EXPECT_FALSE(text.empty());
+        }
+    }
+}
+
+namespace {
+double cpu_seconds() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+}  // namespace
+
+// Clients on four threads submit at once, one cancels its job mid-stream: every job ends, the
+// cancelled one says so, nothing stays in the cache, and the idle loop sleeps.
+TEST(Engine, SubmitAndCancelFromOtherThreads) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    Engine engine(backend);
+    std::atomic<int> answered{0}, cancelled{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 4; ++c) {
+        clients.emplace_back([&, c] {
+            for (int k = 0; k < 3; ++k) {
+                const bool cancel_me = c == 3 && k == 1;
+                std::mutex mu;
+                std::condition_variable cv;
+                bool first_text = false;
+                JobOptions jo;
+                jo.keep_result = true;
+                jo.events = [&](const JobEvent & e) {
+                    if (!e.done && e.answering && e.event.kind == EventKind::text) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        first_text = true;
+                        cv.notify_all();
+                    }
+                };
+                const JobId id = engine.submit(std::make_shared<OneCall>("client " + std::to_string(c) + " asks " + std::to_string(k) + ": ",
+                                                                         greedy(cancel_me ? 1000 : 12)),
+                                               jo);
+                if (cancel_me) {
+                    std::unique_lock<std::mutex> lock(mu);
+                    cv.wait(lock, [&] { return first_text; });
+                    lock.unlock();
+                    engine.cancel(id, "client went away");
+                }
+                const JobResult r = engine.wait(id);
+                if (r.finish_reason == "cancelled") {
+                    ++cancelled;
+                    EXPECT_EQ(r.error, "client went away");
+                    EXPECT_LT(r.metrics.generated_tokens, 1000);
+                } else {
+                    EXPECT_EQ(r.metrics.generated_tokens, 12);
+                    EXPECT_EQ(r.threads.size(), 1u);
+                    ++answered;
+                }
+            }
+        });
+    }
+    for (auto & t : clients) t.join();
+    EXPECT_EQ(answered.load(), 11);
+    EXPECT_EQ(cancelled.load(), 1);
+    EngineStats st;
+    for (int i = 0; i < 100 && (st = engine.stats()).jobs_running > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(st.jobs_running, 0);
+    EXPECT_EQ(st.jobs_finished, 12);
+    EXPECT_EQ(st.jobs_cancelled, 1);
+    EXPECT_EQ(st.kv.live_sequences, 0u);
+    EXPECT_EQ(st.kv.cells_used, 0u);
+    // Idle: the loop waits on a condition variable, it does not spin.
+    const double before = cpu_seconds();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_LT(cpu_seconds() - before, 0.05);
+}
+
+// A program that throws fails its own job; a job beside it is answered.
+TEST(Engine, AProgramThatThrowsFailsOnlyItsJob) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    Engine engine(backend);
+    JobOptions keep;
+    keep.keep_result = true;
+    const JobId bad = engine.submit(std::make_shared<Throws>(), keep);
+    const JobId good = engine.submit(std::make_shared<OneCall>("fine: ", greedy(10)), keep);
+    const JobResult rb = engine.wait(bad);
+    const JobResult rg = engine.wait(good);
+    EXPECT_FALSE(rb.ok);
+    EXPECT_EQ(rb.finish_reason, "error");
+    EXPECT_EQ(rb.error, "this program has a bug");
+    EXPECT_EQ(rg.metrics.generated_tokens, 10);
+    EXPECT_EQ(engine.stats().program_errors, 1);
+}
+
+// Past max_jobs, submit says so at once instead of queueing without bound.
+TEST(Engine, FullEngineRefusesWithOverloaded) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    EngineOptions eo;
+    eo.max_jobs = 2;
+    Engine engine(backend, eo);
+    JobOptions keep;
+    keep.keep_result = true;
+    const JobId a = engine.submit(std::make_shared<OneCall>("a: ", greedy(50)), keep);
+    const JobId b = engine.submit(std::make_shared<OneCall>("b: ", greedy(50)), keep);
+    try {
+        engine.submit(std::make_shared<OneCall>("c: ", greedy(50)));
+        FAIL() << "a third job was accepted";
+    } catch (const Error & e) {
+        EXPECT_EQ(e.code(), ErrorCode::overloaded);
+    }
+    engine.wait(a);
+    engine.wait(b);
+}
