@@ -1,6 +1,7 @@
 // forkjoin bench countdown / forkjoin run --task countdown: Countdown through the runtime, with
 // the strict verifier, as one strategy at one per-thread context window.
 #include "app/commands.h"
+#include "app/model_file.h"
 #include "app/decode_probe.h"
 #include "base/error.h"
 #include "strategies/countdown.h"
@@ -20,14 +21,6 @@
 
 namespace forkjoin::app {
 namespace {
-
-std::shared_ptr<const llama::Model> load_model(const std::string & path) {
-    const std::string p = path.empty() ? std::string(FORKJOIN_DEFAULT_MODEL) : path;
-    if (path.empty() && !std::filesystem::exists(p)) {
-        throw Error(ErrorCode::model_load, "no model named (--model) and the shipped model " + p + " is not there");
-    }
-    return llama::Model::load(p);
-}
 
 strategies::CountdownOptions options_from(const CountdownArgs & a) {
     strategies::CountdownOptions o;
@@ -56,7 +49,7 @@ llama::BackendOptions backend_for(const CountdownArgs & a) {
 void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
     cmd.add_option("--model", a.model, "GGUF model (default: the shipped Countdown model)");
     cmd.add_option("--strategy", a.strategy,
-                   "countdown: sequential, native or self-consistency; text: sequential, self-consistency or plan-execute")
+                   "countdown: sequential, native, self-consistency (majority vote) or best-of-n (the verifier picks: an oracle bound); text: sequential, native, self-consistency or plan-execute")
         ->capture_default_str();
     cmd.add_option("--context", a.context, "per-thread context window in tokens (0: none)")->capture_default_str();
     cmd.add_option("--prompt-style", a.prompt_style, "forkjoin (mode tags) or apr (APR checkpoints)")->capture_default_str();
@@ -65,7 +58,7 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
                    "KV cells in all (0: room for every thread's window; each thread has its own KV stream, "
                    "--kv-cells / threads cells, and fails if it fills it)")
         ->capture_default_str();
-    cmd.add_option("--samples", a.samples, "self-consistency: samples per problem")->capture_default_str();
+    cmd.add_option("--samples", a.samples, "self-consistency, best-of-n: samples per problem")->capture_default_str();
     cmd.add_option("--temperature", a.temperature, "0: greedy")->capture_default_str();
     cmd.add_option("--seed", a.seed)->capture_default_str();
     cmd.add_option("--threads", a.threads,
@@ -291,7 +284,7 @@ int run_text_once(const CountdownArgs & a, const std::string & question, const s
     if (a.model.empty()) throw Error(ErrorCode::invalid_argument, "--task text needs --model (an instruct model's GGUF)");
     auto model = load_model(a.model);
     strategies::TextOptions o;
-    o.strategy = a.strategy == "native" ? "sequential" : a.strategy;
+    o.strategy = a.strategy;
     o.samples = a.samples;
     o.max_items = max_items;
     o.sampling.temperature = a.temperature;

@@ -57,4 +57,24 @@ int run_countdown_once(const CountdownArgs & args, const std::string & json_line
 // forkjoin run --task text: a question through a text strategy (sequential, self-consistency, plan-execute).
 int run_text_once(const CountdownArgs & args, const std::string & question, const std::string & templates_path, int max_items);
 
+struct ServeArgs {
+    std::string model;        // empty: the shipped model
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    std::string api_key;
+    int max_queue = 64;
+    int sequences = 64;
+    int64_t ctx_per_sequence = 0;
+    std::string kv_layout;    // empty: by task and dialect
+    std::string task;         // empty: countdown for the shipped model, else text
+    std::string dialect = "plain";
+    int max_threads = 64;
+    int max_tokens = 2048;
+    int threads = 0;
+};
+
+void add_serve_options(CLI::App & cmd, ServeArgs & args);
+// Serves until SIGINT or SIGTERM.
+int run_serve(const ServeArgs & args);
+
 }  // namespace forkjoin::app

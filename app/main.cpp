@@ -3,6 +3,7 @@
 //   forkjoin bench backend [--json] [--sizes 1M,10M,50M]
 //   forkjoin bench countdown --problems FILE.jsonl --strategy sequential|native [--context N] [--json]
 //   forkjoin run --task countdown '{"nums":[3,7,9,5],"target":24}'
+//   forkjoin serve [--model M.gguf] [--port 8080] [--api-key K]
 #include "app/commands.h"
 #include "base/error.h"
 #include "base/version.h"
@@ -44,6 +45,10 @@ int main(int argc, char ** argv) {
     run->add_option("problem", problem, "the problem as a JSON line")->required();
     forkjoin::app::add_countdown_options(*run, cd_args);
 
+    forkjoin::app::ServeArgs serve_args;
+    auto * serve = app.add_subcommand("serve", "an OpenAI-compatible server (/v1/completions, /v1/chat/completions) on one model");
+    forkjoin::app::add_serve_options(*serve, serve_args);
+
     int gen_n = 500;
     uint64_t gen_seed = 1;
     forkjoin::countdown::GeneratorOptions gen_options;
@@ -62,6 +67,7 @@ int main(int argc, char ** argv) {
 
     CLI11_PARSE(app, argc, argv);
     try {
+        if (serve->parsed()) return forkjoin::app::run_serve(serve_args);
         if (bench_backend->parsed()) return forkjoin::app::run_bench_backend(backend_args);
         if (bench_cd->parsed()) return forkjoin::app::run_bench_countdown(cd_args, problems_path, limit, cd_json);
         if (gen_cd->parsed()) {

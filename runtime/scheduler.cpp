@@ -185,6 +185,7 @@ RuntimeStats Runtime::stats() const {
     for (const auto & [rid, rp] : requests_) {
         if (rp->result.finished) continue;
         ++st.requests;
+        st.requests_queued += rp->threads.size() == 1 && rp->threads[0]->rec.state == ThreadState::queued;
         for (const auto & t : rp->threads) {
             st.threads_running += t->rec.state == ThreadState::running;
             st.threads_waiting += t->rec.state == ThreadState::waiting;

@@ -48,6 +48,7 @@ namespace forkjoin::runtime {
 // What the runtime holds right now (the server's /metrics).
 struct RuntimeStats {
     int requests = 0;           // not finished
+    int requests_queued = 0;    // not finished, and none of their threads has started yet
     int threads_running = 0;    // holding a sequence and decoding
     int threads_waiting = 0;    // parents waiting on children
     int threads_queued = 0;

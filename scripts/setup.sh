@@ -5,7 +5,8 @@
 #      verified by sha256, cloned into third_party/llama.cpp (ignored by git);
 #   3. libllama built once and installed into a cache outside the clone, keyed by the
 #      llama.cpp commit and the build options, so a second run on this machine skips it;
-#   4. forkjoin itself, configured against that cache, built into build/ (CLI at build/bin/forkjoin).
+#   4. forkjoin itself, configured against that cache, built into build/ (CLI at build/bin/forkjoin);
+#   5. the server tests' client: the official `openai` npm package, pinned by server/test/package-lock.json.
 # Environment: FORKJOIN_CACHE (default ~/.cache/forkjoin), FORKJOIN_JOBS (default nproc),
 # FORKJOIN_SKIP_APT=1 to skip step 1 on a machine that already has the packages.
 set -euo pipefail
@@ -23,7 +24,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # ---- 1. Debian packages ---------------------------------------------------------------------
 apt_packages=(
-  build-essential cmake ninja-build git ca-certificates
+  build-essential cmake ninja-build git ca-certificates pkg-config
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libgtest-dev libbenchmark-dev libfmt-dev
   # The trainer: LibTorch, and OpenBLAS so it does not fall back to the 15x slower reference BLAS.
   libtorch-dev libopenblas0-openmp
@@ -99,4 +100,9 @@ log "building forkjoin"
 cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$llama_prefix" -DFORKJOIN_LLAMA_COMMIT="$LLAMA_COMMIT" >/dev/null
 cmake --build "$root/build" -j "$jobs"
+# ---- 5. the server tests' OpenAI client ----------------------------------------------------------
+if [[ ! -d "$root/server/test/node_modules/openai" ]]; then
+  log "installing the openai npm client for the server tests (server/test)"
+  (cd "$root/server/test" && npm ci --silent --no-audit --no-fund)
+fi
 log "done: $root/build/bin/forkjoin"

@@ -81,9 +81,10 @@ std::string trimmed(std::string s) {
 }  // namespace
 
 TextProgram::TextProgram(std::string question, TextOptions options) : question_(std::move(question)), o_(std::move(options)) {
-    if (o_.strategy != "sequential" && o_.strategy != "self-consistency" && o_.strategy != "plan-execute") {
-        throw Error(ErrorCode::invalid_argument, "unknown strategy '" + o_.strategy + "' (sequential, self-consistency, plan-execute)");
+    if (o_.strategy != "sequential" && o_.strategy != "native" && o_.strategy != "self-consistency" && o_.strategy != "plan-execute") {
+        throw Error(ErrorCode::invalid_argument, "unknown strategy '" + o_.strategy + "' (sequential, native, self-consistency, plan-execute)");
     }
+    dialect_ = dialects::make_dialect(o_.strategy == "native" ? o_.dialect : "plain");
     if (o_.strategy == "self-consistency" && o_.sampling.temperature == 0.0f) {
         throw Error(ErrorCode::invalid_argument, "self-consistency needs temperature > 0");
     }
@@ -95,6 +96,8 @@ runtime::RequestId TextProgram::call(runtime::ProgramContext & ctx, const std::s
     ro.sampling = o_.sampling;
     ro.sampling.seed = o_.sampling.seed + 1000 * static_cast<uint64_t>(index);
     ro.limits = o_.limits;
+    ro.dialect = dialect_;
+    if (o_.strategy != "native") ro.limits->max_depth = 0;  // only the model's own markup spawns
     if (o_.script) {
         const auto & script = o_.script;
         const std::string name = phase_name(static_cast<int>(phase));
@@ -112,7 +115,7 @@ void TextProgram::start(runtime::ProgramContext & ctx) {
         prompts_ = {fill(o_.templates.plan, {{"question", question_}, {"max_items", std::to_string(o_.max_items)}})};
     } else {
         phase_ = Phase::sample;
-        const int n = o_.strategy == "sequential" ? 1 : std::max(1, o_.samples);
+        const int n = o_.strategy == "self-consistency" ? std::max(1, o_.samples) : 1;
         prompts_.assign(static_cast<size_t>(n), question_);
     }
     results_.assign(prompts_.size(), {});
@@ -172,8 +175,8 @@ void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId 
         finish(ctx);
         return;
     }
-    // Samples: one (sequential) or a majority vote.
-    if (o_.strategy == "sequential") {
+    // Samples: one (sequential, native) or a majority vote.
+    if (o_.strategy != "self-consistency") {
         out_.text = generation(results_[0], question_);
         out_.answer = tasks::extract_answer(out_.text);
         out_.ok = results_[0].ok;

@@ -1,6 +1,7 @@
 // Strategies for free-text questions on any model, including instruct models never trained for
 // parallelism:
-//   sequential:       one thread (plain dialect)
+//   sequential:       one thread that never spawns
+//   native:           one root thread in the model's dialect: the model decides when to spawn
 //   self-consistency: N sampled threads; the answer is the majority over extracted answers
 //   plan-execute:     a planner thread writes a numbered outline of independent sub-tasks; one worker
 //                     thread per item (question and outline in its context), all in flight together;
@@ -32,7 +33,8 @@ struct PlanExecuteTemplates {
 PlanExecuteTemplates load_templates(const std::string & path);
 
 struct TextOptions {
-    std::string strategy = "sequential";  // sequential, self-consistency, plan-execute
+    std::string strategy = "sequential";  // sequential, native, self-consistency, plan-execute
+    std::string dialect = "plain";        // native: the markup the model spawns threads with
     runtime::Limits limits;
     Sampling sampling;
     int samples = 5;
@@ -67,6 +69,7 @@ private:
     void finish(runtime::ProgramContext & ctx);
     std::string question_;
     TextOptions o_;
+    std::shared_ptr<const dialects::Dialect> dialect_;
     Phase phase_ = Phase::sample;
     std::map<runtime::RequestId, int> index_of_;       // call -> index within its phase
     std::vector<std::string> prompts_;                 // this phase's prompts, by index

@@ -189,6 +189,25 @@ Token Model::bos() const { return llama_vocab_bos(vocab_); }
 Token Model::eos() const { return llama_vocab_eos(vocab_); }
 bool Model::is_end_of_generation(Token token) const { return llama_vocab_is_eog(vocab_, token); }
 
+std::optional<std::string> Model::render_chat(const std::vector<std::pair<std::string, std::string>> & messages) const {
+    const char * tmpl = llama_model_chat_template(model_, nullptr);
+    if (tmpl == nullptr) return std::nullopt;
+    std::vector<llama_chat_message> chat;
+    size_t chars = 0;
+    for (const auto & [role, content] : messages) {
+        chat.push_back({role.c_str(), content.c_str()});
+        chars += role.size() + content.size();
+    }
+    std::vector<char> buf(2 * chars + 256);
+    int32_t n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, buf.data(), static_cast<int32_t>(buf.size()));
+    if (n > static_cast<int32_t>(buf.size())) {
+        buf.resize(static_cast<size_t>(n));
+        n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, buf.data(), static_cast<int32_t>(buf.size()));
+    }
+    if (n < 0) throw Error(ErrorCode::invalid_argument, "the model's chat template is not one llama.cpp can apply without Jinja");
+    return std::string(buf.data(), static_cast<size_t>(n));
+}
+
 std::string Model::description() const {
     char buf[256];
     llama_model_desc(model_, buf, sizeof buf);

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -57,6 +58,10 @@ public:
     const std::vector<Token> & end_of_generation_tokens() const { return end_of_generation_; }
     bool valid(Token token) const { return token >= 0 && token < n_vocab_; }
     std::string description() const;  // llama.cpp's one-line description, e.g. "llama ?B F32"
+    // The GGUF's chat template applied to (role, content) messages, ending with the assistant's turn
+    // (llama.cpp's built-in template matcher, not a Jinja engine). nullopt: the model has no template.
+    // Throws invalid_argument when the template is one llama.cpp does not know.
+    std::optional<std::string> render_chat(const std::vector<std::pair<std::string, std::string>> & messages) const;
 
 private:
     Model(std::string path, llama_model * model);
