@@ -3,11 +3,13 @@
 #include "app/commands.h"
 #include "app/model_file.h"
 #include "app/decode_probe.h"
+#include "app/live_view.h"
 #include "base/error.h"
 #include "strategies/countdown.h"
 #include "strategies/text.h"
 #include "tasks/countdown/problem.h"
 #include "trace/chrome_trace.h"
+#include "trace/thread_tree.h"
 #include "trace/svg_plot.h"
 
 #include <nlohmann/json.hpp>
@@ -259,20 +261,70 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     return 0;
 }
 
-int run_countdown_once(const CountdownArgs & a, const std::string & json_line) {
+namespace {
+// Totals after the answer: what the run cost and how parallel it was.
+std::string totals(const runtime::JobResult & r) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "threads %zu, tokens %lld total (%lld generated, %lld sequential), max context %lld, %.2f s",
+                  r.threads.size(), static_cast<long long>(r.metrics.total_tokens), static_cast<long long>(r.metrics.generated_tokens),
+                  static_cast<long long>(r.metrics.sequential_tokens), static_cast<long long>(r.metrics.max_context_tokens),
+                  r.metrics.wall_s);
+    return buf;
+}
+
+nlohmann::json result_json(const runtime::JobResult & r) {
+    return {{"ok", r.ok},
+            {"strategy", r.strategy},
+            {"answer", r.answer},
+            {"error", r.error},
+            {"finish_reason", r.finish_reason},
+            {"text", r.text},
+            {"total_tokens", r.metrics.total_tokens},
+            {"generated_tokens", r.metrics.generated_tokens},
+            {"sequential_tokens", r.metrics.sequential_tokens},
+            {"max_context_tokens", r.metrics.max_context_tokens},
+            {"threads", r.threads.size()},
+            {"wall_s", r.metrics.wall_s},
+            {"tree", trace::thread_tree_json(r.threads, true)}};
+}
+
+// Runs one program on an engine over `backend`, showing it live (or not, with --json).
+runtime::JobResult run_live(Backend & backend, const runtime::Limits & limits, std::shared_ptr<runtime::Program> program, bool json) {
+    runtime::EngineOptions eo;
+    eo.limits = limits;
+    runtime::Engine engine(backend, eo);
+    LiveView view(LiveView::mode_for(stdout, json));
+    runtime::JobOptions jo;
+    jo.events = [&view](const runtime::JobEvent & e) { view.on_event(e); };
+    return engine.run(std::move(program), jo);
+}
+}  // namespace
+
+int run_countdown_once(const CountdownArgs & a, const std::string & json_line, bool json) {
     const auto problem = countdown::parse_problem(json_line);
     auto model = load_model(a.model);
     CountdownArgs one = a;
     one.concurrency = 1;
     llama::LlamaBackend backend(model, backend_for(one));
-    const auto outcomes = strategies::run_countdown(backend, {problem}, options_from(one));
-    write_trace(one, outcomes);
-    const auto & out = outcomes.at(0);
+    const auto options = options_from(one);
+    auto program = std::make_shared<strategies::CountdownProgram>(problem, options);
+    const runtime::JobResult r = run_live(backend, options.limits, program, json);
+    strategies::CountdownOutcome out = program->outcome();
+    out.metrics = r.metrics;
+    write_trace(one, {out});
+    if (json) {
+        nlohmann::json j = result_json(r);
+        j["problem"] = nlohmann::json::parse(json_line);
+        j["solved"] = out.solved;
+        j["reason"] = out.reason;
+        std::printf("%s\n", j.dump().c_str());
+        return out.solved ? 0 : 2;
+    }
     if (out.solved) {
-        std::printf("%s = %d\n", out.expression.c_str(), problem.target);
+        std::printf("%s = %d\n%s\n", out.expression.c_str(), problem.target, totals(r).c_str());
         return 0;
     }
-    std::printf("failed: %s\n", out.reason.c_str());
+    std::printf("failed: %s\n%s\n", out.reason.c_str(), totals(r).c_str());
     return 2;
 }
 
@@ -280,7 +332,7 @@ int run_countdown_once(const CountdownArgs & a, const std::string & json_line) {
 
 namespace forkjoin::app {
 
-int run_text_once(const CountdownArgs & a, const std::string & question, const std::string & templates_path, int max_items) {
+int run_text_once(const CountdownArgs & a, const std::string & question, const std::string & templates_path, int max_items, bool json) {
     if (a.model.empty()) throw Error(ErrorCode::invalid_argument, "--task text needs --model (an instruct model's GGUF)");
     auto model = load_model(a.model);
     strategies::TextOptions o;
@@ -297,11 +349,17 @@ int run_text_once(const CountdownArgs & a, const std::string & question, const s
     b.n_ctx = static_cast<uint32_t>(int64_t{b.n_seq_max} * (o.limits.thread_token_budget + 512));
     if (a.kv_cells > 0) b.n_ctx = static_cast<uint32_t>(std::min<int64_t>(b.n_ctx, a.kv_cells));
     llama::LlamaBackend backend(model, b);
-    const auto r = strategies::run_text(backend, question, o);
-    std::printf("%s\n", nlohmann::json{{"ok", r.ok}, {"answer", r.answer}, {"items", r.items}, {"error", r.error},
-                                       {"total_tokens", r.metrics.total_tokens},
-                                       {"sequential_tokens", r.metrics.sequential_tokens}, {"threads", r.metrics.threads}}
-                             .dump().c_str());
+    auto program = std::make_shared<strategies::TextProgram>(question, o);
+    const runtime::JobResult job = run_live(backend, o.limits, program, json);
+    const auto & r = program->result();
+    if (json) {
+        nlohmann::json j = result_json(job);
+        j["items"] = r.items;
+        j["outputs"] = r.outputs;
+        std::printf("%s\n", j.dump().c_str());
+    } else {
+        std::printf("%s\n%s\n", r.ok ? r.answer.c_str() : ("failed: " + r.error).c_str(), totals(job).c_str());
+    }
     return r.ok ? 0 : 2;
 }
 

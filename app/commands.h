@@ -53,9 +53,11 @@ struct CountdownArgs {
 void add_countdown_options(CLI::App & cmd, CountdownArgs & args);
 void add_bench_countdown_options(CLI::App & cmd, CountdownArgs & args);
 int run_bench_countdown(const CountdownArgs & args, const std::string & problems_path, int limit, bool json);
-int run_countdown_once(const CountdownArgs & args, const std::string & json_line);
+// forkjoin run --task countdown: one problem, shown live (the thread tree on a terminal, event lines
+// when piped), then the verified answer and totals; json: one object with the whole tree instead.
+int run_countdown_once(const CountdownArgs & args, const std::string & json_line, bool json);
 // forkjoin run --task text: a question through a text strategy (sequential, self-consistency, plan-execute).
-int run_text_once(const CountdownArgs & args, const std::string & question, const std::string & templates_path, int max_items);
+int run_text_once(const CountdownArgs & args, const std::string & question, const std::string & templates_path, int max_items, bool json);
 
 struct ServeArgs {
     std::string model;        // empty: the shipped model

@@ -43,6 +43,8 @@ int main(int argc, char ** argv) {
     run->add_option("--templates", templates_path, "text, plan-execute: JSON with plan/work/result_item/summarize templates");
     run->add_option("--max-items", max_items, "text, plan-execute: most sub-tasks")->capture_default_str();
     run->add_option("problem", problem, "the problem as a JSON line")->required();
+    bool run_json = false;
+    run->add_flag("--json", run_json, "print the whole result, thread tree included, as one JSON object");
     forkjoin::app::add_countdown_options(*run, cd_args);
 
     forkjoin::app::ServeArgs serve_args;
@@ -78,9 +80,9 @@ int main(int argc, char ** argv) {
             return 0;
         }
         if (run->parsed()) {
-            if (task == "text") return forkjoin::app::run_text_once(cd_args, problem, templates_path, max_items);
+            if (task == "text") return forkjoin::app::run_text_once(cd_args, problem, templates_path, max_items, run_json);
             if (task != "countdown") throw forkjoin::Error(forkjoin::ErrorCode::invalid_argument, "unknown task '" + task + "' (countdown, text)");
-            return forkjoin::app::run_countdown_once(cd_args, problem);
+            return forkjoin::app::run_countdown_once(cd_args, problem, run_json);
         }
     } catch (const forkjoin::Error & e) {
         std::fprintf(stderr, "forkjoin: error (%s): %s\n", forkjoin::error_code_name(e.code()), e.what());

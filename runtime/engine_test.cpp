@@ -253,6 +253,13 @@ TEST(RuntimeService, EventsFollowEveryThread) {
     ASSERT_EQ(r.threads.size(), 3u);
     ASSERT_FALSE(events.empty());
     EXPECT_EQ(events.back().kind, EventKind::finished);
+    // The spawn names the children the tree holds, each announced (queued) before it.
+    auto spawned = std::find_if(events.begin(), events.end(), [](const Event & e) { return e.kind == EventKind::spawned; });
+    ASSERT_NE(spawned, events.end());
+    EXPECT_EQ(spawned->children, r.threads[0].spawns.at(0));
+    for (int c : spawned->children) {
+        EXPECT_NE(std::find_if(events.begin(), spawned, [c](const Event & e) { return e.kind == EventKind::thread_queued && e.thread == c; }), spawned);
+    }
     for (const auto & t : r.threads) {
         std::vector<EventKind> life;
         std::string text;

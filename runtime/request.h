@@ -26,7 +26,7 @@ using Script = std::function<std::optional<std::string>(const ThreadRecord & thr
 
 // What happens to a request's threads, as it happens (RequestOptions::events).
 enum class EventKind {
-    thread_queued,    // thread: id, parent, label
+    thread_queued,    // thread: id, parent, label (a spawn's children are queued before its `spawned`)
     thread_started,   // it holds a sequence and decodes
     text,             // text: the piece the thread just generated
     spawned,          // thread spawned `children` (those the controller ran)

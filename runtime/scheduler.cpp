@@ -414,10 +414,11 @@ void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
     }
     t.rec.spawns.push_back(ids);
     t.spawn = std::move(spawn);
-    emit(r, {.kind = EventKind::spawned, .thread = t.rec.id, .parent = t.rec.parent, .children = ids});
+    // Children first: a listener learns of a thread before it sees it named as a child.
     for (int id : ids) {
         emit(r, {.kind = EventKind::thread_queued, .thread = id, .parent = t.rec.id, .label = r.threads[static_cast<size_t>(id)]->rec.label});
     }
+    emit(r, {.kind = EventKind::spawned, .thread = t.rec.id, .parent = t.rec.parent, .children = ids});
 }
 
 std::unique_ptr<dialects::ThreadParser> Runtime::make_parser(const Request & r, const Thread & t, std::string text) const {

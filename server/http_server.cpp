@@ -179,10 +179,16 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
             const runtime::Event & ev = e.event;
             if (e.answering && !ex->stopped && (ev.kind == runtime::EventKind::text || ev.kind == runtime::EventKind::joined)) {
                 ex->all += ev.text;
-                std::string probe = ex->all;
-                if (!stop.empty() && cut_at_stop(probe, stop)) {
-                    ex->stopped = true;
-                    engine->cancel(e.job, "stop");  // only queues: safe from the loop thread
+                if (!stop.empty()) {
+                    // Only the tail can hold a stop string that was not there before this piece.
+                    size_t longest = 0;
+                    for (const auto & s : stop) longest = std::max(longest, s.size());
+                    const size_t from = ex->all.size() > ev.text.size() + longest ? ex->all.size() - ev.text.size() - longest : 0;
+                    std::string tail = ex->all.substr(from);
+                    if (cut_at_stop(tail, stop)) {
+                        ex->stopped = true;
+                        engine->cancel(e.job, "stop");  // only queues: safe from the loop thread
+                    }
                 }
             }
             if (stream && (ev.kind == runtime::EventKind::spawned || ev.kind == runtime::EventKind::joined ||
@@ -198,7 +204,9 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
                 ex->events.push_back(std::move(j));
             }
         }
-        ex->cv.notify_all();
+        // A non-streaming answer waits for the end only: waking its HTTP thread per token would take
+        // the cores the decode needs.
+        if (stream || e.done) ex->cv.notify_all();
     };
     try {
         ex->job = engine_.submit(program, jo);

@@ -3,6 +3,7 @@
 #include "base/error.h"
 #include "dialects/dialect.h"
 #include "runtime/thread.h"
+#include "trace/thread_tree.h"
 
 #include <cmath>
 #include <set>
@@ -249,29 +250,7 @@ json usage_body(const runtime::JobResult & result) {
 }
 
 json forkjoin_body(const ApiRequest & req, const runtime::JobResult & r) {
-    json tree = json::array();
-    for (const auto & t : r.threads) {
-        json node = {{"id", t.id},
-                     {"parent", t.parent < 0 ? json(nullptr) : json(t.parent)},
-                     {"label", t.label},
-                     {"depth", t.depth},
-                     {"state", runtime::thread_state_name(t.state)},
-                     {"end_reason", t.end_reason},
-                     {"prompt_tokens", t.prompt_tokens},
-                     {"generated_tokens", t.generated_tokens},
-                     {"inserted_tokens", t.inserted_tokens},
-                     {"decoded_tokens", t.decoded_tokens},
-                     {"max_context", t.max_context},
-                     {"start_s", t.start_s},
-                     {"end_s", t.end_s}};
-        if (!t.decisions.empty()) {
-            json decisions = json::array();
-            for (const auto & d : t.decisions) decisions.push_back({{"t_s", d.t_s}, {"kind", d.kind}, {"reason", d.reason}});
-            node["decisions"] = decisions;
-        }
-        if (req.include_text) node["text"] = t.text;
-        tree.push_back(std::move(node));
-    }
+    const json tree = trace::thread_tree_json(r.threads, req.include_text);
     json out = {{"task", req.task},
                 {"strategy", r.strategy.empty() ? req.strategy : r.strategy},
                 {"ok", r.ok},

@@ -1,4 +1,5 @@
 #include "trace/chrome_trace.h"
+#include "trace/thread_tree.h"
 
 #include <nlohmann/json.hpp>
 
@@ -22,11 +23,7 @@ std::string chrome_trace_json(const std::vector<const runtime::RequestResult *> 
                                    {"decoded_tokens", t.decoded_tokens},
                                    {"max_context", t.max_context}};
             if (!t.end_reason.empty()) args["end_reason"] = t.end_reason;
-            if (!t.decisions.empty()) {
-                nlohmann::json decisions = nlohmann::json::array();
-                for (const auto & d : t.decisions) decisions.push_back({{"t_s", d.t_s}, {"kind", d.kind}, {"reason", d.reason}});
-                args["decisions"] = decisions;
-            }
+            if (!t.decisions.empty()) args["decisions"] = decisions_json(t);
             args["text"] = t.text;  // what the thread read and wrote: why it failed is usually in here
             const double start_us = t.start_s * 1e6, end_us = std::max(t.end_s, t.start_s) * 1e6;
             events.push_back({{"ph", "X"}, {"name", name}, {"pid", pid}, {"tid", t.id}, {"ts", start_us},

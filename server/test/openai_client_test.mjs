@@ -119,7 +119,9 @@ check('streaming completion: text as it is produced, tree events, usage, [DONE]'
   }
   assert.equal(finish, 'stop');
   assert.ok(text.includes('Goal Reached'), text);
-  assert.ok(events.some((e) => e.type === 'spawned' && e.thread === 0 && e.children.length > 0), JSON.stringify(events));
+  const spawned = events.find((e) => e.type === 'spawned' && e.thread === 0);
+  assert.ok(spawned && spawned.children.length > 0, JSON.stringify(events));
+  for (const c of spawned.children) assert.equal(last.forkjoin.tree[c].parent, 0, `child ${c} of the spawn is in the tree under 0`);
   assert.ok(events.some((e) => e.type === 'joined' && e.thread === 0));
   assert.ok(events.filter((e) => e.type === 'thread_ended').length >= last.forkjoin.threads - 1);
   assert.ok(usage, 'a usage chunk');
