@@ -152,6 +152,9 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
         req = parse_request(http.body, chat, options_.defaults);
     } catch (const ApiError & e) {
         send_error(res, e.status, e.what(), e.type, e.param);
+        req.chat = chat;
+        log_request((chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id_++), req, nullptr,
+                    std::to_string(e.status) + " " + (e.param.empty() ? "body" : e.param));
         return;
     }
     std::shared_ptr<runtime::Program> program;

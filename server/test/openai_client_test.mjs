@@ -3,7 +3,7 @@
 // Starts the server on an ephemeral 127.0.0.1 port with an API key, runs every check, and stops the
 // server whatever the outcome. Exit status: the number of failed checks (0: all passed).
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 
 let OpenAI;
@@ -228,5 +228,10 @@ try {
   stopServer();
 }
 if (failed) console.log('server log:\n' + serverLog.split('\n').slice(-30).join('\n'));
+// The whole server log (e.g. a ThreadSanitizer run's reports) where FORKJOIN_SERVER_LOG names a file.
+if (process.env.FORKJOIN_SERVER_LOG) {
+  await new Promise((r) => (server.exitCode === null ? server.on('exit', r) : r()));
+  writeFileSync(process.env.FORKJOIN_SERVER_LOG, serverLog);
+}
 console.log(`${checks.length - failed}/${checks.length} checks passed`);
 process.exit(failed);
