@@ -237,6 +237,40 @@ TEST(RuntimeService, ControllerDecidesAndEveryDecisionIsRecorded) {
     EXPECT_EQ(tb.decisions[1].reason, "token budget: token budget (24)");
 }
 
+namespace {
+// A policy with a rule that never fires here (it would refuse spawns past depth 99): the default's answers.
+class NeverFires final : public Controller {
+public:
+    SpawnDecision on_spawn(const SpawnContext & c) override {
+        if (c.parent.depth > 99) return {0, "too deep"};
+        return base_.on_spawn(c);
+    }
+    AdmitDecision on_admit(const AdmitContext & c) override { return base_.on_admit(c); }
+    LimitDecision on_limit(const LimitContext & c) override { return base_.on_limit(c); }
+
+private:
+    DefaultController base_;
+};
+}  // namespace
+
+// DESIGN.md: a policy that never fires changes no answer.
+TEST(RuntimeService, APolicyThatNeverFiresChangesNoAnswer) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+    auto run = [&](std::shared_ptr<Controller> controller) {
+        Runtime rt(backend);
+        if (controller) rt.set_controller(controller);
+        RequestOptions spawner;
+        spawner.script = apr_script;
+        spawner.dialect = apr;
+        const RequestId a = rt.submit(kAprRoot, spawner);
+        const RequestId b = rt.submit("a question: ", greedy(20));
+        rt.run();
+        return std::vector<std::string>{rt.result(a).text, rt.result(b).text, std::to_string(rt.result(a).threads.size())};
+    };
+    EXPECT_EQ(run(nullptr), run(std::make_shared<NeverFires>()));
+}
+
 // Events tell each thread's life in order, and the root's text pieces add up to its generation.
 TEST(RuntimeService, EventsFollowEveryThread) {
     llama::LlamaBackend backend(tiny_model(), backend_options());
