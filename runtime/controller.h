@@ -2,7 +2,8 @@
 //
 // The runtime (runtime/scheduler.h) enforces what a controller decides; it never decides itself.
 // Three questions reach the controller:
-//   - a thread asked to spawn: run how many of its children (all, fewer: trimmed, none: refused)?
+//   - a thread asked to spawn: run how many of its children (all, fewer: trimmed, none: refused), or
+//     not yet (deferred: asked again each step)?
 //   - a queued thread could start: admit it now, let it wait, or fail it?
 //   - a thread or request reached a limit: fail the thread, cancel the request, or let it go on
 //     with a larger budget?
@@ -33,6 +34,8 @@ struct SpawnContext {
 struct SpawnDecision {
     int run = 0;                // children to run, the first `run` of those asked for (0: refused)
     std::string reason;
+    bool defer = false;         // not now: the parent waits and the controller is asked again next step
+                                // (request limits, timeout and cancellation still end it)
 };
 
 // What admission knows about the room a queued thread would take.

@@ -54,6 +54,15 @@ std::optional<std::string> apr_script(const ThreadRecord & t) {
 }
 
 // Greedy, and never ending on its own: the random test model's text runs to the budget.
+// The scripted APR spawner above, in the apr dialect.
+RequestOptions apr_spawner() {
+    static const auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+    RequestOptions o;
+    o.script = apr_script;
+    o.dialect = apr;
+    return o;
+}
+
 RequestOptions greedy(int budget) {
     RequestOptions o;
     o.sampling.ignore_eos = true;
@@ -93,18 +102,28 @@ public:
 
 }  // namespace
 
+namespace {
+// The default policy, for controllers that change one decision and keep the rest.
+class Delegating : public Controller {
+public:
+    SpawnDecision on_spawn(const SpawnContext & c) override { return base_.on_spawn(c); }
+    AdmitDecision on_admit(const AdmitContext & c) override { return base_.on_admit(c); }
+    LimitDecision on_limit(const LimitContext & c) override { return base_.on_limit(c); }
+
+protected:
+    DefaultController base_;
+};
+}  // namespace
+
 // Two requests, two dialects, two sets of limits, one runtime: each keeps its own markup and limits,
 // and their threads ride the same decode steps (a larger mean batch than either alone).
 TEST(RuntimeService, RequestsOfDifferentDialectsAndLimitsShareDecodeSteps) {
     llama::LlamaBackend backend(tiny_model(), backend_options());
-    auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
     auto run = [&](bool with_apr, bool with_plain) {
         Runtime rt(backend);  // default dialect: plain
         std::optional<RequestId> a, p;
         if (with_apr) {
-            RequestOptions o;
-            o.script = apr_script;
-            o.dialect = apr;
+            RequestOptions o = apr_spawner();
             Limits l;
             l.max_children = 2;
             o.limits = l;
@@ -194,34 +213,64 @@ TEST(RuntimeService, DecodeFailureStaysWithItsRequest) {
 
 namespace {
 // Refuses every spawn; lets a thread past its token budget once, by 8 tokens.
-class Stingy final : public Controller {
+class Stingy final : public Delegating {
 public:
     SpawnDecision on_spawn(const SpawnContext & c) override { return {0, "refused " + std::to_string(c.requested) + ": stingy"}; }
-    AdmitDecision on_admit(const AdmitContext & c) override { return fallback_.on_admit(c); }
     LimitDecision on_limit(const LimitContext & c) override {
         if (c.kind == LimitKind::thread_tokens && !extended_) {
             extended_ = true;
             return {LimitAction::extend, 8, "one more chance"};
         }
-        return fallback_.on_limit(c);
+        return base_.on_limit(c);
     }
 
 private:
-    DefaultController fallback_;
     bool extended_ = false;
 };
 }  // namespace
 
+namespace {
+// Defers every spawn while another request still runs: a parent waits for the machine to be free.
+class Patient final : public Delegating {
+public:
+    explicit Patient(const Runtime *& rt) : rt_(rt) {}
+    SpawnDecision on_spawn(const SpawnContext & c) override {
+        if (rt_->stats().requests > 1) return {0, "another request is running", true};
+        return base_.on_spawn(c);
+    }
+
+private:
+    const Runtime *& rt_;
+};
+}  // namespace
+
+// A deferred spawn waits, is asked again each step, and runs once the controller agrees.
+TEST(RuntimeService, ADeferredSpawnRunsWhenTheControllerAgrees) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    Runtime rt(backend);
+    const Runtime * self = &rt;
+    rt.set_controller(std::make_shared<Patient>(self));
+    const RequestId a = rt.submit(kAprRoot, apr_spawner());
+    const RequestId b = rt.submit("a long question: ", greedy(40));
+    rt.run();
+    const auto & ra = rt.result(a);
+    const auto & rb = rt.result(b);
+    ASSERT_TRUE(ra.ok) << ra.end_reason;
+    ASSERT_EQ(ra.threads.size(), 3u);
+    const auto & d = ra.threads[0].decisions;
+    ASSERT_EQ(d.size(), 2u);
+    EXPECT_EQ(d[0].reason, "deferred: another request is running");
+    EXPECT_NE(d[1].reason.find("ran all 2 children (after "), std::string::npos) << d[1].reason;
+    // The children started only after the other request had finished.
+    EXPECT_GE(ra.threads[1].start_s + 1e-9, rb.metrics.wall_s - 1e-3);
+}
+
 // The controller decides; the runtime enforces it and records each decision with its reason.
 TEST(RuntimeService, ControllerDecidesAndEveryDecisionIsRecorded) {
     llama::LlamaBackend backend(tiny_model(), backend_options());
-    auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
     Runtime rt(backend);
     rt.set_controller(std::make_shared<Stingy>());
-    RequestOptions spawner;
-    spawner.script = apr_script;
-    spawner.dialect = apr;
-    const RequestId a = rt.submit(kAprRoot, spawner);
+    const RequestId a = rt.submit(kAprRoot, apr_spawner());
     const RequestId b = rt.submit("a question: ", greedy(16));
     rt.run();
     const auto & ra = rt.result(a);
@@ -239,31 +288,22 @@ TEST(RuntimeService, ControllerDecidesAndEveryDecisionIsRecorded) {
 
 namespace {
 // A policy with a rule that never fires here (it would refuse spawns past depth 99): the default's answers.
-class NeverFires final : public Controller {
+class NeverFires final : public Delegating {
 public:
     SpawnDecision on_spawn(const SpawnContext & c) override {
         if (c.parent.depth > 99) return {0, "too deep"};
         return base_.on_spawn(c);
     }
-    AdmitDecision on_admit(const AdmitContext & c) override { return base_.on_admit(c); }
-    LimitDecision on_limit(const LimitContext & c) override { return base_.on_limit(c); }
-
-private:
-    DefaultController base_;
 };
 }  // namespace
 
 // DESIGN.md: a policy that never fires changes no answer.
 TEST(RuntimeService, APolicyThatNeverFiresChangesNoAnswer) {
     llama::LlamaBackend backend(tiny_model(), backend_options());
-    auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
     auto run = [&](std::shared_ptr<Controller> controller) {
         Runtime rt(backend);
         if (controller) rt.set_controller(controller);
-        RequestOptions spawner;
-        spawner.script = apr_script;
-        spawner.dialect = apr;
-        const RequestId a = rt.submit(kAprRoot, spawner);
+        const RequestId a = rt.submit(kAprRoot, apr_spawner());
         const RequestId b = rt.submit("a question: ", greedy(20));
         rt.run();
         return std::vector<std::string>{rt.result(a).text, rt.result(b).text, std::to_string(rt.result(a).threads.size())};
@@ -274,12 +314,9 @@ TEST(RuntimeService, APolicyThatNeverFiresChangesNoAnswer) {
 // Events tell each thread's life in order, and the root's text pieces add up to its generation.
 TEST(RuntimeService, EventsFollowEveryThread) {
     llama::LlamaBackend backend(tiny_model(), backend_options());
-    auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
     Runtime rt(backend);
     std::vector<Event> events;
-    RequestOptions o;
-    o.script = apr_script;
-    o.dialect = apr;
+    RequestOptions o = apr_spawner();
     o.events = [&](const Event & e) { events.push_back(e); };
     const RequestId id = rt.submit(kAprRoot, o);
     rt.run();

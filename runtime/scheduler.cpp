@@ -50,6 +50,8 @@ struct Runtime::Thread {
     size_t parent_tokens = 0;       // forked child: the parent's tokens when forked
     bool awaiting_splice = false;   // forked child that ended: its cells wait for the KV join
     int64_t decoded_seen = 0;       // the sequence's decoded length when last counted
+    bool spawn_deferred = false;    // its spawn waits for the controller's answer (SpawnDecision::defer)
+    int64_t deferrals = 0;
     int64_t waits = 0;              // admission: steps it was told to wait
     std::string wait_reason;        // admission: why, the last time
 };
@@ -388,10 +390,23 @@ void Runtime::check_request_limits(Request & r) {
 void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
     t.rec.state = ThreadState::waiting;
     if (!r.options.script) backend_.set_generating(t.seq, false);
-    t.spawn_slots.assign(spawn.children.size(), -1);
+    t.spawn = std::move(spawn);
+    t.spawn_deferred = true;
+    t.deferrals = 0;
+    decide_spawn(r, t);
+}
+
+void Runtime::decide_spawn(Request & r, Thread & t) {
+    const dialects::SpawnRequest & spawn = *t.spawn;
     const SpawnDecision d = controller_->on_spawn({.parent = t.rec, .requested = static_cast<int>(spawn.children.size()), .limits = r.limits});
+    if (d.defer) {
+        if (t.deferrals++ == 0) decide(r, t, "spawn", "deferred: " + d.reason);
+        return;
+    }
+    t.spawn_deferred = false;
+    t.spawn_slots.assign(spawn.children.size(), -1);
     const size_t n = std::min(spawn.children.size(), static_cast<size_t>(std::max(0, d.run)));
-    decide(r, t, "spawn", d.reason);
+    decide(r, t, "spawn", t.deferrals > 0 ? d.reason + " (after " + std::to_string(t.deferrals) + " deferrals)" : d.reason);
     std::vector<int> ids;
     for (size_t c = 0; c < n; ++c) {
         auto child = std::make_unique<Thread>();
@@ -413,7 +428,6 @@ void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
         r.threads.push_back(std::move(child));
     }
     t.rec.spawns.push_back(ids);
-    t.spawn = std::move(spawn);
     // Children first: a listener learns of a thread before it sees it named as a child.
     for (int id : ids) {
         emit(r, {.kind = EventKind::thread_queued, .thread = id, .parent = t.rec.id, .label = r.threads[static_cast<size_t>(id)]->rec.label});
@@ -730,7 +744,13 @@ bool Runtime::step() {
         if (r.result.finished) continue;
         check_request_limits(r);
         for (size_t i = 0; i < r.threads.size() && !r.root_ended; ++i) {
-            if (r.threads[i]->rec.state == ThreadState::waiting) try_join(r, *r.threads[i]);
+            Thread & t = *r.threads[i];
+            if (t.rec.state != ThreadState::waiting) continue;
+            if (t.spawn_deferred) {
+                decide_spawn(r, t);  // the controller deferred it: ask again
+            } else {
+                try_join(r, t);
+            }
         }
         finalize(r);
         active |= !r.result.finished;

@@ -104,6 +104,8 @@ private:
     void feed_scripts();
     void on_text(Request & r, Thread & t, const std::string & piece);
     void on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn);
+    // Asks the controller about t's pending spawn; queues the children it runs, or leaves it deferred.
+    void decide_spawn(Request & r, Thread & t);
     void try_join(Request & r, Thread & parent);
     void end_thread(Request & r, Thread & t, ThreadState state, const std::string & reason);
     void end_request(Request & r, const std::string & reason);
