@@ -5,6 +5,7 @@
 #include "app/decode_probe.h"
 #include "app/live_view.h"
 #include "base/error.h"
+#include "runtime/policies.h"
 #include "strategies/countdown.h"
 #include "strategies/text.h"
 #include "tasks/countdown/problem.h"
@@ -36,6 +37,9 @@ strategies::CountdownOptions options_from(const CountdownArgs & a) {
     o.samples = a.samples;
     o.sampling.temperature = a.temperature;
     o.sampling.seed = a.seed;
+    o.controller = a.controller;
+    runtime::make_controller(o.controller);  // an unknown policy is an error before anything loads
+    if (a.max_total_tokens > 0) o.limits.total_token_budget = a.max_total_tokens;
     return o;
 }
 
@@ -67,6 +71,11 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
                    "CPU threads per decode (0: FORKJOIN_THREADS, else the cores other processes leave free, re-measured as it runs)")
         ->capture_default_str();
     cmd.add_option("--trace", a.trace_path, "write the thread trees as Chrome trace JSON (Perfetto)");
+    cmd.add_option("--controller", a.controller,
+                   "controller policies, comma-separated: default, adaptive-width, early-stop, all (see runtime/policies.h)")
+        ->capture_default_str();
+    cmd.add_option("--max-total-tokens", a.max_total_tokens, "generated tokens per problem, all threads together (0: no limit)")
+        ->capture_default_str();
 }
 
 void add_bench_countdown_options(CLI::App & cmd, CountdownArgs & a) {
@@ -93,6 +102,7 @@ void write_trace(const CountdownArgs & a, const std::vector<strategies::Countdow
 
 struct Summary {
     std::string strategy;
+    std::string controller;
     int context = 0;
     size_t n = 0;
     double accuracy = 0, total_tokens = 0, sequential_tokens = 0, max_context_tokens = 0, latency_s = 0, threads = 0;
@@ -110,6 +120,7 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
     write_trace(a, outcomes);
     Summary s;
     s.strategy = a.strategy;
+    s.controller = a.controller;
     s.context = a.context;
     s.n = outcomes.size();
     for (const auto & o : outcomes) {
@@ -141,7 +152,7 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
 }
 
 nlohmann::json to_json(const Summary & s) {
-    return {{"n", s.n}, {"strategy", s.strategy}, {"context", s.context}, {"accuracy", s.accuracy},
+    return {{"n", s.n}, {"strategy", s.strategy}, {"controller", s.controller}, {"context", s.context}, {"accuracy", s.accuracy},
             {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens},
             {"max_context_tokens", s.max_context_tokens}, {"wall_seconds", s.latency_s},
             {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads},
@@ -337,6 +348,8 @@ int run_text_once(const CountdownArgs & a, const std::string & question, const s
     auto model = load_model(a.model);
     strategies::TextOptions o;
     o.strategy = a.strategy;
+    o.controller = a.controller;
+    if (a.max_total_tokens > 0) o.limits.total_token_budget = a.max_total_tokens;
     o.samples = a.samples;
     o.max_items = max_items;
     o.sampling.temperature = a.temperature;

@@ -47,6 +47,8 @@ struct CountdownArgs {
     std::string report = "countdown-sweep";
     std::string trace_path;  // write the runs' thread trees as Chrome trace JSON
     int threads = 0;         // CPU threads per decode (0: adapt to the free cores)
+    std::string controller = "default";  // controller policies (runtime/policies.h)
+    int64_t max_total_tokens = 0;        // per problem, all threads (0: no limit)
 };
 
 // The options of `run --task countdown|text`; bench countdown adds concurrency and the sweep's.
@@ -73,6 +75,7 @@ struct ServeArgs {
     int max_threads = 64;
     int max_tokens = 2048;
     int threads = 0;
+    std::string controller = "default";  // requests that name none get these policies
 };
 
 void add_serve_options(CLI::App & cmd, ServeArgs & args);

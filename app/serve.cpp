@@ -3,6 +3,7 @@
 #include "app/model_file.h"
 #include "backends/llama/backend.h"
 #include "base/error.h"
+#include "runtime/policies.h"
 #include "server/http_server.h"
 
 #include <csignal>
@@ -28,6 +29,8 @@ void add_serve_options(CLI::App & cmd, ServeArgs & a) {
     cmd.add_option("--max-threads", a.max_threads, "running threads of all requests together")->capture_default_str();
     cmd.add_option("--max-tokens", a.max_tokens, "default per-thread token budget (a request's max_tokens overrides)")->capture_default_str();
     cmd.add_option("--threads", a.threads, "CPU threads per decode (0: adapt to the free cores)")->capture_default_str();
+    cmd.add_option("--controller", a.controller, "controller policies of requests that name none (forkjoin.controller)")
+        ->capture_default_str();
 }
 
 namespace {
@@ -78,6 +81,8 @@ int run_serve(const ServeArgs & a) {
     so.http_threads = a.max_queue + 8;
     so.defaults.task = task;
     so.defaults.dialect = a.dialect;
+    runtime::make_controller(a.controller);  // a clear error for an unknown policy, before serving
+    so.defaults.controller = a.controller;
     so.defaults.limits = eo.limits;
     so.defaults.max_prompt_tokens = backend.sequence_capacity();
     so.defaults.count_tokens = [model](const std::string & text) { return static_cast<int64_t>(model->tokenize(text).size()); };

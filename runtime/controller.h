@@ -7,16 +7,21 @@
 //   - a queued thread could start: admit it now, let it wait, or fail it?
 //   - a thread or request reached a limit: fail the thread, cancel the request, or let it go on
 //     with a larger budget?
+//   - a child ended: do its running siblings still matter, or has it settled the parent's question?
 // Each answer carries its reason; the runtime records it in the thread's trace (ThreadRecord::
 // decisions), so a run can always say why its tree has the shape it has.
 //
 // DefaultController is today's fixed policy, from the request's Limits. The adaptive controller
 // (width and depth from token usage, re-exploration) is meant to be another implementation.
 //
+// A request may bring its own controller (RequestOptions::controller, e.g. the named policies of
+// runtime/policies.h); otherwise the runtime's decides.
+//
 // Threading: called on the runtime's loop thread only; an implementation needs no locking unless
 // it shares state with other threads itself.
 #pragma once
 
+#include "dialects/dialect.h"
 #include "runtime/limits.h"
 #include "runtime/thread.h"
 
@@ -25,10 +30,22 @@
 
 namespace forkjoin::runtime {
 
+// What the request has spent and what the cache holds, for policies that adapt to usage.
+struct Usage {
+    int64_t generated = 0;           // tokens the request generated so far
+    int64_t budget_left = 0;         // its total token budget less `generated`
+    int children_finished = 0;       // children of any spawn that ended, and
+    int64_t children_tokens = 0;     // the tokens they generated
+    int64_t free_cells = 0;          // KV cells neither used nor claimed
+    int64_t total_cells = 0;
+};
+
 struct SpawnContext {
     const ThreadRecord & parent;
     int requested = 0;          // children the markup asked for
     const Limits & limits;      // the request's
+    const std::vector<dialects::ChildRequest> & children;  // what each would start with
+    Usage usage;
 };
 
 struct SpawnDecision {
@@ -36,6 +53,20 @@ struct SpawnDecision {
     std::string reason;
     bool defer = false;         // not now: the parent waits and the controller is asked again next step
                                 // (request limits, timeout and cancellation still end it)
+    std::vector<int> order;     // when set: the indices of the children to run, in the order they start
+                                // (most promising first); `run` is then its size, the rest are not run
+};
+
+// A child ended; its siblings may still run.
+struct ChildEndContext {
+    const ThreadRecord & parent;
+    const ThreadRecord & child;      // ended done; its text is final
+    int siblings_running = 0;        // siblings of the same spawn not ended yet (queued or running)
+};
+
+struct ChildEndDecision {
+    bool cancel_siblings = false;    // they end "cancelled" and join as not finished
+    std::string reason;
 };
 
 // What admission knows about the room a queued thread would take.
@@ -82,6 +113,8 @@ public:
     virtual SpawnDecision on_spawn(const SpawnContext & c) = 0;
     virtual AdmitDecision on_admit(const AdmitContext & c) = 0;
     virtual LimitDecision on_limit(const LimitContext & c) = 0;
+    // Default: siblings run on.
+    virtual ChildEndDecision on_child_ended(const ChildEndContext &) { return {}; }
 };
 
 // The fixed policy: spawns run up to max_children below max_depth; a thread starts when the thread

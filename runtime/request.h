@@ -18,6 +18,10 @@ class Dialect;
 }
 
 namespace forkjoin::runtime {
+class Controller;
+}
+
+namespace forkjoin::runtime {
 
 using RequestId = int;
 
@@ -59,6 +63,7 @@ struct RequestOptions {
     // drop its copy while the request runs.
     std::shared_ptr<const dialects::Dialect> dialect;
     std::optional<Limits> limits;  // null: the runtime's; max_threads is always the runtime's
+    std::shared_ptr<Controller> controller;  // null: the runtime's
     EventSink events;
 };
 

@@ -60,7 +60,10 @@ struct Runtime::Request {
     RequestId id;
     RequestOptions options;
     const dialects::Dialect * dialect = nullptr;  // options.dialect, or the runtime's default
+    Controller * controller = nullptr;            // options.controller, or the runtime's
     Limits limits;
+    int children_finished = 0;                    // for Usage: children that ended, and their tokens
+    int64_t children_tokens = 0;
     std::vector<std::unique_ptr<Thread>> threads;
     std::deque<int> queue;
     int live = 0;
@@ -111,6 +114,7 @@ RequestId Runtime::submit(const std::string & prompt, const RequestOptions & opt
     r->id = next_request_++;
     r->options = options;
     r->dialect = options.dialect ? options.dialect.get() : default_dialect_;
+    r->controller = options.controller.get();
     r->limits = options.limits.value_or(limits_);
     r->limits.max_threads = limits_.max_threads;
     r->steps_at_start = steps_;
@@ -162,7 +166,7 @@ AdmitDecision Runtime::ask_admit(const Request & r, const Thread & t) const {
     const KvUsage u = backend_.usage();
     // Bytes bound tokens from above for every vocabulary here, so the prompt's size is a safe estimate.
     const int64_t prompt = t.request.forked ? static_cast<int64_t>(t.request.prompt.size()) : static_cast<int64_t>(t.prompt.size());
-    return controller_->on_admit({.thread = t.rec,
+    return controller_of(r).on_admit({.thread = t.rec,
                                   .limits = r.limits,
                                   .max_threads = limits_.max_threads,
                                   .running_threads = running_threads(),
@@ -347,7 +351,7 @@ void Runtime::on_text(Request & r, Thread & t, const std::string & piece) {
 }
 
 bool Runtime::hit_limit(Request & r, Thread & t, LimitKind kind, int64_t value) {
-    const LimitDecision d = controller_->on_limit({.thread = t.rec, .kind = kind, .limits = r.limits, .value = value});
+    const LimitDecision d = controller_of(r).on_limit({.thread = t.rec, .kind = kind, .limits = r.limits, .value = value});
     decide(r, t, "limit", std::string(limit_kind_name(kind)) + ": " + d.reason);
     switch (d.action) {
         case LimitAction::extend:
@@ -398,17 +402,36 @@ void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
 
 void Runtime::decide_spawn(Request & r, Thread & t) {
     const dialects::SpawnRequest & spawn = *t.spawn;
-    const SpawnDecision d = controller_->on_spawn({.parent = t.rec, .requested = static_cast<int>(spawn.children.size()), .limits = r.limits});
+    const KvUsage kv = backend_.usage();
+    const Usage usage{.generated = r.generated,
+                      .budget_left = r.limits.total_token_budget - r.generated,
+                      .children_finished = r.children_finished,
+                      .children_tokens = r.children_tokens,
+                      .free_cells = static_cast<int64_t>(kv.cells_total) - kv.cells_used - kv.pending_tokens,
+                      .total_cells = kv.cells_total};
+    const SpawnDecision d = controller_of(r).on_spawn(
+        {.parent = t.rec, .requested = static_cast<int>(spawn.children.size()), .limits = r.limits, .children = spawn.children, .usage = usage});
     if (d.defer) {
         if (t.deferrals++ == 0) decide(r, t, "spawn", "deferred: " + d.reason);
         return;
     }
     t.spawn_deferred = false;
     t.spawn_slots.assign(spawn.children.size(), -1);
-    const size_t n = std::min(spawn.children.size(), static_cast<size_t>(std::max(0, d.run)));
+    // Which children run, in the order they start: the controller's order, else the first `run`.
+    std::vector<size_t> chosen;
+    if (!d.order.empty()) {
+        for (int i : d.order) {
+            if (i >= 0 && static_cast<size_t>(i) < spawn.children.size() &&
+                std::find(chosen.begin(), chosen.end(), static_cast<size_t>(i)) == chosen.end()) {
+                chosen.push_back(static_cast<size_t>(i));
+            }
+        }
+    } else {
+        for (size_t c = 0; c < std::min(spawn.children.size(), static_cast<size_t>(std::max(0, d.run))); ++c) chosen.push_back(c);
+    }
     decide(r, t, "spawn", t.deferrals > 0 ? d.reason + " (after " + std::to_string(t.deferrals) + " deferrals)" : d.reason);
     std::vector<int> ids;
-    for (size_t c = 0; c < n; ++c) {
+    for (size_t c : chosen) {
         auto child = std::make_unique<Thread>();
         child->rec.id = static_cast<int>(r.threads.size());
         child->rec.parent = t.rec.id;
@@ -611,7 +634,30 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
         for (auto & other : r.threads) {
             if (!ended(other->rec.state)) end_thread(r, *other, ThreadState::cancelled, "request ended");
         }
+        return;
     }
+    if (t.rec.parent < 0) return;
+    ++r.children_finished;
+    r.children_tokens += t.rec.generated_tokens;
+    Thread & parent = *r.threads[static_cast<size_t>(t.rec.parent)];
+    if (state != ThreadState::done || parent.rec.state != ThreadState::waiting || r.root_ended) return;
+    // Has this child settled its parent's question? Then its siblings need not run on.
+    std::vector<int> siblings;
+    for (int id : parent.spawn_slots) {
+        if (id >= 0 && id != t.rec.id && !ended(r.threads[static_cast<size_t>(id)]->rec.state)) siblings.push_back(id);
+    }
+    if (siblings.empty()) return;
+    const ChildEndDecision d = controller_of(r).on_child_ended({.parent = parent.rec, .child = t.rec, .siblings_running = static_cast<int>(siblings.size())});
+    if (!d.cancel_siblings) return;
+    int64_t spent = 0;
+    for (int id : siblings) spent += r.threads[static_cast<size_t>(id)]->rec.generated_tokens;
+    decide(r, parent, "stop", "cancelled " + std::to_string(siblings.size()) + " siblings of thread " + std::to_string(t.rec.id) +
+                                  " (they had generated " + std::to_string(spent) + " tokens): " + d.reason);
+    for (int id : siblings) end_thread(r, *r.threads[static_cast<size_t>(id)], ThreadState::cancelled, "stopped early: " + d.reason);
+}
+
+Controller & Runtime::controller_of(const Request & r) const {
+    return r.controller ? *r.controller : *controller_;
 }
 
 void Runtime::end_request(Request & r, const std::string & reason) {

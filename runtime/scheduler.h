@@ -118,6 +118,7 @@ private:
     void backend_step();
     void finalize(Request & r);
     void decide(Request & r, Thread & t, const char * kind, std::string reason);
+    Controller & controller_of(const Request & r) const;
     void emit(Request & r, Event e);
     double now_s(const Request & r) const;
 

@@ -121,6 +121,7 @@ std::shared_ptr<runtime::Program> Server::make_program(const ApiRequest & req) c
         o.limits = req.limits;
         o.sampling = sampling;
         o.samples = req.samples;
+        o.controller = req.controller;
         return std::make_shared<strategies::CountdownProgram>(*req.problem, o);
     }
     strategies::TextOptions o;
@@ -130,6 +131,7 @@ std::shared_ptr<runtime::Program> Server::make_program(const ApiRequest & req) c
     o.sampling = sampling;
     o.samples = req.samples;
     o.max_items = req.max_items;
+    o.controller = req.controller;
     return std::make_shared<strategies::TextProgram>(req.prompt, o);
 }
 

@@ -2,6 +2,7 @@
 
 #include "base/error.h"
 #include "dialects/dialect.h"
+#include "runtime/policies.h"
 #include "runtime/thread.h"
 #include "trace/thread_tree.h"
 
@@ -89,6 +90,14 @@ void read_forkjoin(const json & f, ApiRequest & r) {
                 throw bad(p, e.what());
             }
             r.dialect = v.get<std::string>();
+        } else if (k == "controller") {
+            if (!v.is_string()) throw bad(p, "must be a string of policies, e.g. \"early-stop,adaptive-width\"");
+            try {
+                runtime::make_controller(v.get<std::string>());
+            } catch (const Error & e) {
+                throw bad(p, e.what());
+            }
+            r.controller = v.get<std::string>();
         } else if (k == "task") {
             if (!v.is_string() || (v != "text" && v != "countdown")) throw bad(p, "must be \"text\" or \"countdown\", got " + v.dump());
             r.task = v.get<std::string>();
@@ -113,7 +122,7 @@ void read_forkjoin(const json & f, ApiRequest & r) {
         } else if (k == "include_text") {
             r.include_text = get_bool(v, p);
         } else {
-            throw bad(p, "unknown field (strategy, dialect, task, samples, max_items, max_threads, max_children, max_depth, "
+            throw bad(p, "unknown field (strategy, dialect, controller, task, samples, max_items, max_threads, max_children, max_depth, "
                          "max_tokens_per_thread, max_total_tokens, max_context, timeout, include_text)");
         }
     }
@@ -134,6 +143,7 @@ ApiRequest parse_request(const std::string & body, bool chat, const ApiDefaults 
     r.limits = d.limits;
     r.task = d.task;
     r.dialect = d.dialect;
+    r.controller = d.controller;
     if (field(j, "model")) r.model = get_string(j, "model", "model");
     if (field(j, "user")) r.user = get_string(j, "user", "user");
     if (const json * n = field(j, "n"); n && get_int(*n, "n", 1, 128) != 1) throw bad("n", "only n = 1 is supported");
@@ -253,6 +263,7 @@ json forkjoin_body(const ApiRequest & req, const runtime::JobResult & r) {
     const json tree = trace::thread_tree_json(r.threads, req.include_text);
     json out = {{"task", req.task},
                 {"strategy", r.strategy.empty() ? req.strategy : r.strategy},
+                {"controller", req.controller},
                 {"ok", r.ok},
                 {"answer", r.answer.empty() ? json(nullptr) : json(r.answer)},
                 {"error", r.error.empty() ? json(nullptr) : json(r.error)},

@@ -45,6 +45,7 @@ struct ChatMessage {
 struct ApiDefaults {
     std::string task = "text";             // "countdown" for the shipped model
     std::string dialect = "plain";         // native text strategy: the model's markup
+    std::string controller = "default";    // controller policies of requests that name none
     float text_temperature = 1.0f;         // OpenAI's default
     float countdown_temperature = 0.0f;    // the shipped model is evaluated greedy
     runtime::Limits limits;                // a request narrows these, never widens max_threads
@@ -70,6 +71,7 @@ struct ApiRequest {
     std::string task;                      // text, countdown
     std::string strategy;                  // sequential, native, self-consistency, best-of-n, plan-execute
     std::string dialect;
+    std::string controller;                // policies (runtime/policies.h)
     int samples = 4;
     int max_items = 6;                     // plan-execute
     runtime::Limits limits;

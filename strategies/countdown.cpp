@@ -1,6 +1,7 @@
 #include "strategies/countdown.h"
 
 #include "dialects/apr.h"
+#include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/verifier.h"
 
 #include <algorithm>
@@ -45,6 +46,21 @@ llama::BackendOptions countdown_backend_options(const CountdownOptions & o) {
     return b;
 }
 
+runtime::TaskHooks countdown_hooks(const countdown::Problem & problem) {
+    runtime::TaskHooks h;
+    const int target = problem.target;
+    h.child_score = [target](const dialects::ChildRequest & child) {
+        const std::vector<int> nums = countdown::state_numbers(child.prompt);
+        return nums.empty() ? 1e18 : countdown::mult_heuristic(nums, target);
+    };
+    h.settles = [problem](const runtime::ThreadRecord & child) -> std::optional<std::string> {
+        const auto path = countdown::extract_subsearch_solution(child.text);
+        if (!path.error.empty() || !countdown::verify(problem, path.steps).ok) return std::nullopt;
+        return "thread " + std::to_string(child.id) + " reached the target: " + countdown::to_expression(problem, path.steps) + " verified";
+    };
+    return h;
+}
+
 CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions options)
     : problem_(std::move(problem)), options_(std::move(options)) {
     if (sampled(options_.strategy) && options_.sampling.temperature == 0.0f) {
@@ -55,6 +71,7 @@ CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions 
     apr.child_prefix = countdown::child_context_prefix(options_.style);
     dialect_ = dialects::make_apr_dialect(apr);
     prompt_ = countdown::root_context(problem_, options_.strategy == CountdownStrategy::native, options_.style);
+    controller_ = runtime::make_controller(options_.controller, countdown_hooks(problem_));
     expected_ = sampled(options_.strategy) ? std::max(1, options_.samples) : 1;
     outcome_.problem = problem_;
 }
@@ -68,6 +85,7 @@ void CountdownProgram::start(runtime::ProgramContext & ctx) {
         request.sampling.seed = options_.sampling.seed * 1000003ull + static_cast<uint64_t>(i) * 7919ull;
         request.dialect = dialect_;
         request.limits = limits;
+        request.controller = controller_;
         // The first sample streams; the answer may come from another one (see conclude()).
         ctx.call(prompt_, request, -1, i == 0);
     }

@@ -12,6 +12,7 @@
 
 #include "backends/llama/backend.h"
 #include "runtime/engine.h"
+#include "runtime/policies.h"
 #include "runtime/program.h"
 #include "tasks/countdown/prompts.h"
 
@@ -31,7 +32,12 @@ struct CountdownOptions {
     Sampling sampling;      // greedy by default
     int concurrent_requests = 16;  // requests in flight at once
     int samples = 4;               // self-consistency, best-of-n: threads per problem
+    std::string controller = "default";  // controller policies (runtime/policies.h), e.g. "early-stop"
 };
+
+// What Countdown tells the controller policies: children ranked by APR's heuristic on their state, and
+// a child settles its parent when its sub search reaches the target by a path the verifier accepts.
+runtime::TaskHooks countdown_hooks(const countdown::Problem & problem);
 
 struct CountdownOutcome {
     countdown::Problem problem;
@@ -57,6 +63,7 @@ private:
     countdown::Problem problem_;
     CountdownOptions options_;
     std::shared_ptr<const dialects::Dialect> dialect_;
+    std::shared_ptr<runtime::Controller> controller_;
     std::string prompt_;
     std::vector<runtime::RequestResult> samples_;
     int expected_ = 1;

@@ -85,6 +85,7 @@ TextProgram::TextProgram(std::string question, TextOptions options) : question_(
         throw Error(ErrorCode::invalid_argument, "unknown strategy '" + o_.strategy + "' (sequential, native, self-consistency, plan-execute)");
     }
     dialect_ = dialects::make_dialect(o_.strategy == "native" ? o_.dialect : "plain");
+    controller_ = runtime::make_controller(o_.controller);
     if (o_.strategy == "self-consistency" && o_.sampling.temperature == 0.0f) {
         throw Error(ErrorCode::invalid_argument, "self-consistency needs temperature > 0");
     }
@@ -97,6 +98,7 @@ runtime::RequestId TextProgram::call(runtime::ProgramContext & ctx, const std::s
     ro.sampling.seed = o_.sampling.seed + 1000 * static_cast<uint64_t>(index);
     ro.limits = o_.limits;
     ro.dialect = dialect_;
+    ro.controller = controller_;
     if (o_.strategy != "native") ro.limits->max_depth = 0;  // only the model's own markup spawns
     if (o_.script) {
         const auto & script = o_.script;

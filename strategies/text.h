@@ -11,6 +11,7 @@
 
 #include "backends/backend.h"
 #include "runtime/engine.h"
+#include "runtime/policies.h"
 #include "runtime/program.h"
 
 #include <functional>
@@ -35,6 +36,7 @@ PlanExecuteTemplates load_templates(const std::string & path);
 struct TextOptions {
     std::string strategy = "sequential";  // sequential, native, self-consistency, plan-execute
     std::string dialect = "plain";        // native: the markup the model spawns threads with
+    std::string controller = "default";   // controller policies (runtime/policies.h)
     runtime::Limits limits;
     Sampling sampling;
     int samples = 5;
@@ -70,6 +72,7 @@ private:
     std::string question_;
     TextOptions o_;
     std::shared_ptr<const dialects::Dialect> dialect_;
+    std::shared_ptr<runtime::Controller> controller_;
     Phase phase_ = Phase::sample;
     std::map<runtime::RequestId, int> index_of_;       // call -> index within its phase
     std::vector<std::string> prompts_;                 // this phase's prompts, by index

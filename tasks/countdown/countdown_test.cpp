@@ -247,3 +247,25 @@ TEST(Countdown, ParallelTraceGolden) {
               "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n"
               "12,12 equal: Goal Reached\n");
 }
+
+// A sub search's claimed path: its node's Operations, then the operation that reached the goal, so
+// the root's problem verifies the whole of it.
+TEST(Verifier, SubSearchPathsAreReadFromTheirNode) {
+    const std::string child = "Moving to Node #0,1\n"
+                              "Current State: 12:[6, 6], Operations: ['4+2=6']\n"
+                              "Exploring Operation: 6/6=1, Resulting Numbers: [1]\n"
+                              "1,12 unequal: No Solution\n"
+                              "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n"
+                              "12,12 equal: Goal Reached\n";
+    const auto path = extract_subsearch_solution(child);
+    ASSERT_TRUE(path.error.empty()) << path.error;
+    ASSERT_EQ(path.steps.size(), 2u);
+    EXPECT_EQ(path.steps[0].to_string(), "4+2=6");
+    EXPECT_EQ(path.steps[1].to_string(), "6+6=12");
+    EXPECT_TRUE(verify({{4, 6, 2}, 12}, path.steps).ok);
+    EXPECT_FALSE(verify({{4, 6, 3}, 12}, path.steps).ok);  // another problem: the path does not hold
+    EXPECT_FALSE(extract_subsearch_solution("Moving to Node #0,0\nCurrent State: 12:[2, 2], Operations: ['6-4=2']\nNo solution found.\n")
+                     .error.empty());
+    EXPECT_EQ(state_numbers(child), (std::vector<int>{6, 6}));
+    EXPECT_TRUE(state_numbers("no state here").empty());
+}

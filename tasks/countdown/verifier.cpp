@@ -54,6 +54,68 @@ ExtractedPath extract_solution(std::string_view trace) {
     return out;
 }
 
+ExtractedPath extract_subsearch_solution(std::string_view trace) {
+    const std::string_view goal = " equal: Goal Reached";
+    const std::string_view state = "Current State: ";
+    const std::string_view ops_key = "Operations: [";
+    const size_t end = trace.find(goal);
+    if (end == std::string_view::npos) return {{}, "no goal: the sub search does not reach \"Goal Reached\""};
+    const size_t at = trace.rfind(state, end);
+    if (at == std::string_view::npos) return {{}, "no state line before the goal"};
+    const size_t line_end = trace.find('\n', at);
+    const size_t ops = trace.find(ops_key, at);
+    if (ops == std::string_view::npos || ops > line_end) return {{}, "the state line has no Operations list"};
+    ExtractedPath out;
+    // ['4+2=6', '6*2=12']
+    const size_t close = trace.find(']', ops + ops_key.size());
+    if (close == std::string_view::npos || close > line_end) return {{}, "unterminated Operations list"};
+    std::string_view list = trace.substr(ops + ops_key.size(), close - ops - ops_key.size());
+    for (size_t q = list.find('\''); q != std::string_view::npos; q = list.find('\'', q + 1)) {
+        const size_t e = list.find('\'', q + 1);
+        if (e == std::string_view::npos) return {{}, "unterminated operation in the Operations list"};
+        auto op = parse_operation(list.substr(q + 1, e - q - 1));
+        if (!op) return {{}, "unreadable operation \"" + std::string(list.substr(q + 1, e - q - 1)) + "\""};
+        out.steps.push_back(*op);
+        q = e;
+    }
+    // The goal is reached by the last operation explored at that node (earlier ones failed).
+    const std::string_view key = "Exploring Operation: ";
+    const size_t pos = trace.rfind(key, end);
+    if (pos == std::string_view::npos || pos < line_end) return {{}, "no operation reaches the goal"};
+    const size_t from = pos + key.size();
+    const size_t comma = trace.find(',', from);
+    if (comma == std::string_view::npos) return {{}, "unreadable step at byte " + std::to_string(pos)};
+    auto op = parse_operation(trace.substr(from, comma - from));
+    if (!op) return {{}, "unreadable step \"" + std::string(trace.substr(from, comma - from)) + "\""};
+    out.steps.push_back(*op);
+    return out;
+}
+
+std::vector<int> state_numbers(std::string_view text) {
+    const std::string_view state = "Current State: ";
+    const size_t at = text.find(state);
+    if (at == std::string_view::npos) return {};
+    const size_t open = text.find('[', at);
+    const size_t close = text.find(']', at);
+    if (open == std::string_view::npos || close == std::string_view::npos || close < open) return {};
+    std::vector<int> nums;
+    int value = 0;
+    bool in_number = false;
+    for (size_t i = open + 1; i < close; ++i) {
+        const char ch = text[i];
+        if (ch >= '0' && ch <= '9') {
+            value = value * 10 + (ch - '0');
+            in_number = true;
+        } else if (in_number) {
+            nums.push_back(value);
+            value = 0;
+            in_number = false;
+        }
+    }
+    if (in_number) nums.push_back(value);
+    return nums;
+}
+
 std::string to_expression(const Problem & p, const std::vector<Operation> & steps) {
     // Each available value maps to the expressions that produce it (numbers may repeat).
     std::multimap<int, std::string> exprs;

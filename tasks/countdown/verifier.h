@@ -29,6 +29,16 @@ struct ExtractedPath {
 };
 ExtractedPath extract_solution(std::string_view trace);
 
+// The path a sub search (a child thread's trace, starting at its own node) claims to have found: the
+// Operations of the last "Current State: ..., Operations: [...]" line before its first
+// "... equal: Goal Reached", then the "Exploring Operation" steps between the two. Steps count from
+// the original problem's numbers, so verify() against the root's problem checks the whole path.
+ExtractedPath extract_subsearch_solution(std::string_view trace);
+
+// The numbers of a node's state line "Current State: T:[a, b, ...], ..." (the first in `text`);
+// empty when there is none.
+std::vector<int> state_numbers(std::string_view text);
+
 // A readable expression, e.g. "(3+5)*3": each step's result replaced by its sub-expression.
 std::string to_expression(const Problem & p, const std::vector<Operation> & steps);
 

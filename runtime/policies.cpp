@@ -1,0 +1,88 @@
+#include "runtime/policies.h"
+
+#include "base/error.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace forkjoin::runtime {
+
+const std::vector<std::string> & policy_names() {
+    static const std::vector<std::string> names = {"default", "adaptive-width", "early-stop", "all"};
+    return names;
+}
+
+std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks hooks) {
+    std::vector<std::string> chosen;
+    size_t start = 0;
+    while (start <= names.size()) {
+        size_t comma = names.find(',', start);
+        if (comma == std::string::npos) comma = names.size();
+        std::string name = names.substr(start, comma - start);
+        start = comma + 1;
+        if (name.empty()) continue;
+        if (std::find(policy_names().begin(), policy_names().end(), name) == policy_names().end()) {
+            std::string known;
+            for (const auto & n : policy_names()) known += (known.empty() ? "" : ", ") + n;
+            throw Error(ErrorCode::invalid_argument, "unknown controller policy '" + name + "' (" + known + ")");
+        }
+        if (name == "all") {
+            chosen.insert(chosen.end(), {"adaptive-width", "early-stop"});
+        } else if (name != "default") {
+            chosen.push_back(name);
+        }
+    }
+    std::shared_ptr<Controller> c = std::make_shared<DefaultController>();
+    // Innermost last: the first named policy sees each question first.
+    for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
+        if (*it == "adaptive-width") c = std::make_shared<AdaptiveWidth>(c, hooks);
+        if (*it == "early-stop") c = std::make_shared<EarlyStop>(c, hooks);
+    }
+    return c;
+}
+
+SpawnDecision AdaptiveWidth::on_spawn(const SpawnContext & c) {
+    SpawnDecision base = next_->on_spawn(c);
+    if (base.defer || base.run <= 0) return base;
+    const Usage & u = c.usage;
+    // What a child is expected to cost: what this request's children cost so far, else a prior.
+    const int64_t prior = std::min<int64_t>(c.limits.thread_token_budget, 256);
+    const int64_t per_child = u.children_finished > 0 ? std::max<int64_t>(1, u.children_tokens / u.children_finished) : prior;
+    // Keep one child's worth for the parent to finish after the join.
+    const int64_t affordable = std::max<int64_t>(0, (u.budget_left - per_child) / per_child);
+    int64_t prompt_bytes = 0;
+    for (const auto & ch : c.children) prompt_bytes += static_cast<int64_t>(ch.prompt.size());
+    const int64_t per_child_cells = per_child + (c.children.empty() ? 0 : prompt_bytes / static_cast<int64_t>(c.children.size()));
+    const int64_t fits = u.total_cells > 0 ? std::max<int64_t>(0, u.free_cells / std::max<int64_t>(1, per_child_cells)) : base.run;
+    const std::string why = "budget left " + std::to_string(u.budget_left) + " / ~" + std::to_string(per_child) + " tokens per child" +
+                            (u.children_finished > 0 ? " (measured over " + std::to_string(u.children_finished) + ")" : " (prior)") +
+                            ", room in the cache for " + std::to_string(fits);
+    if (c.parent.depth >= 1 && affordable < 2 * static_cast<int64_t>(c.requested)) {
+        return {0, "nested spawn of " + std::to_string(c.requested) + " refused: budget tight (" + why + ")"};
+    }
+    const int run = static_cast<int>(std::min<int64_t>({base.run, affordable, std::max<int64_t>(1, fits)}));
+    if (run <= 0) return {0, "spawn of " + std::to_string(c.requested) + " refused: " + why};
+    SpawnDecision d;
+    d.run = run;
+    d.reason = "ran " + std::to_string(run) + " of " + std::to_string(c.requested) + ": " + why;
+    if (hooks_.child_score) {
+        std::vector<int> idx(c.children.size());
+        std::iota(idx.begin(), idx.end(), 0);
+        std::vector<double> score;
+        for (const auto & ch : c.children) score.push_back(hooks_.child_score(ch));
+        std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return score[static_cast<size_t>(a)] < score[static_cast<size_t>(b)]; });
+        idx.resize(static_cast<size_t>(run));
+        d.order = idx;
+        d.reason += "; most promising first";
+    }
+    return d;
+}
+
+ChildEndDecision EarlyStop::on_child_ended(const ChildEndContext & c) {
+    if (hooks_.settles) {
+        if (auto why = hooks_.settles(c.child)) return {true, *why};
+    }
+    return next_->on_child_ended(c);
+}
+
+}  // namespace forkjoin::runtime

@@ -1,0 +1,205 @@
+// Controller policies (runtime/policies.h) on the real runtime and the 1M test model, driven by
+// scripted APR threads: each decision (trim, order, nested refused or allowed, siblings stopped
+// early) happens, is enforced, and is recorded with its reason.
+#include "backends/llama/backend.h"
+#include "base/error.h"
+#include "dialects/apr.h"
+#include "runtime/policies.h"
+#include "runtime/scheduler.h"
+#include "tools/testmodel/test_model.h"
+
+#include <gtest/gtest.h>
+
+using namespace forkjoin;
+using namespace forkjoin::runtime;
+
+namespace {
+
+std::shared_ptr<const llama::Model> tiny_model() {
+    static std::shared_ptr<const llama::Model> model = llama::Model::load(
+        testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, testmodel::test_model_spec("1M")));
+    return model;
+}
+
+llama::BackendOptions backend_options() {
+    llama::BackendOptions o;
+    o.n_ctx = 16384;
+    o.n_seq_max = 32;
+    return o;
+}
+
+const std::string kRoot = "Moving to Node #0\nCurrent State: 24:[2, 3, 4, 6], Operations: []\n";
+
+// The root expands `n` nodes and calls a sub search on each; node i's state holds the number 10 + i,
+// so a ranking by that number is easy to check.
+std::string spawn_block(const std::string & node, int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i) {
+        s += "Generated Node #" + node + "," + std::to_string(i) + ": 24:[" + std::to_string(10 + i) + ", 4] Operation: x\n";
+    }
+    s += "<Calling Sub Searches>\n";
+    for (int i = 0; i < n; ++i) {
+        s += "<Start Sub Search " + std::to_string(i) + " at level 1> Moving to Node #" + node + "," + std::to_string(i) + "\n";
+    }
+    return s + "<End Calling Sub Searches>\n";
+}
+
+int first_number(const std::string & text) {
+    const size_t at = text.find(":[");
+    return at == std::string::npos ? -1 : std::stoi(text.substr(at + 2));
+}
+
+struct Outcome {
+    RequestResult result;
+    std::vector<int> start_order;  // children's first numbers, in the order they started
+};
+
+// Root spawns `width` children; `child` scripts each child (by its first number); a nested spawn
+// happens when `nested` and the child is at depth 1.
+Outcome run(const std::string & policies, TaskHooks hooks, int width, Limits limits,
+        std::function<std::optional<std::string>(const ThreadRecord &)> child, bool nested = false) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    Runtime rt(backend);
+    RequestOptions o;
+    o.dialect = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+    o.limits = limits;
+    o.controller = make_controller(policies, hooks);
+    Outcome out;
+    o.events = [&](const Event & e) {
+        if (e.kind == EventKind::thread_started && e.parent == 0) out.start_order.push_back(e.thread);
+    };
+    o.script = [&](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.depth == 0) {
+            if (t.text.find("<Sub Searches>") != std::string::npos) return t.text.ends_with("Done\n") ? std::nullopt : std::optional<std::string>("Done\n");
+            return spawn_block("0", width);
+        }
+        if (nested && t.depth == 1 && t.text.find("<Calling") == std::string::npos && t.text.find("<Sub Searches>") == std::string::npos) {
+            return spawn_block(t.label, 2);
+        }
+        return child(t);
+    };
+    const RequestId id = rt.submit(kRoot, o);
+    rt.run();
+    out.result = rt.result(id);
+    for (int & tid : out.start_order) tid = first_number(out.result.threads[static_cast<size_t>(tid)].text);
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+    return out;
+}
+
+std::vector<std::string> reasons(const ThreadRecord & t, const std::string & kind) {
+    std::vector<std::string> out;
+    for (const auto & d : t.decisions) {
+        if (d.kind == kind) out.push_back(d.reason);
+    }
+    return out;
+}
+
+auto finishes_after(int pieces) {
+    return [pieces](const ThreadRecord & t) -> std::optional<std::string> {
+        int written = 0;
+        for (size_t p = t.text.find("step\n"); p != std::string::npos; p = t.text.find("step\n", p + 1)) ++written;
+        if (written >= pieces) return std::nullopt;
+        return std::string("step\n");
+    };
+}
+
+}  // namespace
+
+TEST(Policies, UnknownNamesAreErrorsThatListTheKnownOnes) {
+    try {
+        make_controller("early-stop,telepathy");
+        FAIL() << "accepted an unknown policy";
+    } catch (const Error & e) {
+        EXPECT_NE(std::string(e.what()).find("'telepathy'"), std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("adaptive-width"), std::string::npos);
+    }
+    EXPECT_NO_THROW(make_controller("all"));
+    EXPECT_NO_THROW(make_controller(""));
+}
+
+// A child that settles the question stops its siblings: they end cancelled (not at their budget), the
+// parent's trace says why and what they had spent, and the join goes on without them.
+TEST(Policies, EarlyStopCancelsTheSiblingsOfAChildThatSettlesIt) {
+    TaskHooks hooks;
+    hooks.settles = [](const ThreadRecord & c) -> std::optional<std::string> {
+        if (c.text.find("Goal Reached") == std::string::npos) return std::nullopt;
+        return "thread " + std::to_string(c.id) + " found it";
+    };
+    Limits limits;
+    limits.thread_token_budget = 400;
+    auto child = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (first_number(t.text) == 11) {  // the second child finds it after two pieces
+            if (t.text.find("Goal Reached") != std::string::npos) return std::nullopt;
+            return std::string(t.text.find("step\n") == std::string::npos ? "step\n" : "24,24 equal: Goal Reached\n");
+        }
+        return std::string("step\n");  // the others never stop on their own
+    };
+    const Outcome stopped = run("early-stop", hooks, 3, limits, child);
+    ASSERT_TRUE(stopped.result.ok) << stopped.result.end_reason;
+    const auto & t = stopped.result.threads;
+    ASSERT_EQ(t.size(), 4u);
+    int cancelled = 0;
+    for (size_t i = 1; i < t.size(); ++i) {
+        if (first_number(t[i].text) == 11) {
+            EXPECT_EQ(t[i].id, 2);  // the second child of the spawn
+            EXPECT_EQ(t[i].state, ThreadState::done);
+        } else {
+            EXPECT_EQ(t[i].state, ThreadState::cancelled);
+            EXPECT_EQ(t[i].end_reason, "stopped early: thread 2 found it");
+            EXPECT_LT(t[i].generated_tokens, 400);
+            ++cancelled;
+        }
+    }
+    EXPECT_EQ(cancelled, 2);
+    ASSERT_EQ(reasons(t[0], "stop").size(), 1u);
+    EXPECT_NE(reasons(t[0], "stop")[0].find("cancelled 2 siblings of thread 2"), std::string::npos) << reasons(t[0], "stop")[0];
+    EXPECT_NE(stopped.result.text.find("<Sub Searches>"), std::string::npos);  // the join happened
+
+    // Without the policy the siblings run to their budget.
+    const Outcome all = run("default", hooks, 3, limits, child);
+    for (size_t i = 1; i < all.result.threads.size(); ++i) {
+        if (first_number(all.result.threads[i].text) != 11) EXPECT_EQ(all.result.threads[i].end_reason, "token budget (400)");
+    }
+    EXPECT_LT(stopped.result.metrics.generated_tokens, all.result.metrics.generated_tokens);
+}
+
+// A tight total budget trims the spawn to what it can pay for, most promising first.
+TEST(Policies, AdaptiveWidthTrimsToTheBudgetAndRunsTheBestFirst) {
+    TaskHooks hooks;
+    hooks.child_score = [](const dialects::ChildRequest & c) { return -first_number(c.prompt); };  // larger is better here
+    Limits ample;
+    const Outcome wide = run("adaptive-width", hooks, 4, ample, finishes_after(2));
+    ASSERT_EQ(wide.result.threads.size(), 5u);  // all four ran
+    EXPECT_EQ(wide.start_order, (std::vector<int>{13, 12, 11, 10}));
+    EXPECT_NE(reasons(wide.result.threads[0], "spawn").at(0).find("ran 4 of 4"), std::string::npos);
+
+    // Before any child finished, a child is expected to cost min(budget per thread, 256) = 64 here;
+    // the root spent ~100 tokens on its spawn block, so ~290 left pays for 3 children and the rest after.
+    Limits tight;
+    tight.thread_token_budget = 64;
+    tight.total_token_budget = wide.result.threads[0].generated_tokens + 4 * 64 - 10;
+    const Outcome narrow = run("adaptive-width", hooks, 4, tight, finishes_after(2));
+    const std::string spawn = reasons(narrow.result.threads[0], "spawn").at(0);
+    EXPECT_NE(spawn.find("ran 2 of 4"), std::string::npos) << spawn;
+    EXPECT_NE(spawn.find("~64 tokens per child (prior)"), std::string::npos) << spawn;
+    EXPECT_EQ(narrow.start_order, (std::vector<int>{13, 12}));  // the two best
+    EXPECT_NE(narrow.result.text.find("<No Solution in Sub Search 0"), std::string::npos) << narrow.result.text;  // not run
+}
+
+// Nested spawns run when the budget is ample and are refused when it is tight.
+TEST(Policies, AdaptiveWidthAllowsNestedSpawnsOnlyWithBudgetToSpare) {
+    Limits limits;
+    limits.max_depth = 2;
+    limits.thread_token_budget = 64;
+    const Outcome ample = run("adaptive-width", {}, 2, limits, finishes_after(1), /*nested=*/true);
+    EXPECT_EQ(ample.result.threads.size(), 1u + 2u + 4u);
+    // A budget that pays for the first spawn, but leaves less than twice the nested spawn's expected cost.
+    limits.total_token_budget = 900;
+    const Outcome tight = run("adaptive-width", {}, 2, limits, finishes_after(1), /*nested=*/true);
+    int refused = 0;
+    for (const auto & t : tight.result.threads) {
+        for (const auto & r : reasons(t, "spawn")) refused += r.find("nested spawn of 2 refused: budget tight") != std::string::npos;
+    }
+    EXPECT_GE(refused, 1);
+    EXPECT_LT(tight.result.threads.size(), ample.result.threads.size());
+}
