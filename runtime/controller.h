@@ -8,6 +8,7 @@
 //   - a thread or request reached a limit: fail the thread, cancel the request, or let it go on
 //     with a larger budget?
 //   - a child ended: do its running siblings still matter, or has it settled the parent's question?
+//   - a spawn's children all ended: join them, or re-explore some first (validation)?
 // Each answer carries its reason; the runtime records it in the thread's trace (ThreadRecord::
 // decisions), so a run can always say why its tree has the shape it has.
 //
@@ -69,6 +70,22 @@ struct ChildEndDecision {
     std::string reason;
 };
 
+// Every child of a spawn ended; the join is next.
+struct JoinContext {
+    const ThreadRecord & parent;
+    const std::vector<const ThreadRecord *> & children;  // per slot of the spawn; null: never run
+    int round = 0;                   // re-explorations of this spawn so far
+    const Limits & limits;
+    Usage usage;
+};
+
+struct JoinDecision {
+    std::vector<int> rerun;          // slots to run (again): fresh threads from the same child request,
+                                     // sampled at `temperature` with new seeds; the join waits for them
+    float temperature = 0.7f;
+    std::string reason;
+};
+
 // What admission knows about the room a queued thread would take.
 struct AdmitContext {
     const ThreadRecord & thread;
@@ -115,6 +132,8 @@ public:
     virtual LimitDecision on_limit(const LimitContext & c) = 0;
     // Default: siblings run on.
     virtual ChildEndDecision on_child_ended(const ChildEndContext &) { return {}; }
+    // Default: join what there is.
+    virtual JoinDecision on_join(const JoinContext &) { return {}; }
 };
 
 // The fixed policy: spawns run up to max_children below max_depth; a thread starts when the thread

@@ -5,7 +5,7 @@
 #include "dialects/apr.h"
 #include "runtime/engine.h"
 #include "runtime/scheduler.h"
-#include "tools/testmodel/test_model.h"
+#include "runtime/test_model.h"
 
 #include <gtest/gtest.h>
 
@@ -20,11 +20,7 @@ using namespace forkjoin::runtime;
 
 namespace {
 
-std::shared_ptr<const llama::Model> tiny_model() {
-    static std::shared_ptr<const llama::Model> model = llama::Model::load(
-        testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, testmodel::test_model_spec("1M")));
-    return model;
-}
+using test_support::tiny_model;
 
 // F32 cells: a sequence's logits then differ between batch shapes by summation order only, far
 // below what could flip a greedy choice of the random test model (checked by the tests below).

@@ -8,7 +8,7 @@
 namespace forkjoin::runtime {
 
 const std::vector<std::string> & policy_names() {
-    static const std::vector<std::string> names = {"default", "adaptive-width", "early-stop", "all"};
+    static const std::vector<std::string> names = {"default", "adaptive-width", "early-stop", "validate", "all"};
     return names;
 }
 
@@ -27,7 +27,7 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
             throw Error(ErrorCode::invalid_argument, "unknown controller policy '" + name + "' (" + known + ")");
         }
         if (name == "all") {
-            chosen.insert(chosen.end(), {"adaptive-width", "early-stop"});
+            chosen.insert(chosen.end(), {"adaptive-width", "early-stop", "validate"});
         } else if (name != "default") {
             chosen.push_back(name);
         }
@@ -37,6 +37,7 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
     for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
         if (*it == "adaptive-width") c = std::make_shared<AdaptiveWidth>(c, hooks);
         if (*it == "early-stop") c = std::make_shared<EarlyStop>(c, hooks);
+        if (*it == "validate") c = std::make_shared<Validate>(c, hooks);
     }
     return c;
 }
@@ -83,6 +84,35 @@ ChildEndDecision EarlyStop::on_child_ended(const ChildEndContext & c) {
         if (auto why = hooks_.settles(c.child)) return {true, *why};
     }
     return next_->on_child_ended(c);
+}
+
+}  // namespace forkjoin::runtime
+
+namespace forkjoin::runtime {
+
+JoinDecision Validate::on_join(const JoinContext & c) {
+    if (!hooks_.settles || c.round >= kMaxRounds) return next_->on_join(c);
+    std::vector<int> unsettled;
+    for (size_t i = 0; i < c.children.size(); ++i) {
+        const ThreadRecord * child = c.children[i];
+        if (child && child->state == ThreadState::done && hooks_.settles(*child)) return next_->on_join(c);  // settled: join
+        unsettled.push_back(static_cast<int>(i));
+    }
+    const Usage & u = c.usage;
+    const int64_t per_child = u.children_finished > 0 ? std::max<int64_t>(1, u.children_tokens / u.children_finished)
+                                                      : std::min<int64_t>(c.limits.thread_token_budget, 256);
+    const int64_t affordable = std::max<int64_t>(0, (u.budget_left - per_child) / per_child);
+    if (affordable < static_cast<int64_t>(unsettled.size())) {
+        JoinDecision d = next_->on_join(c);
+        return d;  // not enough budget for another round: join what there is
+    }
+    JoinDecision d;
+    d.rerun = unsettled;
+    d.temperature = 0.7f;
+    d.reason = "no child settled it; re-exploring " + std::to_string(unsettled.size()) + " sub searches sampled at 0.7 (round " +
+               std::to_string(c.round + 1) + " of " + std::to_string(kMaxRounds) + ", ~" + std::to_string(per_child) +
+               " tokens per child, budget left " + std::to_string(u.budget_left) + ")";
+    return d;
 }
 
 }  // namespace forkjoin::runtime

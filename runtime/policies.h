@@ -7,6 +7,11 @@
 //                   most promising first where the task ranks them (TaskHooks::child_score).
 //   early-stop      when a child's result settles its parent's question (TaskHooks::settles: Countdown,
 //                   a verified Goal Reached), its running siblings are cancelled and join as not finished.
+//   validate        when a spawn's children all ended and none settles the question (TaskHooks::settles:
+//                   Countdown, a sub search whose path the verifier accepts), the unsettled ones (and any
+//                   never run) run again, sampled at temperature 0.7 with new seeds, before the join; at
+//                   most 2 rounds, and only while the remaining budget pays for them at the measured cost
+//                   per child. Without a settles hook it never fires.
 //   all             every policy above.
 // Policies compose: each decides what it knows about and hands the rest to the next, the last one being
 // the default. Every decision carries its reason into the trace.
@@ -38,30 +43,38 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
 // The names make_controller knows, for help texts and errors.
 const std::vector<std::string> & policy_names();
 
-class AdaptiveWidth final : public Controller {
+// A policy: answers what it knows about and hands every other question to the next controller.
+class Policy : public Controller {
 public:
-    AdaptiveWidth(std::shared_ptr<Controller> next, TaskHooks hooks) : next_(std::move(next)), hooks_(std::move(hooks)) {}
-    SpawnDecision on_spawn(const SpawnContext & c) override;
+    Policy(std::shared_ptr<Controller> next, TaskHooks hooks) : next_(std::move(next)), hooks_(std::move(hooks)) {}
+    SpawnDecision on_spawn(const SpawnContext & c) override { return next_->on_spawn(c); }
     AdmitDecision on_admit(const AdmitContext & c) override { return next_->on_admit(c); }
     LimitDecision on_limit(const LimitContext & c) override { return next_->on_limit(c); }
     ChildEndDecision on_child_ended(const ChildEndContext & c) override { return next_->on_child_ended(c); }
+    JoinDecision on_join(const JoinContext & c) override { return next_->on_join(c); }
 
-private:
+protected:
     std::shared_ptr<Controller> next_;
     TaskHooks hooks_;
 };
 
-class EarlyStop final : public Controller {
+class AdaptiveWidth final : public Policy {
 public:
-    EarlyStop(std::shared_ptr<Controller> next, TaskHooks hooks) : next_(std::move(next)), hooks_(std::move(hooks)) {}
-    SpawnDecision on_spawn(const SpawnContext & c) override { return next_->on_spawn(c); }
-    AdmitDecision on_admit(const AdmitContext & c) override { return next_->on_admit(c); }
-    LimitDecision on_limit(const LimitContext & c) override { return next_->on_limit(c); }
-    ChildEndDecision on_child_ended(const ChildEndContext & c) override;
+    using Policy::Policy;
+    SpawnDecision on_spawn(const SpawnContext & c) override;
+};
 
-private:
-    std::shared_ptr<Controller> next_;
-    TaskHooks hooks_;
+class EarlyStop final : public Policy {
+public:
+    using Policy::Policy;
+    ChildEndDecision on_child_ended(const ChildEndContext & c) override;
+};
+
+class Validate final : public Policy {
+public:
+    static constexpr int kMaxRounds = 2;
+    using Policy::Policy;
+    JoinDecision on_join(const JoinContext & c) override;
 };
 
 }  // namespace forkjoin::runtime

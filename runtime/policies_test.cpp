@@ -6,7 +6,7 @@
 #include "dialects/apr.h"
 #include "runtime/policies.h"
 #include "runtime/scheduler.h"
-#include "tools/testmodel/test_model.h"
+#include "runtime/test_model.h"
 
 #include <gtest/gtest.h>
 
@@ -15,11 +15,7 @@ using namespace forkjoin::runtime;
 
 namespace {
 
-std::shared_ptr<const llama::Model> tiny_model() {
-    static std::shared_ptr<const llama::Model> model = llama::Model::load(
-        testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, testmodel::test_model_spec("1M")));
-    return model;
-}
+using test_support::tiny_model;
 
 llama::BackendOptions backend_options() {
     llama::BackendOptions o;
@@ -202,4 +198,48 @@ TEST(Policies, AdaptiveWidthAllowsNestedSpawnsOnlyWithBudgetToSpare) {
     }
     EXPECT_GE(refused, 1);
     EXPECT_LT(tight.result.threads.size(), ample.result.threads.size());
+}
+
+// Validation: no child settled it, so the unsettled sub searches run again (new threads, same
+// requests) before the join, at most two rounds; a round that settles it ends the re-exploration.
+TEST(Policies, ValidateReexploresUntilAChildSettlesIt) {
+    TaskHooks hooks;
+    hooks.settles = [](const ThreadRecord & c) -> std::optional<std::string> {
+        if (c.text.find("Goal Reached") == std::string::npos) return std::nullopt;
+        return "found";
+    };
+    // First-round children (ids 1, 2) find nothing; in the second round (ids 3, 4) the one for node
+    // 0,1 finds it.
+    auto child = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.text.find("No solution") != std::string::npos || t.text.find("Goal Reached") != std::string::npos) return std::nullopt;
+        // APR's join reads a found path after the second "Goal Reached" (the trace, then the clean path).
+        if (t.id >= 3 && first_number(t.text) == 11) return std::string("24,24 equal: Goal Reached\nMoving to Node #0,1\n24,24 equal: Goal Reached\n");
+        return std::string("No solution found.\n");
+    };
+    const Outcome found = run("validate", hooks, 2, Limits{}, child);
+    const auto & t = found.result.threads;
+    ASSERT_EQ(t.size(), 5u);  // root, 2 children, 2 re-explored
+    const auto v = reasons(t[0], "validate");
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_NE(v[0].find("re-exploring 2 sub searches"), std::string::npos) << v[0];
+    EXPECT_NE(v[0].find("round 1 of 2"), std::string::npos) << v[0];
+    ASSERT_EQ(t[0].spawns.size(), 2u);  // the first round and the re-exploration, one after the other
+    EXPECT_EQ(t[0].spawns[1], (std::vector<int>{3, 4}));
+    EXPECT_NE(found.result.text.find("<Goal Reached in Sub Search 1"), std::string::npos) << found.result.text;
+
+    // Nothing ever settles it: two rounds, then the join of what there is.
+    auto never = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.text.find("No solution") != std::string::npos) return std::nullopt;
+        return std::string("No solution found.\n");
+    };
+    const Outcome none = run("validate", hooks, 2, Limits{}, never);
+    EXPECT_EQ(none.result.threads.size(), 1u + 2u * 3u);
+    EXPECT_EQ(reasons(none.result.threads[0], "validate").size(), 2u);
+    EXPECT_TRUE(none.result.ok) << none.result.end_reason;
+
+    // With no budget for another round, it joins at once.
+    Limits tight;
+    tight.total_token_budget = none.result.threads[0].generated_tokens + 40;
+    const Outcome poor = run("validate", hooks, 2, tight, never);
+    EXPECT_TRUE(reasons(poor.result.threads[0], "validate").empty());
 }

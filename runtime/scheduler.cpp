@@ -50,6 +50,8 @@ struct Runtime::Thread {
     size_t parent_tokens = 0;       // forked child: the parent's tokens when forked
     bool awaiting_splice = false;   // forked child that ended: its cells wait for the KV join
     int64_t decoded_seen = 0;       // the sequence's decoded length when last counted
+    std::optional<Sampling> sampling;  // its own (a re-explored child); else the request's, seeded by id
+    int join_rounds = 0;            // re-explorations of its current spawn (JoinDecision)
     bool spawn_deferred = false;    // its spawn waits for the controller's answer (SpawnDecision::defer)
     int64_t deferrals = 0;
     int64_t waits = 0;              // admission: steps it was told to wait
@@ -250,8 +252,7 @@ void Runtime::admit() {
                            tokens.empty() ? "empty prompt" : "context window: the prompt alone fills it");
                 continue;
             }
-            Sampling sampling = r.options.sampling;
-            sampling.seed += static_cast<uint64_t>(t.rec.id);
+            const Sampling sampling = sampling_of(r, t);
             try {
                 t.seq = backend_.open(tokens, sampling, /*generating=*/!r.options.script);
             } catch (const Error & e) {
@@ -274,8 +275,7 @@ void Runtime::admit() {
 bool Runtime::admit_forked(Request & r, Thread & t) {
     Thread & parent = *r.threads[static_cast<size_t>(t.rec.parent)];
     std::vector<Token> seed;
-    Sampling sampling = r.options.sampling;
-    sampling.seed += static_cast<uint64_t>(t.rec.id);
+    const Sampling sampling = sampling_of(r, t);
     try {
         seed = backend_.vocabulary().tokenize(t.request.prompt);
         t.seq = backend_.fork(parent.seq, sampling, /*generating=*/!r.options.script);
@@ -397,18 +397,13 @@ void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
     t.spawn = std::move(spawn);
     t.spawn_deferred = true;
     t.deferrals = 0;
+    t.join_rounds = 0;
     decide_spawn(r, t);
 }
 
 void Runtime::decide_spawn(Request & r, Thread & t) {
     const dialects::SpawnRequest & spawn = *t.spawn;
-    const KvUsage kv = backend_.usage();
-    const Usage usage{.generated = r.generated,
-                      .budget_left = r.limits.total_token_budget - r.generated,
-                      .children_finished = r.children_finished,
-                      .children_tokens = r.children_tokens,
-                      .free_cells = static_cast<int64_t>(kv.cells_total) - kv.cells_used - kv.pending_tokens,
-                      .total_cells = kv.cells_total};
+    const Usage usage = usage_of(r);
     const SpawnDecision d = controller_of(r).on_spawn(
         {.parent = t.rec, .requested = static_cast<int>(spawn.children.size()), .limits = r.limits, .children = spawn.children, .usage = usage});
     if (d.defer) {
@@ -432,23 +427,9 @@ void Runtime::decide_spawn(Request & r, Thread & t) {
     decide(r, t, "spawn", t.deferrals > 0 ? d.reason + " (after " + std::to_string(t.deferrals) + " deferrals)" : d.reason);
     std::vector<int> ids;
     for (size_t c : chosen) {
-        auto child = std::make_unique<Thread>();
-        child->rec.id = static_cast<int>(r.threads.size());
-        child->rec.parent = t.rec.id;
-        child->rec.depth = t.rec.depth + 1;
-        child->rec.label = spawn.children[c].label;
-        child->request = spawn.children[c];
-        child->prompt = spawn.children[c].prompt;
-        if (child->request.forked) {
-            child->own_from = t.parser->text().size();
-            child->parser = r.dialect->child_parser(t.parser->text() + child->prompt, child->request);
-        } else {
-            child->parser = r.dialect->child_parser(child->prompt, child->request);
-        }
-        t.spawn_slots[c] = child->rec.id;
-        ids.push_back(child->rec.id);
-        r.queue.push_back(child->rec.id);
-        r.threads.push_back(std::move(child));
+        const int id = add_child(r, t, c);
+        t.spawn_slots[c] = id;
+        ids.push_back(id);
     }
     t.rec.spawns.push_back(ids);
     // Children first: a listener learns of a thread before it sees it named as a child.
@@ -456,6 +437,77 @@ void Runtime::decide_spawn(Request & r, Thread & t) {
         emit(r, {.kind = EventKind::thread_queued, .thread = id, .parent = t.rec.id, .label = r.threads[static_cast<size_t>(id)]->rec.label});
     }
     emit(r, {.kind = EventKind::spawned, .thread = t.rec.id, .parent = t.rec.parent, .children = ids});
+}
+
+int Runtime::add_child(Request & r, Thread & t, size_t slot) {
+    const dialects::ChildRequest & request = t.spawn->children[slot];
+    auto child = std::make_unique<Thread>();
+    child->rec.id = static_cast<int>(r.threads.size());
+    child->rec.parent = t.rec.id;
+    child->rec.depth = t.rec.depth + 1;
+    child->rec.label = request.label;
+    child->request = request;
+    child->prompt = request.prompt;
+    if (child->request.forked) {
+        child->own_from = t.parser->text().size();
+        child->parser = r.dialect->child_parser(t.parser->text() + child->prompt, child->request);
+    } else {
+        child->parser = r.dialect->child_parser(child->prompt, child->request);
+    }
+    const int id = child->rec.id;
+    r.queue.push_back(id);
+    r.threads.push_back(std::move(child));
+    return id;
+}
+
+Sampling Runtime::sampling_of(const Request & r, const Thread & t) const {
+    if (t.sampling) return *t.sampling;
+    Sampling s = r.options.sampling;
+    s.seed += static_cast<uint64_t>(t.rec.id);
+    return s;
+}
+
+Usage Runtime::usage_of(const Request & r) const {
+    const KvUsage kv = backend_.usage();
+    return {.generated = r.generated,
+            .budget_left = r.limits.total_token_budget - r.generated,
+            .children_finished = r.children_finished,
+            .children_tokens = r.children_tokens,
+            .free_cells = static_cast<int64_t>(kv.cells_total) - kv.cells_used - kv.pending_tokens,
+            .total_cells = kv.cells_total};
+}
+
+bool Runtime::reexplore(Request & r, Thread & parent) {
+    std::vector<const ThreadRecord *> children;
+    for (int id : parent.spawn_slots) children.push_back(id < 0 ? nullptr : &r.threads[static_cast<size_t>(id)]->rec);
+    const JoinDecision d = controller_of(r).on_join(
+        {.parent = parent.rec, .children = children, .round = parent.join_rounds, .limits = r.limits, .usage = usage_of(r)});
+    std::vector<int> slots;
+    for (int s : d.rerun) {
+        if (s >= 0 && static_cast<size_t>(s) < parent.spawn_slots.size() && std::find(slots.begin(), slots.end(), s) == slots.end()) slots.push_back(s);
+    }
+    if (slots.empty()) return false;
+    ++parent.join_rounds;
+    decide(r, parent, "validate", d.reason);
+    std::vector<int> ids;
+    for (int s : slots) {
+        const int old = parent.spawn_slots[static_cast<size_t>(s)];
+        if (old >= 0) release_seq(r, *r.threads[static_cast<size_t>(old)]);  // a forked child's cells waiting for a splice
+        const int id = add_child(r, parent, static_cast<size_t>(s));
+        Sampling sampling = r.options.sampling;
+        sampling.temperature = d.temperature;
+        sampling.seed = r.options.sampling.seed * 1000003ull + static_cast<uint64_t>(id) * 7919ull + static_cast<uint64_t>(parent.join_rounds);
+        r.threads[static_cast<size_t>(id)]->sampling = sampling;
+        parent.spawn_slots[static_cast<size_t>(s)] = id;
+        ids.push_back(id);
+    }
+    // A round runs after the previous one: a spawn of its own in the tree (and in the dependency chain).
+    parent.rec.spawns.push_back(ids);
+    for (int id : ids) {
+        emit(r, {.kind = EventKind::thread_queued, .thread = id, .parent = parent.rec.id, .label = r.threads[static_cast<size_t>(id)]->rec.label});
+    }
+    emit(r, {.kind = EventKind::spawned, .thread = parent.rec.id, .parent = parent.rec.parent, .children = ids});
+    return true;
 }
 
 std::unique_ptr<dialects::ThreadParser> Runtime::make_parser(const Request & r, const Thread & t, std::string text) const {
@@ -576,6 +628,7 @@ void Runtime::try_join(Request & r, Thread & parent) {
         if (!ended(c.rec.state)) return;
         results.push_back({c.rec.text, c.rec.state == ThreadState::done});
     }
+    if (reexplore(r, parent)) return;  // the controller wants some children run again first
     if (parent.spawn->kv_join) {
         kv_join(r, parent);
         return;

@@ -106,6 +106,12 @@ private:
     void on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn);
     // Asks the controller about t's pending spawn; queues the children it runs, or leaves it deferred.
     void decide_spawn(Request & r, Thread & t);
+    // Queues a child of t for slot `slot` of its spawn; its id.
+    int add_child(Request & r, Thread & t, size_t slot);
+    // All children ended: true when the controller had some run again (the join waits for them).
+    bool reexplore(Request & r, Thread & parent);
+    Sampling sampling_of(const Request & r, const Thread & t) const;
+    Usage usage_of(const Request & r) const;
     void try_join(Request & r, Thread & parent);
     void end_thread(Request & r, Thread & t, ThreadState state, const std::string & reason);
     void end_request(Request & r, const std::string & reason);

@@ -3,7 +3,7 @@
 #include "backends/llama/backend.h"
 #include "dialects/apr.h"
 #include "runtime/scheduler.h"
-#include "tools/testmodel/test_model.h"
+#include "runtime/test_model.h"
 
 #include <gtest/gtest.h>
 
@@ -12,11 +12,7 @@ using namespace forkjoin::runtime;
 
 namespace {
 
-std::shared_ptr<const llama::Model> tiny_model() {
-    static std::shared_ptr<const llama::Model> model = llama::Model::load(
-        testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, testmodel::test_model_spec("1M")));
-    return model;
-}
+using test_support::tiny_model;
 
 llama::BackendOptions backend_options(uint32_t n_ctx = 8192) {
     llama::BackendOptions o;

@@ -14,7 +14,7 @@ bool thread_ended(ThreadState s);  // done, failed or cancelled
 // A controller decision taken for a thread (runtime/controller.h), as the trace records it.
 struct Decision {
     double t_s = 0;      // since the request started
-    std::string kind;    // "spawn", "admit", "limit", "stop" (siblings cancelled early)
+    std::string kind;    // "spawn", "admit", "limit", "stop" (siblings cancelled early), "validate" (re-exploration)
     std::string reason;
 };
 

@@ -68,6 +68,18 @@ std::string message_text(const json & content, const std::string & param) {
     return text;
 }
 
+// A string field whose value names something `make` knows (it throws forkjoin::Error otherwise).
+template <typename Make>
+std::string named(const json & v, const std::string & param, const char * what, Make make) {
+    if (!v.is_string()) throw bad(param, what);
+    try {
+        make(v.get<std::string>());
+    } catch (const Error & e) {
+        throw bad(param, e.what());
+    }
+    return v.get<std::string>();
+}
+
 const std::set<std::string> kStrategies = {"sequential", "native", "self-consistency", "best-of-n", "plan-execute"};
 
 void read_forkjoin(const json & f, ApiRequest & r) {
@@ -83,21 +95,10 @@ void read_forkjoin(const json & f, ApiRequest & r) {
             }
             r.strategy = v.get<std::string>();
         } else if (k == "dialect") {
-            if (!v.is_string()) throw bad(p, "must be a string");
-            try {
-                dialects::make_dialect(v.get<std::string>());
-            } catch (const Error & e) {
-                throw bad(p, e.what());
-            }
-            r.dialect = v.get<std::string>();
+            r.dialect = named(v, p, "must be a dialect's name", [](const std::string & n) { dialects::make_dialect(n); });
         } else if (k == "controller") {
-            if (!v.is_string()) throw bad(p, "must be a string of policies, e.g. \"early-stop,adaptive-width\"");
-            try {
-                runtime::make_controller(v.get<std::string>());
-            } catch (const Error & e) {
-                throw bad(p, e.what());
-            }
-            r.controller = v.get<std::string>();
+            r.controller = named(v, p, "must be a string of policies, e.g. \"early-stop,adaptive-width\"",
+                                 [](const std::string & n) { runtime::make_controller(n); });
         } else if (k == "task") {
             if (!v.is_string() || (v != "text" && v != "countdown")) throw bad(p, "must be \"text\" or \"countdown\", got " + v.dump());
             r.task = v.get<std::string>();

@@ -30,6 +30,23 @@ Verdict verify(const Problem & p, const std::vector<Operation> & steps) {
     return {true, ""};
 }
 
+namespace {
+constexpr std::string_view kExploring = "Exploring Operation: ";
+
+// The operation of the "Exploring Operation: a+b=c, ..." line at `pos`; sets `error` when unreadable.
+std::optional<Operation> read_step(std::string_view trace, size_t pos, std::string & error) {
+    const size_t from = pos + kExploring.size();
+    const size_t comma = trace.find(',', from);
+    if (comma == std::string_view::npos) {
+        error = "unreadable step at byte " + std::to_string(pos);
+        return std::nullopt;
+    }
+    auto op = parse_operation(trace.substr(from, comma - from));
+    if (!op) error = "unreadable step \"" + std::string(trace.substr(from, comma - from)) + "\"";
+    return op;
+}
+}  // namespace
+
 ExtractedPath extract_solution(std::string_view trace) {
     const std::string_view root = "Moving to Node #0\n";
     const std::string_view goal = " equal: Goal Reached";
@@ -41,13 +58,10 @@ ExtractedPath extract_solution(std::string_view trace) {
     const size_t end = trace.find(goal, start);
     if (end == std::string_view::npos) return {{}, "no goal: the final path does not end in \"Goal Reached\""};
     ExtractedPath out;
-    const std::string_view key = "Exploring Operation: ";
-    for (size_t pos = trace.find(key, start); pos != std::string_view::npos && pos < end; pos = trace.find(key, pos + 1)) {
-        const size_t from = pos + key.size();
-        const size_t comma = trace.find(',', from);
-        if (comma == std::string_view::npos) return {{}, "unreadable step at byte " + std::to_string(pos)};
-        auto op = parse_operation(trace.substr(from, comma - from));
-        if (!op) return {{}, "unreadable step \"" + std::string(trace.substr(from, comma - from)) + "\""};
+    for (size_t pos = trace.find(kExploring, start); pos != std::string_view::npos && pos < end; pos = trace.find(kExploring, pos + 1)) {
+        std::string error;
+        auto op = read_step(trace, pos, error);
+        if (!op) return {{}, error};
         out.steps.push_back(*op);
     }
     if (out.steps.empty()) out.error = "the final path has no steps";
@@ -79,14 +93,11 @@ ExtractedPath extract_subsearch_solution(std::string_view trace) {
         q = e;
     }
     // The goal is reached by the last operation explored at that node (earlier ones failed).
-    const std::string_view key = "Exploring Operation: ";
-    const size_t pos = trace.rfind(key, end);
+    const size_t pos = trace.rfind(kExploring, end);
     if (pos == std::string_view::npos || pos < line_end) return {{}, "no operation reaches the goal"};
-    const size_t from = pos + key.size();
-    const size_t comma = trace.find(',', from);
-    if (comma == std::string_view::npos) return {{}, "unreadable step at byte " + std::to_string(pos)};
-    auto op = parse_operation(trace.substr(from, comma - from));
-    if (!op) return {{}, "unreadable step \"" + std::string(trace.substr(from, comma - from)) + "\""};
+    std::string error;
+    auto op = read_step(trace, pos, error);
+    if (!op) return {{}, error};
     out.steps.push_back(*op);
     return out;
 }
