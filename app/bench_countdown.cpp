@@ -83,7 +83,8 @@ void add_bench_countdown_options(CLI::App & cmd, CountdownArgs & a) {
     cmd.add_option("--concurrency", a.concurrency, "problems in flight at once")->capture_default_str();
     cmd.add_flag("--sweep", a.sweep, "every --sweep-strategies at every --sweep-contexts; writes REPORT.md and REPORT.svg");
     cmd.add_option("--sweep-strategies", a.sweep_strategies,
-                   "series, each a strategy with an optional @temperature, e.g. sequential,self-consistency@0.8")
+                   "series, each a strategy with optional +controller policies and @temperature, e.g. "
+                   "sequential,native+early-stop,self-consistency@0.8")
         ->capture_default_str();
     cmd.add_option("--sweep-contexts", a.sweep_contexts, "per-thread context windows")->capture_default_str();
     cmd.add_option("--report", a.report, "sweep report path without extension")->capture_default_str();
@@ -216,10 +217,18 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     std::vector<std::pair<std::string, CountdownArgs>> plan;  // series label, its point
     for (const auto & strategy : split(a.sweep_strategies)) {
         for (const auto & ctx : split(a.sweep_contexts)) {
+            // "native+early-stop+validate@0.8": a strategy, its controller policies, its temperature.
             CountdownArgs point = a;
             const size_t at = strategy.find('@');
-            point.strategy = strategy.substr(0, at);
+            const std::string name = strategy.substr(0, at);
+            const size_t plus = name.find('+');
+            point.strategy = name.substr(0, plus);
             strategies::parse_countdown_strategy(point.strategy);
+            if (plus != std::string::npos) {
+                point.controller = name.substr(plus + 1);
+                std::replace(point.controller.begin(), point.controller.end(), '+', ',');
+                runtime::make_controller(point.controller);
+            }
             if (at != std::string::npos) point.temperature = parse_item<float>(strategy.substr(at + 1), "--sweep-strategies");
             point.context = parse_item<int>(ctx, "--sweep-contexts");
             plan.emplace_back(strategy, point);

@@ -33,6 +33,7 @@ struct JobResult {
     std::vector<ThreadRecord> threads;   // the job's tree; ids job-wide, [0] the first call's root
     Metrics metrics;         // all calls together; sequential_tokens: the program's dependency chain
     std::string strategy;    // what ran, by its true name (e.g. "best-of-n", "self-consistency")
+    std::vector<std::string> notes;      // the program's own decisions (plan-execute: order, reorder, merge)
 };
 
 class ProgramContext {

@@ -278,6 +278,7 @@ json forkjoin_body(const ApiRequest & req, const runtime::JobResult & r) {
                 {"wall_s", r.metrics.wall_s},
                 {"tree", tree}};
     if (req.task == "text" && req.strategy == "native") out["dialect"] = req.dialect;
+    if (!r.notes.empty()) out["notes"] = r.notes;
     return out;
 }
 

@@ -125,6 +125,11 @@ void TextProgram::start(runtime::ProgramContext & ctx) {
 }
 
 void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId id, const runtime::RequestResult & r) {
+    if (phase_ == Phase::work) {
+        --pending_;
+        on_worker(ctx, index_of_.at(id), r);
+        return;
+    }
     results_[static_cast<size_t>(index_of_.at(id))] = r;
     if (phase_ == Phase::plan) planner_ = ctx.root_of(id);
     if (--pending_ > 0) return;
@@ -143,28 +148,22 @@ void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId 
             finish(ctx);
             return;
         }
+        graph_ = make_plan_graph(out_.items);
+        out_.items = graph_.items;
+        if (!graph_.error.empty()) out_.notes.push_back(graph_.error + ": the items run in order");
         std::string outline;
         for (size_t i = 0; i < out_.items.size(); ++i) outline += std::to_string(i + 1) + ". " + out_.items[i] + "\n";
         outline_ = outline;
         phase_ = Phase::work;
-        prompts_.clear();
-        for (size_t i = 0; i < out_.items.size(); ++i) {
-            prompts_.push_back(fill(t.work, {{"question", question_}, {"outline", outline}, {"index", std::to_string(i + 1)}, {"item", out_.items[i]}}));
-        }
-        results_.assign(prompts_.size(), {});
-        for (size_t i = 0; i < prompts_.size(); ++i) call(ctx, prompts_[i], phase_, static_cast<int>(i), planner_, false);
-        return;
-    }
-    if (phase_ == Phase::work) {
-        std::string results;
-        for (size_t i = 0; i < results_.size(); ++i) {
-            out_.outputs.push_back(generation(results_[i], prompts_[i]));
-            results += fill(t.result_item, {{"index", std::to_string(i + 1)}, {"item", out_.items[i]}, {"result", trimmed(out_.outputs.back())}});
-        }
-        phase_ = Phase::summarize;
-        prompts_ = {fill(t.summarize, {{"question", question_}, {"results", results}, {"outline", outline_}})};
-        results_.assign(1, {});
-        call(ctx, prompts_[0], phase_, 0, planner_, true);
+        const size_t n = out_.items.size();
+        item_state_.assign(n, ItemState::waiting);
+        merged_into_.assign(n, -1);
+        requeued_.assign(n, false);
+        item_prompt_.assign(n, "");
+        item_tokens_.assign(n, 0);
+        item_chain_.assign(n, 0);
+        out_.outputs.assign(n, "");
+        start_ready(ctx);
         return;
     }
     if (phase_ == Phase::summarize) {
@@ -202,6 +201,86 @@ void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId 
     finish(ctx);
 }
 
+void TextProgram::start_ready(runtime::ProgramContext & ctx) {
+    const auto & t = o_.templates;
+    auto done = [&](int k) {
+        while (item_state_[static_cast<size_t>(k)] == ItemState::merged) k = merged_into_[static_cast<size_t>(k)];
+        return item_state_[static_cast<size_t>(k)] == ItemState::done;
+    };
+    for (size_t i = 0; i < item_state_.size(); ++i) {
+        if (item_state_[i] != ItemState::waiting) continue;
+        bool ready = true;
+        for (int k : graph_.needs[i]) ready &= done(k);
+        if (!ready) continue;
+        std::string needed;
+        for (int k : graph_.needs[i]) {
+            int at = k;
+            while (item_state_[static_cast<size_t>(at)] == ItemState::merged) at = merged_into_[static_cast<size_t>(at)];
+            needed += fill(t.result_item, {{"index", std::to_string(k + 1)}, {"item", out_.items[static_cast<size_t>(k)]},
+                                           {"result", trimmed(out_.outputs[static_cast<size_t>(at)])}});
+        }
+        if (!needed.empty()) needed = "Results it needs:\n" + needed;
+        item_prompt_[i] = fill(t.work, {{"question", question_}, {"outline", outline_}, {"needed", needed},
+                                        {"index", std::to_string(i + 1)}, {"item", out_.items[i]}});
+        item_state_[i] = ItemState::running;
+        call(ctx, item_prompt_[i], Phase::work, static_cast<int>(i), planner_, false);
+    }
+    bool all = true;
+    for (auto st : item_state_) all &= st == ItemState::done || st == ItemState::merged;
+    if (all) summarize(ctx);
+}
+
+void TextProgram::on_worker(runtime::ProgramContext & ctx, int item, const runtime::RequestResult & r) {
+    const size_t i = static_cast<size_t>(item);
+    const std::string output = generation(r, item_prompt_[i]);
+    item_tokens_[i] += r.metrics.sequential_tokens;
+    const auto k = needs_marker(output);
+    const int n = static_cast<int>(item_state_.size());
+    if (k && *k >= 0 && *k < n && *k != item && !requeued_[i] && item_state_[static_cast<size_t>(*k)] != ItemState::merged) {
+        requeued_[i] = true;
+        const size_t needed = static_cast<size_t>(*k);
+        if (item_state_[needed] == ItemState::waiting) {
+            // Item k has not started: it takes this item on (merge).
+            out_.items[needed] += "; then: " + out_.items[i];
+            item_state_[i] = ItemState::merged;
+            merged_into_[i] = *k;
+            out_.notes.push_back("item " + std::to_string(item + 1) + " needs item " + std::to_string(*k + 1) +
+                                 ", which had not started: merged into it");
+        } else {
+            // Run it again once item k is done, with k's result in its context (reorder).
+            graph_.needs[i].push_back(*k);
+            item_state_[i] = ItemState::waiting;
+            out_.notes.push_back("item " + std::to_string(item + 1) + " needs item " + std::to_string(*k + 1) +
+                                 "'s result: re-queued after it");
+        }
+    } else {
+        item_state_[i] = ItemState::done;
+        out_.outputs[i] = output;
+        int64_t before = 0;
+        for (int d : graph_.needs[i]) before = std::max(before, item_chain_[static_cast<size_t>(d)]);
+        item_chain_[i] = before + item_tokens_[i];
+    }
+    start_ready(ctx);
+}
+
+void TextProgram::summarize(runtime::ProgramContext & ctx) {
+    const auto & t = o_.templates;
+    std::string results;
+    int64_t longest = 0;
+    for (size_t i = 0; i < item_state_.size(); ++i) {
+        size_t at = i;
+        while (item_state_[at] == ItemState::merged) at = static_cast<size_t>(merged_into_[at]);
+        if (at != i) out_.outputs[i] = "(merged into sub-task " + std::to_string(at + 1) + ") " + trimmed(out_.outputs[at]);
+        longest = std::max(longest, item_chain_[at]);
+        results += fill(t.result_item, {{"index", std::to_string(i + 1)}, {"item", out_.items[i]}, {"result", trimmed(out_.outputs[i])}});
+    }
+    sequential_ += longest;
+    phase_ = Phase::summarize;
+    prompts_ = {fill(t.summarize, {{"question", question_}, {"results", results}, {"outline", outline_}})};
+    results_.assign(1, {});
+    call(ctx, prompts_[0], phase_, 0, planner_, true);
+}
+
 void TextProgram::finish(runtime::ProgramContext & ctx) {
     out_.metrics.sequential_tokens = sequential_;
     runtime::JobResult job;
@@ -214,6 +293,7 @@ void TextProgram::finish(runtime::ProgramContext & ctx) {
                      out_.error.starts_with("context window");
     job.finish_reason = cut ? "length" : out_.error == "timeout" ? "timeout" : "stop";
     job.metrics.sequential_tokens = sequential_;
+    job.notes = out_.notes;
     ctx.finish(std::move(job));
 }
 

@@ -6,12 +6,17 @@
 //   plan-execute:     a planner thread writes a numbered outline of independent sub-tasks; one worker
 //                     thread per item (question and outline in its context), all in flight together;
 //                     a summarizer thread writes the final answer from their results
-// Prompts are templates with {question}, {max_items}, {outline}, {index}, {item}, {result}, {results}.
+// Prompts are templates with {question}, {max_items}, {outline}, {index}, {item}, {result}, {results},
+// {needed} (the results of the items a worker needs). Plan-execute runs the plan as a graph
+// (strategies/plan_graph.h): independent items at once, a dependent one after its inputs; a worker
+// that answers "NEEDS: k" is re-queued after item k, or merged into it when k has not started; a
+// cycle or an unknown item runs the items in order. Each such decision is in TextResult::notes.
 #pragma once
 
 #include "backends/backend.h"
 #include "runtime/engine.h"
 #include "runtime/policies.h"
+#include "strategies/plan_graph.h"
 #include "runtime/program.h"
 
 #include <functional>
@@ -23,9 +28,11 @@ namespace forkjoin::strategies {
 
 struct PlanExecuteTemplates {
     std::string plan =
-        "Question: {question}\nBreak the question into at most {max_items} independent sub-tasks that can be solved "
-        "separately. Write them as a numbered list, one per line.\n1.";
-    std::string work = "Question: {question}\nPlan:\n{outline}\nSolve only sub-task {index}: {item}\nResult:";
+        "Question: {question}\nBreak the question into at most {max_items} sub-tasks that can be solved "
+        "separately. Write them as a numbered list, one per line. If a sub-task needs the results of earlier ones, "
+        "start it with (needs 1, 2).\n1.";
+    std::string work = "Question: {question}\nPlan:\n{outline}{needed}\nSolve only sub-task {index}: {item}\n"
+                       "If it cannot be solved without another sub-task's result, write only NEEDS: <its number>.\nResult:";
     std::string result_item = "Sub-task {index}: {item}\nResult: {result}\n";
     std::string summarize = "Question: {question}\n{results}Using these results, give the final answer.\nFinal answer:";
 };
@@ -51,7 +58,8 @@ struct TextResult {
     std::string answer;                 // extracted (or the summarizer's text for plan-execute)
     std::string text;                   // the final thread's generation
     std::vector<std::string> items;     // plan-execute: the outline
-    std::vector<std::string> outputs;   // per worker / sample: its generation
+    std::vector<std::string> outputs;   // per worker / sample: its generation (plan-execute: per item, its last)
+    std::vector<std::string> notes;     // plan-execute: the graph's decisions (order, reorder, merge, fallback)
     runtime::Metrics metrics;           // all threads together; sequential = the dependency chain
     std::string error;
 };
@@ -69,6 +77,16 @@ private:
     enum class Phase { sample, plan, work, summarize };
     runtime::RequestId call(runtime::ProgramContext & ctx, const std::string & prompt, Phase phase, int index, int parent, bool answering);
     void finish(runtime::ProgramContext & ctx);
+    void on_worker(runtime::ProgramContext & ctx, int item, const runtime::RequestResult & r);
+    void start_ready(runtime::ProgramContext & ctx);
+    void summarize(runtime::ProgramContext & ctx);
+    enum class ItemState { waiting, running, done, merged };
+    PlanGraph graph_;
+    std::vector<ItemState> item_state_;
+    std::vector<int> merged_into_;
+    std::vector<bool> requeued_;
+    std::vector<std::string> item_prompt_;
+    std::vector<int64_t> item_tokens_, item_chain_;
     std::string question_;
     TextOptions o_;
     std::shared_ptr<const dialects::Dialect> dialect_;

@@ -21,6 +21,7 @@ llama::LlamaBackend & backend() {
         llama::BackendOptions o;
         o.n_ctx = 8192;
         o.n_seq_max = 16;
+        o.n_batch = o.n_ubatch = 2048;  // every worker's prompt fits one step: starting together means one batch
         return o;
     }());
     return b;
@@ -103,4 +104,118 @@ TEST(SelfConsistency, MajorityOverExtractedAnswers) {
     EXPECT_EQ(r.outputs.size(), 5u);
     o.sampling.temperature = 0.0f;
     EXPECT_THROW(run_text(backend(), "Q: ", o), Error);
+}
+
+TEST(PlanGraph, NeedsAreReadAndBadGraphsRunInOrder) {
+    const auto g = make_plan_graph({"add the tens", "(needs 1) add the ones", "(needs 1, 2) combine them"});
+    EXPECT_EQ(g.items, (std::vector<std::string>{"add the tens", "add the ones", "combine them"}));
+    EXPECT_EQ(g.needs, (std::vector<std::vector<int>>{{}, {0}, {0, 1}}));
+    EXPECT_TRUE(g.error.empty());
+    const auto cycle = make_plan_graph({"(needs 2) a", "(needs 1) b"});
+    EXPECT_NE(cycle.error.find("cycle"), std::string::npos) << cycle.error;
+    EXPECT_EQ(cycle.needs, (std::vector<std::vector<int>>{{}, {0}}));  // in order
+    const auto unknown = make_plan_graph({"a", "(needs 7) b"});
+    EXPECT_NE(unknown.error.find("needs item 7"), std::string::npos) << unknown.error;
+    EXPECT_EQ(needs_marker("I cannot. NEEDS: 3"), 2);
+    EXPECT_FALSE(needs_marker("the result is 12").has_value());
+}
+
+namespace {
+// Runs plan-execute with a scripted planner `plan`, workers answering by `work` (given their item
+// index and context), and a summarizer that echoes; returns the result and, per item, the decode step
+// at which its worker got its text.
+struct PlanRun {
+    TextResult r;
+    std::map<int, std::vector<int64_t>> fed_at;
+    std::map<int, std::string> context;  // each item's last worker context
+    std::string summary_context;
+};
+PlanRun run_plan(const std::string & plan, std::function<std::string(int, const std::string &, int attempt)> work) {
+    PlanRun out;
+    TextOptions o;
+    o.strategy = "plan-execute";
+    o.limits.thread_token_budget = 400;
+    std::map<int, std::vector<std::string>> pieces;  // per item: what its worker still has to write
+    o.script = [&](const std::string & phase, int index, const runtime::ThreadRecord & t) -> std::optional<std::string> {
+        if (phase == "work" && !pieces[index].empty() && !t.text.ends_with("Result:")) {
+            std::string next = pieces[index].front();
+            pieces[index].erase(pieces[index].begin());
+            return next;
+        }
+        if (!(t.text.ends_with(":") || t.text.ends_with("1."))) return std::nullopt;
+        if (phase == "plan") return plan;
+        if (phase == "work") {
+            out.fed_at[index].push_back(backend().stats().steps);
+            out.context[index] = t.text;
+            // "a|b|c": one piece per step, so a worker can take longer than another.
+            const std::string all = " " + work(index, t.text, static_cast<int>(out.fed_at[index].size()) - 1);
+            std::vector<std::string> parts;
+            size_t from = 0;
+            for (size_t bar = all.find('|'); bar != std::string::npos; from = bar + 1, bar = all.find('|', from)) parts.push_back(all.substr(from, bar - from));
+            parts.push_back(all.substr(from));
+            pieces[index].assign(parts.begin() + 1, parts.end());
+            return parts[0];
+        }
+        out.summary_context = t.text;
+        return std::string(" done");
+    };
+    out.r = run_text(backend(), "What is 23 + 34?", o);
+    return out;
+}
+}  // namespace
+
+// A dependent item runs after its inputs, with their results in its context; independent ones together.
+TEST(PlanExecute, DependentItemsRunAfterTheirInputs) {
+    const auto p = run_plan(" add the tens\n2. add the ones\n3. (needs 1, 2) combine them\n",
+                            [](int i, const std::string &, int) { return "part " + std::to_string(i + 1); });
+    ASSERT_TRUE(p.r.ok) << p.r.error;
+    EXPECT_EQ(p.r.items.back(), "combine them");
+    EXPECT_EQ(p.fed_at.at(0), p.fed_at.at(1));       // together
+    EXPECT_GT(p.fed_at.at(2)[0], p.fed_at.at(1)[0]);  // after them
+    EXPECT_NE(p.context.at(2).find("Results it needs:\nSub-task 1: add the tens\nResult: part 1\nSub-task 2: add the ones\nResult: part 2\n"),
+              std::string::npos)
+        << p.context.at(2);
+    EXPECT_EQ(p.context.at(0).find("Results it needs"), std::string::npos);
+}
+
+// A worker that says it needs another item's result is re-queued after it (that item was running).
+TEST(PlanExecute, AWorkerThatNeedsAnotherItemIsReorderedAfterIt) {
+    const auto p = run_plan(" add the tens\n2. add the ones\n", [](int i, const std::string & ctx, int attempt) -> std::string {
+        if (i == 1 && attempt == 0) return "NEEDS: 1";
+        if (i == 1) return ctx.find("Result: part 1") != std::string::npos ? "part 2 using part 1" : "part 2 blind";
+        return "part 1";
+    });
+    ASSERT_TRUE(p.r.ok) << p.r.error;
+    ASSERT_EQ(p.fed_at.at(1).size(), 2u);
+    EXPECT_EQ(p.r.outputs.at(1), " part 2 using part 1");
+    ASSERT_EQ(p.r.notes.size(), 1u);
+    EXPECT_EQ(p.r.notes[0], "item 2 needs item 1's result: re-queued after it");
+}
+
+// A worker that needs an item that has not started is merged into it.
+TEST(PlanExecute, AWorkerThatNeedsAnUnstartedItemIsMergedIntoIt) {
+    const auto p = run_plan(" add the tens\n2. (needs 1) add the ones\n3. combine them\n",
+                            [](int i, const std::string &, int) -> std::string {
+                                if (i == 2) return "NEEDS: 2";  // item 2 waits for item 1: not started yet
+                                if (i == 0) return "part| 1| still| going";  // item 1 takes longer than item 3
+                                return "part " + std::to_string(i + 1);
+                            });
+    ASSERT_TRUE(p.r.ok) << p.r.error;
+    ASSERT_EQ(p.r.notes.size(), 1u);
+    EXPECT_EQ(p.r.notes[0], "item 3 needs item 2, which had not started: merged into it");
+    EXPECT_EQ(p.r.items.at(1), "add the ones; then: combine them");
+    EXPECT_NE(p.context.at(1).find("Solve only sub-task 2: add the ones; then: combine them"), std::string::npos) << p.context.at(1);
+    EXPECT_EQ(p.r.outputs.at(2), "(merged into sub-task 2) part 2");
+    EXPECT_NE(p.summary_context.find("Sub-task 3: combine them\nResult: (merged into sub-task 2) part 2\n"), std::string::npos)
+        << p.summary_context;
+}
+
+// A plan whose needs form a cycle says so and runs its items in order.
+TEST(PlanExecute, ACyclicPlanFallsBackToOrder) {
+    const auto p = run_plan(" (needs 2) add the tens\n2. (needs 1) add the ones\n",
+                            [](int i, const std::string &, int) { return "part " + std::to_string(i + 1); });
+    ASSERT_TRUE(p.r.ok) << p.r.error;
+    ASSERT_EQ(p.r.notes.size(), 1u);
+    EXPECT_NE(p.r.notes[0].find("cycle"), std::string::npos);
+    EXPECT_GT(p.fed_at.at(1)[0], p.fed_at.at(0)[0]);
 }

@@ -94,6 +94,15 @@ check('completion: the answer, the usage and the tree agree', async () => {
   checkTree(r.forkjoin, r.usage);
 });
 
+check('a request picks its controller policies; their decisions are in the tree', async () => {
+  const r = await client.completions.create({ prompt: SOLVED, forkjoin: { controller: 'early-stop' } });
+  assert.equal(r.forkjoin.controller, 'early-stop');
+  assert.equal(r.forkjoin.answer, '17+(88-84)');
+  const stops = r.forkjoin.tree.flatMap((t) => (t.decisions ?? []).filter((d) => d.kind === 'stop'));
+  assert.ok(stops.length >= 1 && /verified/.test(stops[0].reason), JSON.stringify(r.forkjoin.tree[0].decisions));
+  assert.ok(r.forkjoin.tree.some((t) => t.state === 'cancelled' && t.end_reason.startsWith('stopped early')));
+});
+
 check('chat: the last user message is the problem', async () => {
   const r = await client.chat.completions.create({
     model: 'forkjoin-countdown',
@@ -193,6 +202,7 @@ check('bad requests: 400 naming the field', async () => {
   await expectError(client.completions.create({ prompt: SOLVED, forkjoin: { strategy: 'telepathy' } }), 400, 'forkjoin.strategy');
   await expectError(client.completions.create({ prompt: SOLVED, forkjoin: { dialect: 'klingon' } }), 400, 'forkjoin.dialect');
   await expectError(client.completions.create({ prompt: SOLVED, forkjoin: { sampels: 3 } }), 400, 'forkjoin.sampels');
+  await expectError(client.completions.create({ prompt: SOLVED, forkjoin: { controller: 'clairvoyant' } }), 400, 'forkjoin.controller');
   await expectError(client.completions.create({ prompt: '{"nums": [3, 7], ' }), 400, 'prompt');
   await expectError(client.chat.completions.create({ messages: [] }), 400, 'messages');
   await expectError(client.completions.create({ prompt: 'x'.repeat(5000), forkjoin: { task: 'text' } }), 400, 'prompt');
