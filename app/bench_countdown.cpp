@@ -107,6 +107,7 @@ struct Summary {
     int context = 0;
     size_t n = 0;
     double accuracy = 0, total_tokens = 0, sequential_tokens = 0, max_context_tokens = 0, latency_s = 0, threads = 0;
+    double probe_tokens = 0;  // evaluated by the context-rot monitor's probes (not in total_tokens)
     double run_wall_s = 0;  // the whole run's wall time divided by n: throughput, all requests in flight
     // The engine against its physical limit: tokens decoded per second over the whole run, and raw
     // batched decode on the same backend at the run's mean batch size and mean context per token.
@@ -131,9 +132,10 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
         s.max_context_tokens += static_cast<double>(o.metrics.max_context_tokens);
         s.latency_s += o.metrics.wall_s;
         s.threads += o.metrics.threads;
+        for (const auto & t : o.threads) s.probe_tokens += static_cast<double>(t.probe_tokens);
     }
     const double n = static_cast<double>(s.n);
-    for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads}) *v /= n;
+    for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads, &s.probe_tokens}) *v /= n;
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.run_wall_s = wall / n;
     const llama::DecodeStats st = backend.stats();
@@ -154,7 +156,7 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
 
 nlohmann::json to_json(const Summary & s) {
     return {{"n", s.n}, {"strategy", s.strategy}, {"controller", s.controller}, {"context", s.context}, {"accuracy", s.accuracy},
-            {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens},
+            {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens}, {"probe_tokens", s.probe_tokens},
             {"max_context_tokens", s.max_context_tokens}, {"wall_seconds", s.latency_s},
             {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads},
             {"run_tokens_per_s", s.run_tokens_per_s}, {"mean_batch", s.mean_batch}, {"mean_context", s.mean_context},

@@ -124,6 +124,20 @@ struct LimitDecision {
     std::string reason;
 };
 
+// A probe of a thread's attention (the context-rot monitor): a throwaway fork of the thread scores
+// `text` after the thread's context. Asked once, when the thread starts; the first probe is at once
+// (the baseline), then one every `every` generated tokens.
+struct ProbePlan {
+    int every = 0;                   // 0: never probe this thread
+    std::string text;
+};
+
+struct ProbeResult {
+    const ThreadRecord & thread;
+    double nll = 0;                  // mean negative log-likelihood per probe token, now
+    double baseline = 0;             // the same at the thread's start
+};
+
 class Controller {
 public:
     virtual ~Controller() = default;
@@ -134,6 +148,11 @@ public:
     virtual ChildEndDecision on_child_ended(const ChildEndContext &) { return {}; }
     // Default: join what there is.
     virtual JoinDecision on_join(const JoinContext &) { return {}; }
+    // Default: no probes. `context` is the thread's starting context.
+    virtual ProbePlan probe_plan(const ThreadRecord &, const std::string & /*context*/) { return {}; }
+    // After each probe; a non-empty answer is a decision recorded for the thread (the policy acts
+    // through its other answers, e.g. narrower spawns).
+    virtual std::string on_probe(const ProbeResult &) { return {}; }
 };
 
 // The fixed policy: spawns run up to max_children below max_depth; a thread starts when the thread

@@ -3,12 +3,13 @@
 #include "base/error.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <numeric>
 
 namespace forkjoin::runtime {
 
 const std::vector<std::string> & policy_names() {
-    static const std::vector<std::string> names = {"default", "adaptive-width", "early-stop", "validate", "all"};
+    static const std::vector<std::string> names = {"default", "adaptive-width", "early-stop", "validate", "context-rot", "all"};
     return names;
 }
 
@@ -27,6 +28,7 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
             throw Error(ErrorCode::invalid_argument, "unknown controller policy '" + name + "' (" + known + ")");
         }
         if (name == "all") {
+            // context-rot is not in `all` until its threshold is calibrated per model (see policies.h).
             chosen.insert(chosen.end(), {"adaptive-width", "early-stop", "validate"});
         } else if (name != "default") {
             chosen.push_back(name);
@@ -38,6 +40,7 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
         if (*it == "adaptive-width") c = std::make_shared<AdaptiveWidth>(c, hooks);
         if (*it == "early-stop") c = std::make_shared<EarlyStop>(c, hooks);
         if (*it == "validate") c = std::make_shared<Validate>(c, hooks);
+        if (*it == "context-rot") c = std::make_shared<ContextRot>(c, hooks);
     }
     return c;
 }
@@ -112,6 +115,44 @@ JoinDecision Validate::on_join(const JoinContext & c) {
     d.reason = "no child settled it; re-exploring " + std::to_string(unsettled.size()) + " sub searches sampled at 0.7 (round " +
                std::to_string(c.round + 1) + " of " + std::to_string(kMaxRounds) + ", ~" + std::to_string(per_child) +
                " tokens per child, budget left " + std::to_string(u.budget_left) + ")";
+    return d;
+}
+
+}  // namespace forkjoin::runtime
+
+namespace forkjoin::runtime {
+
+ProbePlan ContextRot::probe_plan(const ThreadRecord & thread, const std::string & context) {
+    std::string text = hooks_.probe_text ? hooks_.probe_text(context) : std::string();
+    if (text.empty()) {
+        // Generic recall: the start of the context, restated after a line break.
+        std::string head = context.substr(0, std::min<size_t>(context.size(), 64));
+        text = "\n" + head;
+    }
+    ProbePlan p = next_->probe_plan(thread, context);
+    if (p.every > 0) return p;  // a policy further in already probes
+    return {every_, text};
+}
+
+std::string ContextRot::on_probe(const ProbeResult & p) {
+    next_->on_probe(p);
+    if (p.nll - p.baseline <= threshold_) return {};
+    if (std::find(flagged_threads_.begin(), flagged_threads_.end(), p.thread.id) != flagged_threads_.end()) return {};
+    flagged_threads_.push_back(p.thread.id);
+    ++flagged_;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "context rot: probe NLL %.3f vs %.3f at the start (threshold +%.2f): this request's next spawns run at half width",
+                  p.nll, p.baseline, threshold_);
+    return buf;
+}
+
+SpawnDecision ContextRot::on_spawn(const SpawnContext & c) {
+    SpawnDecision d = next_->on_spawn(c);
+    if (flagged_ == 0 || d.defer || d.run <= 1) return d;
+    const int narrowed = std::max(1, d.run / 2);
+    d.reason += "; narrowed to " + std::to_string(narrowed) + " (context rot seen in " + std::to_string(flagged_) + " threads)";
+    d.run = narrowed;
+    if (!d.order.empty()) d.order.resize(static_cast<size_t>(narrowed));
     return d;
 }
 

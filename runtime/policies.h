@@ -12,7 +12,15 @@
 //                   never run) run again, sampled at temperature 0.7 with new seeds, before the join; at
 //                   most 2 rounds, and only while the remaining budget pays for them at the measured cost
 //                   per child. Without a settles hook it never fires.
-//   all             every policy above.
+//   context-rot     the monitor: every 64 generated tokens (and at the start, the baseline) a throwaway
+//                   fork of the thread scores a recall probe (TaskHooks::probe_text: Countdown restates
+//                   the thread's own "Current State:" line; otherwise the start of its context restated);
+//                   when the probe's NLL per token exceeds the baseline by 1 nat the thread is flagged
+//                   (a "probe" decision) and the request's next spawns are narrowed to half. Compaction is
+//                   not built yet, and the threshold is not calibrated per model yet: on the shipped model
+//                   the probe's NLL moves by more than 1 nat with the position in the trace alone, so the
+//                   policy is opt-in and not part of `all`.
+//   all             adaptive-width, early-stop and validate.
 // Policies compose: each decides what it knows about and hands the rest to the next, the last one being
 // the default. Every decision carries its reason into the trace.
 //
@@ -36,6 +44,8 @@ struct TaskHooks {
     std::function<double(const dialects::ChildRequest &)> child_score;
     // Why this finished child settles its parent's question, or nullopt when it does not.
     std::function<std::optional<std::string>(const ThreadRecord & child)> settles;
+    // The context-rot probe for a thread starting with `context`; empty: the generic one.
+    std::function<std::string(const std::string & context)> probe_text;
 };
 
 // "a,b,c" -> the composed controller. Throws Error(invalid_argument) naming an unknown policy.
@@ -52,6 +62,8 @@ public:
     LimitDecision on_limit(const LimitContext & c) override { return next_->on_limit(c); }
     ChildEndDecision on_child_ended(const ChildEndContext & c) override { return next_->on_child_ended(c); }
     JoinDecision on_join(const JoinContext & c) override { return next_->on_join(c); }
+    ProbePlan probe_plan(const ThreadRecord & t, const std::string & context) override { return next_->probe_plan(t, context); }
+    std::string on_probe(const ProbeResult & p) override { return next_->on_probe(p); }
 
 protected:
     std::shared_ptr<Controller> next_;
@@ -75,6 +87,23 @@ public:
     static constexpr int kMaxRounds = 2;
     using Policy::Policy;
     JoinDecision on_join(const JoinContext & c) override;
+};
+
+class ContextRot final : public Policy {
+public:
+    static constexpr int kEvery = 64;
+    static constexpr double kThreshold = 1.0;  // nats per probe token above the baseline
+    ContextRot(std::shared_ptr<Controller> next, TaskHooks hooks, int every = kEvery, double threshold = kThreshold)
+        : Policy(std::move(next), std::move(hooks)), every_(every), threshold_(threshold) {}
+    ProbePlan probe_plan(const ThreadRecord & thread, const std::string & context) override;
+    std::string on_probe(const ProbeResult & p) override;
+    SpawnDecision on_spawn(const SpawnContext & c) override;
+
+private:
+    int every_;
+    double threshold_;
+    int flagged_ = 0;  // threads of this request whose probe crossed the threshold
+    std::vector<int> flagged_threads_;
 };
 
 }  // namespace forkjoin::runtime

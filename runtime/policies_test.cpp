@@ -243,3 +243,53 @@ TEST(Policies, ValidateReexploresUntilAChildSettlesIt) {
     const Outcome poor = run("validate", hooks, 2, tight, never);
     EXPECT_TRUE(reasons(poor.result.threads[0], "validate").empty());
 }
+
+// The context-rot monitor probes each thread at its start and every K generated tokens on a throwaway
+// fork; a monitor that never fires changes no answer, and one that fires records it once per thread
+// and narrows the request's next spawn.
+TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    auto run_with = [&](std::shared_ptr<Controller> controller) {
+        Runtime rt(backend);
+        RequestOptions greedy;
+        greedy.sampling.ignore_eos = true;
+        Limits l;
+        l.thread_token_budget = 50;
+        greedy.limits = l;
+        greedy.controller = controller;
+        RequestOptions spawner;
+        spawner.dialect = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+        spawner.controller = controller;
+        spawner.script = [](const ThreadRecord & t) -> std::optional<std::string> {
+            if (t.depth == 1) return t.text.find("No solution") == std::string::npos ? std::optional<std::string>("No solution found.\n") : std::nullopt;
+            if (t.text.find("<Sub Searches>") != std::string::npos) return std::nullopt;
+            return spawn_block("0", 2);
+        };
+        const RequestId a = rt.submit("a question for the monitor: ", greedy);
+        rt.run();
+        // The spawner runs after the sampled thread, so a monitor that fired there has already narrowed.
+        const RequestId b = rt.submit(kRoot, spawner);
+        rt.run();
+        return std::make_pair(rt.result(a), rt.result(b));
+    };
+    const auto plain = run_with(nullptr);
+    const auto quiet = run_with(std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, 1e9));
+    EXPECT_EQ(quiet.first.text, plain.first.text);
+    EXPECT_EQ(quiet.second.text, plain.second.text);
+    const auto & probes = quiet.first.threads[0].probes;
+    ASSERT_GE(probes.size(), 4u);  // the baseline, then every 16 of its 50 tokens
+    for (size_t i = 1; i < probes.size(); ++i) EXPECT_EQ(probes[i].generated - probes[i - 1].generated, 16);
+    EXPECT_GT(quiet.first.threads[0].probe_tokens, 0);
+    EXPECT_TRUE(reasons(quiet.first.threads[0], "probe").empty());
+
+    // A threshold every probe crosses: one decision per thread, and the next spawn runs at half width.
+    auto loud = std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, -1e9);
+    const auto fired = run_with(loud);
+    int rot = 0;
+    for (const auto & d : fired.first.threads[0].decisions) rot += d.reason.starts_with("context rot");
+    EXPECT_EQ(rot, 1);
+    const auto spawn = reasons(fired.second.threads[0], "spawn");
+    ASSERT_EQ(spawn.size(), 1u);
+    EXPECT_NE(spawn[0].find("narrowed to 1"), std::string::npos) << spawn[0];
+    EXPECT_EQ(fired.second.threads.size(), 2u);  // root and one child
+}

@@ -51,6 +51,9 @@ struct Runtime::Thread {
     bool awaiting_splice = false;   // forked child that ended: its cells wait for the KV join
     int64_t decoded_seen = 0;       // the sequence's decoded length when last counted
     std::optional<Sampling> sampling;  // its own (a re-explored child); else the request's, seeded by id
+    ProbePlan probe;                   // the context-rot monitor's plan for it
+    std::vector<Token> probe_tokens;
+    int64_t next_probe_at = -1;        // generated tokens at the next probe; -1: none
     int join_rounds = 0;            // re-explorations of its current spawn (JoinDecision)
     bool spawn_deferred = false;    // its spawn waits for the controller's answer (SpawnDecision::defer)
     int64_t deferrals = 0;
@@ -214,6 +217,15 @@ void Runtime::started(Request & r, Thread & t) {
     t.rec.state = ThreadState::running;
     t.rec.start_s = now_s(r);
     if (t.waits > 0) decide(r, t, "admit", "started after waiting " + std::to_string(t.waits) + " steps (" + t.wait_reason + ")");
+    t.probe = controller_of(r).probe_plan(t.rec, t.parser->text());
+    if (t.probe.every > 0 && !t.probe.text.empty()) {
+        try {
+            t.probe_tokens = backend_.vocabulary().tokenize(t.probe.text);
+            t.next_probe_at = 0;
+        } catch (const Error & e) {
+            decide(r, t, "probe", std::string("no probes: ") + e.what());
+        }
+    }
     emit(r, {.kind = EventKind::thread_started, .thread = t.rec.id, .parent = t.rec.parent, .label = t.rec.label});
 }
 
@@ -709,6 +721,34 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
     for (int id : siblings) end_thread(r, *r.threads[static_cast<size_t>(id)], ThreadState::cancelled, "stopped early: " + d.reason);
 }
 
+void Runtime::probe(Request & r, Thread & t) {
+    if (t.next_probe_at < 0 || t.rec.generated_tokens < t.next_probe_at || t.rec.state != ThreadState::running) return;
+    if (!backend_.capabilities().score) {
+        t.next_probe_at = -1;
+        decide(r, t, "probe", "no probes: the backend cannot score");
+        return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const int64_t pending = backend_.n_pending(t.seq);  // the fork evaluates these too
+    std::vector<float> lp;
+    try {
+        lp = backend_.score(t.seq, t.probe_tokens);
+    } catch (const Error & e) {
+        // No free sequence for the throwaway fork, or no room: skip this one, try at the next point.
+        t.next_probe_at = t.rec.generated_tokens + t.probe.every;
+        return;
+    }
+    double sum = 0;
+    for (float x : lp) sum -= x;
+    const double nll = lp.empty() ? 0.0 : sum / static_cast<double>(lp.size());
+    t.rec.probes.push_back({t.rec.generated_tokens, nll});
+    t.rec.probe_tokens += pending + static_cast<int64_t>(lp.size());
+    t.rec.probe_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    t.next_probe_at = t.rec.generated_tokens + t.probe.every;
+    const std::string d = controller_of(r).on_probe({.thread = t.rec, .nll = nll, .baseline = t.rec.probes.front().nll});
+    if (!d.empty()) decide(r, t, "probe", d);
+}
+
 Controller & Runtime::controller_of(const Request & r) const {
     return r.controller ? *r.controller : *controller_;
 }
@@ -806,6 +846,12 @@ void Runtime::backend_step() {
         t.token_end.push_back(t.parser->text().size() + piece.size());
         emit(r, {.kind = EventKind::text, .thread = t.rec.id, .text = piece});
         on_text(r, t, piece);
+    }
+    // The context-rot monitor: threads at a probe point are probed now (a throwaway fork each).
+    for (auto & [seq, owner] : by_seq_) {
+        Request & r = *requests_.at(owner.first);
+        Thread & t = *r.threads[static_cast<size_t>(owner.second)];
+        if (t.next_probe_at >= 0) probe(r, t);
     }
     // A sequence that filled its own KV stream (per_sequence layout) cannot be helped by waiting, nor
     // can one whose decode failed on its own.

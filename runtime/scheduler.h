@@ -125,6 +125,8 @@ private:
     void finalize(Request & r);
     void decide(Request & r, Thread & t, const char * kind, std::string reason);
     Controller & controller_of(const Request & r) const;
+    // The context-rot monitor: probes t when it reached its next probe point (runtime/controller.h).
+    void probe(Request & r, Thread & t);
     void emit(Request & r, Event e);
     double now_s(const Request & r) const;
 

@@ -11,6 +11,12 @@ enum class ThreadState { queued, running, waiting, done, failed, cancelled };
 const char * thread_state_name(ThreadState s);
 bool thread_ended(ThreadState s);  // done, failed or cancelled
 
+// One probe of the context-rot monitor: how well the thread still recalls its probe text.
+struct Probe {
+    int64_t generated = 0;  // the thread's generated tokens when probed
+    double nll = 0;         // mean negative log-likelihood per probe token (nats)
+};
+
 // A controller decision taken for a thread (runtime/controller.h), as the trace records it.
 struct Decision {
     double t_s = 0;      // since the request started
@@ -33,6 +39,9 @@ struct ThreadRecord {
     int64_t max_context = 0;       // longest its context grew
     double start_s = 0, end_s = 0; // since the request started
     std::string text;              // its final context
+    std::vector<Probe> probes;         // the context-rot monitor's probes, the first one the baseline
+    int64_t probe_tokens = 0;          // what probing cost: tokens evaluated on throwaway forks, and
+    double probe_s = 0;                // the wall time it took
     std::vector<Decision> decisions;  // the controller's decisions for it: spawns run, trimmed or refused,
                                       // admissions after a wait, limits
 };

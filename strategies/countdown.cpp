@@ -58,6 +58,12 @@ runtime::TaskHooks countdown_hooks(const countdown::Problem & problem) {
         if (!path.error.empty() || !countdown::verify(problem, path.steps).ok) return std::nullopt;
         return "thread " + std::to_string(child.id) + " reached the target: " + countdown::to_expression(problem, path.steps) + " verified";
     };
+    h.probe_text = [](const std::string & context) {
+        const size_t at = context.find("Current State: ");
+        if (at == std::string::npos) return std::string();
+        const size_t end = context.find('\n', at);
+        return "\n" + context.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    };
     return h;
 }
 

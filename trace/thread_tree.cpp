@@ -26,6 +26,13 @@ nlohmann::json thread_tree_json(const std::vector<runtime::ThreadRecord> & threa
                      {"start_s", t.start_s},
                      {"end_s", t.end_s}};
         if (!t.decisions.empty()) node["decisions"] = decisions_json(t);
+        if (!t.probes.empty()) {
+            json probes = json::array();
+            for (const auto & p : t.probes) probes.push_back({{"generated", p.generated}, {"nll", p.nll}});
+            node["probes"] = probes;
+            node["probe_tokens"] = t.probe_tokens;
+            node["probe_s"] = t.probe_s;
+        }
         if (include_text) node["text"] = t.text;
         tree.push_back(std::move(node));
     }
