@@ -1,0 +1,157 @@
+// Admission: which queued thread starts, as the controller decides and the backend has room.
+#include "runtime/runtime_state.h"
+
+#include <algorithm>
+
+namespace forkjoin::runtime {
+
+int Runtime::running_threads(const Request * only) const {
+    int n = 0;
+    for (const auto & [rid, rp] : requests_) {
+        if (only && rp.get() != only) continue;
+        for (const auto & t : rp->threads) n += t->rec.state == ThreadState::running;
+    }
+    return n;
+}
+
+int64_t Runtime::headroom(const Request & r, const Thread & t) const {
+    const int64_t expected = std::min<int64_t>(r.limits.thread_token_budget, kHeadroomCap);
+    return std::max<int64_t>(0, expected - t.rec.generated_tokens);
+}
+
+AdmitDecision Runtime::ask_admit(const Request & r, const Thread & t) const {
+    int64_t promised = 0;
+    for (const auto & [rid, rp] : requests_) {
+        for (const auto & other : rp->threads) {
+            if (other->rec.state == ThreadState::running) promised += headroom(*rp, *other);
+        }
+    }
+    const KvUsage u = backend_.usage();
+    // Bytes bound tokens from above for every vocabulary here, so the prompt's size is a safe estimate.
+    const int64_t prompt = t.request.forked ? static_cast<int64_t>(t.request.prompt.size()) : static_cast<int64_t>(t.prompt.size());
+    return controller_of(r).on_admit({.thread = t.rec,
+                                  .limits = r.limits,
+                                  .max_threads = limits_.max_threads,
+                                  .running_threads = running_threads(),
+                                  .running_in_request = running_threads(&r),
+                                  .prompt_estimate = prompt,
+                                  .free_cells = static_cast<int64_t>(u.cells_total) - u.cells_used - u.pending_tokens,
+                                  .promised_cells = promised,
+                                  .headroom = headroom(r, t),
+                                  .free_sequences = backend_.max_sequences() - u.live_sequences,
+                                  .nothing_running = live_threads_ == 0});
+}
+
+void Runtime::started(Request & r, Thread & t) {
+    r.queue.pop_front();
+    by_seq_[t.seq] = {r.id, t.rec.id};
+    ++live_threads_;
+    ++r.live;
+    t.rec.state = ThreadState::running;
+    t.rec.start_s = now_s(r);
+    if (t.waits > 0) decide(r, t, "admit", "started after waiting " + std::to_string(t.waits) + " steps (" + t.wait_reason + ")");
+    t.probe = controller_of(r).probe_plan(t.rec, t.parser->text());
+    if (t.probe.every > 0 && !t.probe.text.empty()) {
+        try {
+            t.probe_tokens = backend_.vocabulary().tokenize(t.probe.text);
+            t.next_probe_at = 0;
+        } catch (const Error & e) {
+            decide(r, t, "probe", std::string("no probes: ") + e.what());
+        }
+    }
+    emit(r, {.kind = EventKind::thread_started, .thread = t.rec.id, .parent = t.rec.parent, .label = t.rec.label});
+}
+
+void Runtime::admit() {
+    for (auto & [rid, rp] : requests_) {
+        Request & r = *rp;
+        while (!r.queue.empty()) {
+            Thread & t = *r.threads[static_cast<size_t>(r.queue.front())];
+            const AdmitDecision d = ask_admit(r, t);
+            if (d.action == AdmitAction::wait) {
+                ++t.waits;
+                t.wait_reason = d.reason;
+                break;  // this request's queue waits; the next request may still fit
+            }
+            if (d.action == AdmitAction::fail) {
+                r.queue.pop_front();
+                decide(r, t, "admit", "refused: " + d.reason);
+                end_thread(r, t, ThreadState::failed, d.reason);
+                continue;
+            }
+            if (t.request.forked) {
+                if (!admit_forked(r, t)) break;
+                continue;
+            }
+            std::vector<Token> tokens;
+            try {
+                tokens = backend_.vocabulary().tokenize(t.prompt);
+            } catch (const Error & e) {
+                r.queue.pop_front();
+                end_thread(r, t, ThreadState::failed, std::string("prompt: ") + e.what());
+                continue;
+            }
+            if (tokens.empty() || (r.limits.max_context > 0 && static_cast<int>(tokens.size()) >= r.limits.max_context)) {
+                r.queue.pop_front();
+                end_thread(r, t, ThreadState::failed,
+                           tokens.empty() ? "empty prompt" : "context window: the prompt alone fills it");
+                continue;
+            }
+            const Sampling sampling = sampling_of(r, t);
+            try {
+                t.seq = backend_.open(tokens, sampling, /*generating=*/!r.options.script);
+            } catch (const Error & e) {
+                if (e.code() == ErrorCode::sequence_limit) break;  // wait for a free sequence
+                r.queue.pop_front();
+                end_thread(r, t, ThreadState::failed, e.what());
+                continue;
+            }
+            t.rec.prompt_tokens = static_cast<int64_t>(tokens.size());
+            t.rec.max_context = t.rec.prompt_tokens;
+            t.decoded_seen = 0;
+            t.token_end.clear();
+            append_offsets(t, tokens, 0);
+            if (t.token_end.back() != t.prompt.size()) t.token_end.assign(tokens.size(), 0);  // pieces do not add up: never reuse
+            started(r, t);
+        }
+    }
+}
+
+bool Runtime::admit_forked(Request & r, Thread & t) {
+    Thread & parent = *r.threads[static_cast<size_t>(t.rec.parent)];
+    std::vector<Token> seed;
+    const Sampling sampling = sampling_of(r, t);
+    try {
+        seed = backend_.vocabulary().tokenize(t.request.prompt);
+        t.seq = backend_.fork(parent.seq, sampling, /*generating=*/!r.options.script);
+    } catch (const Error & e) {
+        if (e.code() == ErrorCode::sequence_limit) return false;  // wait for a free sequence
+        r.queue.pop_front();
+        end_thread(r, t, ThreadState::failed, e.what());
+        return true;
+    }
+    // The shared prefix was decoded for the parent: only what the child adds counts as its own.
+    t.decoded_seen = backend_.length(t.seq) - backend_.n_pending(t.seq);
+    t.token_end = parent.token_end;
+    t.parent_tokens = parent.token_end.size();
+    append_offsets(t, seed, t.own_from);
+    started(r, t);
+    try {
+        backend_.append(t.seq, seed);
+    } catch (const Error & e) {
+        end_thread(r, t, ThreadState::failed, e.what());
+        return true;
+    }
+    t.rec.prompt_tokens = static_cast<int64_t>(seed.size());  // the shared prefix is the parent's
+    t.rec.max_context = backend_.length(t.seq);
+    return true;
+}
+
+Sampling Runtime::sampling_of(const Request & r, const Thread & t) const {
+    if (t.sampling) return *t.sampling;
+    Sampling s = r.options.sampling;
+    s.seed += static_cast<uint64_t>(t.rec.id);
+    return s;
+}
+
+}  // namespace forkjoin::runtime

@@ -1,0 +1,246 @@
+// Spawns (the controller decides which children run), re-exploration before a join, and joins
+// (text joins that keep the parent's cache up to the spawn block; KV joins, or a re-read where the
+// backend has no splice).
+#include "runtime/runtime_state.h"
+
+#include <algorithm>
+
+namespace forkjoin::runtime {
+
+void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
+    t.rec.state = ThreadState::waiting;
+    if (!r.options.script) backend_.set_generating(t.seq, false);
+    t.spawn = std::move(spawn);
+    t.spawn_deferred = true;
+    t.deferrals = 0;
+    t.join_rounds = 0;
+    decide_spawn(r, t);
+}
+
+void Runtime::decide_spawn(Request & r, Thread & t) {
+    const dialects::SpawnRequest & spawn = *t.spawn;
+    const Usage usage = usage_of(r);
+    const SpawnDecision d = controller_of(r).on_spawn(
+        {.parent = t.rec, .requested = static_cast<int>(spawn.children.size()), .limits = r.limits, .children = spawn.children, .usage = usage});
+    if (d.defer) {
+        if (t.deferrals++ == 0) decide(r, t, "spawn", "deferred: " + d.reason);
+        return;
+    }
+    t.spawn_deferred = false;
+    t.spawn_slots.assign(spawn.children.size(), -1);
+    // Which children run, in the order they start: the controller's order, else the first `run`.
+    std::vector<size_t> chosen;
+    if (!d.order.empty()) {
+        for (int i : d.order) {
+            if (i >= 0 && static_cast<size_t>(i) < spawn.children.size() &&
+                std::find(chosen.begin(), chosen.end(), static_cast<size_t>(i)) == chosen.end()) {
+                chosen.push_back(static_cast<size_t>(i));
+            }
+        }
+    } else {
+        for (size_t c = 0; c < std::min(spawn.children.size(), static_cast<size_t>(std::max(0, d.run))); ++c) chosen.push_back(c);
+    }
+    decide(r, t, "spawn", t.deferrals > 0 ? d.reason + " (after " + std::to_string(t.deferrals) + " deferrals)" : d.reason);
+    std::vector<int> ids;
+    for (size_t c : chosen) {
+        const int id = add_child(r, t, c);
+        t.spawn_slots[c] = id;
+        ids.push_back(id);
+    }
+    t.rec.spawns.push_back(ids);
+    // Children first: a listener learns of a thread before it sees it named as a child.
+    for (int id : ids) {
+        emit(r, {.kind = EventKind::thread_queued, .thread = id, .parent = t.rec.id, .label = r.threads[static_cast<size_t>(id)]->rec.label});
+    }
+    emit(r, {.kind = EventKind::spawned, .thread = t.rec.id, .parent = t.rec.parent, .children = ids});
+}
+
+int Runtime::add_child(Request & r, Thread & t, size_t slot) {
+    const dialects::ChildRequest & request = t.spawn->children[slot];
+    auto child = std::make_unique<Thread>();
+    child->rec.id = static_cast<int>(r.threads.size());
+    child->rec.parent = t.rec.id;
+    child->rec.depth = t.rec.depth + 1;
+    child->rec.label = request.label;
+    child->request = request;
+    child->prompt = request.prompt;
+    if (child->request.forked) {
+        child->own_from = t.parser->text().size();
+        child->parser = r.dialect->child_parser(t.parser->text() + child->prompt, child->request);
+    } else {
+        child->parser = r.dialect->child_parser(child->prompt, child->request);
+    }
+    const int id = child->rec.id;
+    r.queue.push_back(id);
+    r.threads.push_back(std::move(child));
+    return id;
+}
+
+Usage Runtime::usage_of(const Request & r) const {
+    const KvUsage kv = backend_.usage();
+    return {.generated = r.generated,
+            .budget_left = r.limits.total_token_budget - r.generated,
+            .children_finished = r.children_finished,
+            .children_tokens = r.children_tokens,
+            .free_cells = static_cast<int64_t>(kv.cells_total) - kv.cells_used - kv.pending_tokens,
+            .total_cells = kv.cells_total};
+}
+
+bool Runtime::reexplore(Request & r, Thread & parent) {
+    std::vector<const ThreadRecord *> children;
+    for (int id : parent.spawn_slots) children.push_back(id < 0 ? nullptr : &r.threads[static_cast<size_t>(id)]->rec);
+    const JoinDecision d = controller_of(r).on_join(
+        {.parent = parent.rec, .children = children, .round = parent.join_rounds, .limits = r.limits, .usage = usage_of(r)});
+    std::vector<int> slots;
+    for (int s : d.rerun) {
+        if (s >= 0 && static_cast<size_t>(s) < parent.spawn_slots.size() && std::find(slots.begin(), slots.end(), s) == slots.end()) slots.push_back(s);
+    }
+    if (slots.empty()) return false;
+    ++parent.join_rounds;
+    decide(r, parent, "validate", d.reason);
+    std::vector<int> ids;
+    for (int s : slots) {
+        const int old = parent.spawn_slots[static_cast<size_t>(s)];
+        if (old >= 0) release_seq(r, *r.threads[static_cast<size_t>(old)]);  // a forked child's cells waiting for a splice
+        const int id = add_child(r, parent, static_cast<size_t>(s));
+        Sampling sampling = r.options.sampling;
+        sampling.temperature = d.temperature;
+        sampling.seed = r.options.sampling.seed * 1000003ull + static_cast<uint64_t>(id) * 7919ull + static_cast<uint64_t>(parent.join_rounds);
+        r.threads[static_cast<size_t>(id)]->sampling = sampling;
+        parent.spawn_slots[static_cast<size_t>(s)] = id;
+        ids.push_back(id);
+    }
+    // A round runs after the previous one: a spawn of its own in the tree (and in the dependency chain).
+    parent.rec.spawns.push_back(ids);
+    for (int id : ids) {
+        emit(r, {.kind = EventKind::thread_queued, .thread = id, .parent = parent.rec.id, .label = r.threads[static_cast<size_t>(id)]->rec.label});
+    }
+    emit(r, {.kind = EventKind::spawned, .thread = parent.rec.id, .parent = parent.rec.parent, .children = ids});
+    return true;
+}
+
+void Runtime::kv_join(Request & r, Thread & parent) {
+    std::vector<SeqId> seqs;
+    std::vector<Thread *> spliced;
+    for (int id : parent.spawn_slots) {
+        if (id < 0) continue;
+        Thread & c = *r.threads[static_cast<size_t>(id)];
+        if (c.awaiting_splice && c.seq >= 0) {
+            seqs.push_back(c.seq);
+            spliced.push_back(&c);
+        }
+    }
+    // Children that ended are no longer closed by their parent's end: a join that fails releases them.
+    auto release_children = [&] {
+        for (Thread * c : spliced) release_seq(r, *c);
+    };
+    size_t joined_length = static_cast<size_t>(backend_.length(parent.seq));
+    for (Thread * c : spliced) joined_length += static_cast<size_t>(backend_.length(c->seq)) - c->parent_tokens;
+    if (!join_fits(r, parent, joined_length)) {
+        release_children();
+        return;
+    }
+    try {
+        if (backend_.can_splice()) {
+            // splice() first decodes what the parent and children still have pending: theirs.
+            parent.rec.decoded_tokens += backend_.n_pending(parent.seq);
+            for (Thread * c : spliced) c->rec.decoded_tokens += backend_.n_pending(c->seq);
+            backend_.splice(parent.seq, seqs);
+            // The children's cells now belong to the parent without being decoded again.
+            parent.decoded_seen = backend_.length(parent.seq) - backend_.n_pending(parent.seq);
+        } else {
+            // No KV splice on this backend (one KV stream per sequence): the parent re-reads each
+            // child's own tokens, the same tokens at the same positions, recomputed. Later siblings
+            // then attend to earlier ones, as after a text join.
+            for (Thread * c : spliced) {
+                const auto & own = backend_.tokens(c->seq);
+                const auto first = own.begin() + static_cast<std::ptrdiff_t>(c->parent_tokens);
+                backend_.append(parent.seq, std::vector<Token>(first, own.end()));
+                parent.rec.inserted_tokens += static_cast<int64_t>(own.end() - first);
+            }
+        }
+    } catch (const Error & e) {
+        release_children();
+        end_thread(r, parent, ThreadState::failed, std::string("KV join: ") + e.what());
+        return;
+    }
+    // The parent's context now holds each spliced child's own tokens, in order.
+    std::string own_texts;
+    for (Thread * c : spliced) {
+        const size_t base = parent.parser->text().size() + own_texts.size();
+        for (size_t k = c->parent_tokens; k < c->token_end.size(); ++k) {
+            parent.token_end.push_back(base + (c->token_end[k] - c->own_from));
+        }
+        own_texts += c->rec.text.substr(c->own_from);
+        release_seq(r, *c);  // the splice closed its sequence; this settles the bookkeeping
+    }
+    std::vector<dialects::ChildResult> joined;
+    for (Thread * c : spliced) joined.push_back({c->rec.text.substr(c->own_from), c->rec.state == ThreadState::done});
+    const std::string before = parent.parser->text();
+    const std::string text = r.dialect->join(before, *parent.spawn, joined);
+    resume_after_join(r, parent, text, text.size() > before.size() ? text.substr(before.size()) : std::string());
+}
+
+bool Runtime::join_fits(Request & r, Thread & parent, size_t joined_length) {
+    // A join that would leave the parent no room to write in its window fails it before anything is
+    // decoded, so no thread's context ever exceeds the window (the thread fails at the window anyway).
+    if (r.limits.max_context <= 0 || joined_length < static_cast<size_t>(r.limits.max_context)) return true;
+    decide(r, parent, "limit", "context window: the join needs " + std::to_string(joined_length) + " tokens");
+    end_thread(r, parent, ThreadState::failed,
+               "context window (" + std::to_string(r.limits.max_context) + "): the join needs " +
+                   std::to_string(joined_length) + " tokens");
+    return false;
+}
+
+void Runtime::resume_after_join(Request & r, Thread & parent, const std::string & text, const std::string & inserted) {
+    const std::vector<int> children = parent.rec.spawns.empty() ? std::vector<int>{} : parent.rec.spawns.back();
+    parent.parser = make_parser(r, parent, text);
+    parent.spawn.reset();
+    parent.spawn_slots.clear();
+    parent.rec.state = ThreadState::running;
+    if (!r.options.script) backend_.set_generating(parent.seq, true);
+    parent.rec.max_context = std::max<int64_t>(parent.rec.max_context, backend_.length(parent.seq));
+    emit(r, {.kind = EventKind::joined, .thread = parent.rec.id, .parent = parent.rec.parent, .text = inserted, .children = children});
+    check_limits(r, parent);
+}
+
+void Runtime::try_join(Request & r, Thread & parent) {
+    std::vector<dialects::ChildResult> results;
+    for (int id : parent.spawn_slots) {
+        if (id < 0) {
+            results.push_back({"", false});
+            continue;
+        }
+        const Thread & c = *r.threads[static_cast<size_t>(id)];
+        if (!ended(c.rec.state)) return;
+        results.push_back({c.rec.text, c.rec.state == ThreadState::done});
+    }
+    if (reexplore(r, parent)) return;  // the controller wants some children run again first
+    if (parent.spawn->kv_join) {
+        kv_join(r, parent);
+        return;
+    }
+    const dialects::SpawnRequest spawn = *parent.spawn;
+    const std::string text = r.dialect->join(parent.parser->text(), spawn, results);
+    // Keep the cache cells of every token that ends before the spawn block; prefill the rest.
+    const size_t keep = static_cast<size_t>(
+        std::upper_bound(parent.token_end.begin(), parent.token_end.end(), spawn.block_begin) - parent.token_end.begin());
+    const size_t kept_bytes = keep ? parent.token_end[keep - 1] : 0;
+    std::vector<Token> tokens;
+    try {
+        tokens = backend_.vocabulary().tokenize(std::string_view(text).substr(kept_bytes));
+        if (!join_fits(r, parent, keep + tokens.size())) return;
+        backend_.truncate(parent.seq, static_cast<int32_t>(keep));
+        backend_.append(parent.seq, tokens);
+    } catch (const Error & e) {
+        end_thread(r, parent, ThreadState::failed, std::string("join: ") + e.what());
+        return;
+    }
+    parent.token_end.resize(keep);
+    append_offsets(parent, tokens, kept_bytes);
+    parent.rec.inserted_tokens += static_cast<int64_t>(tokens.size());
+    parent.decoded_seen = std::min<int64_t>(parent.decoded_seen, static_cast<int64_t>(keep));
+    resume_after_join(r, parent, text, text.substr(std::min(text.size(), static_cast<size_t>(spawn.block_begin))));
+}
+
+}  // namespace forkjoin::runtime
