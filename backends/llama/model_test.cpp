@@ -89,3 +89,17 @@ TEST(Model, TruncatedGgufIsAClearError) {
         EXPECT_NE(std::string(e.what()).find("llama.cpp:"), std::string::npos) << e.what();
     }
 }
+
+// A GGUF's chat template is applied through llama.cpp (ChatML here, recognised by its markers); a
+// model without one says so (the server then passes the messages' text as-is).
+TEST(Model, ChatTemplateFromTheGguf) {
+    auto spec = testmodel::test_model_spec("1M");
+    spec.chat_template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    const auto chat = Model::load(testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, spec));
+    const auto rendered = chat->render_chat({{"system", "be brief"}, {"user", "2+2?"}});
+    ASSERT_TRUE(rendered.has_value());
+    EXPECT_EQ(*rendered, "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+    const auto plain = Model::load(testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, testmodel::test_model_spec("1M")));
+    EXPECT_FALSE(plain->render_chat({{"user", "2+2?"}}).has_value());
+}

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <unistd.h>
 
 namespace forkjoin::testmodel {
@@ -102,6 +103,7 @@ void write_test_model(const std::string & path, const TestModelSpec & spec) {
     gguf::GgufMetadata meta;
     meta.name = "forkjoin-test-" + spec.name + "-seed" + std::to_string(spec.seed);
     meta.strings.push_back({"forkjoin.purpose", "random weights for tests and benchmarks; not a trained model"});
+    if (!spec.chat_template.empty()) meta.strings.push_back({"tokenizer.chat_template", spec.chat_template});
     gguf::write_llama_gguf(path, hp, test_vocabulary(), w, spec.matrix_type, meta);
 }
 
@@ -114,7 +116,9 @@ std::string ensure_test_model(const std::string & dir, const TestModelSpec & spe
                              std::to_string(hp.n_layer) + "-h" + std::to_string(hp.n_head) + "-v" +
                              std::to_string(hp.n_vocab) + "-s" + std::to_string(spec.seed) +
                              (spec.matrix_type == gguf::WeightType::f16 ? "-f16" : "-f32") + "-x" +
-                             std::to_string(static_cast<int>(spec.logit_scale * 100)) + ".gguf";
+                             std::to_string(static_cast<int>(spec.logit_scale * 100)) +
+                             (spec.chat_template.empty() ? "" : "-chat" + std::to_string(std::hash<std::string>{}(spec.chat_template) % 100000)) +
+                             ".gguf";
     const fs::path path = fs::path(dir) / file;
     if (!fs::exists(path)) {
         // Write under a unique temporary name, then rename: concurrent test processes never see a

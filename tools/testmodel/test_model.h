@@ -19,6 +19,7 @@ struct TestModelSpec {
     uint64_t seed = 1;
     gguf::WeightType matrix_type = gguf::WeightType::f32;
     float logit_scale = 4.0f;  // std of the output logits: larger = more peaked, fewer greedy near-ties
+    std::string chat_template;  // written as tokenizer.chat_template when set (tests of chat rendering)
 };
 
 // Named sizes: "1M" (d 128, 5 layers), "10M" (d 320, 8 layers), "50M" (d 640, 10 layers).
