@@ -15,7 +15,7 @@ int Runtime::running_threads(const Request * only) const {
 }
 
 int64_t Runtime::headroom(const Request & r, const Thread & t) const {
-    const int64_t expected = std::min<int64_t>(r.limits.thread_token_budget, kHeadroomCap);
+    const int64_t expected = std::min<int64_t>(r.limits.thread_token_budget, kExpectedThreadTokensCap);
     return std::max<int64_t>(0, expected - t.rec.generated_tokens);
 }
 

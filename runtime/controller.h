@@ -26,6 +26,7 @@
 #include "runtime/limits.h"
 #include "runtime/thread.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -39,6 +40,16 @@ struct Usage {
     int64_t children_tokens = 0;     // the tokens they generated
     int64_t free_cells = 0;          // KV cells neither used nor claimed
     int64_t total_cells = 0;
+
+    // Tokens a child is expected to cost: the mean of this request's finished children, else the prior
+    // min(thread budget, kExpectedThreadTokensCap).
+    int64_t child_tokens(const Limits & limits) const {
+        if (children_finished > 0) return std::max<int64_t>(1, children_tokens / children_finished);
+        return std::max<int64_t>(1, std::min<int64_t>(limits.thread_token_budget, kExpectedThreadTokensCap));
+    }
+    // Children the budget left pays for at `per_child` each, keeping one child's worth for the parent
+    // to finish after the join.
+    int64_t affordable_children(int64_t per_child) const { return std::max<int64_t>(0, (budget_left - per_child) / per_child); }
 };
 
 struct SpawnContext {
@@ -107,8 +118,6 @@ struct AdmitDecision {
     std::string reason;
 };
 
-enum class LimitKind { thread_tokens, context_window, request_tokens, timeout };
-const char * limit_kind_name(LimitKind kind);
 
 struct LimitContext {
     const ThreadRecord & thread;     // the thread that hit it (the root for request limits)

@@ -11,6 +11,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Engine::Call {
     RequestId id = -1;
+    int index = 0;                   // in Job::calls
     int parent = -1;                 // job-wide id its root hangs under
     bool answering = false;
     std::vector<int> global;         // local thread id -> job-wide id
@@ -40,6 +41,7 @@ public:
         if (job_.ended) throw Error(ErrorCode::invalid_argument, "call() after the job finished");
         auto c = std::make_unique<Call>();
         Call * raw = c.get();
+        raw->index = static_cast<int>(job_.calls.size());
         raw->parent = parent;
         raw->answering = answering;
         raw->offset_s = std::chrono::duration<double>(Clock::now() - job_.start).count();
@@ -230,12 +232,10 @@ void Engine::finish_job(Job & job, JobResult result) {
     for (auto & c : job.calls) {
         if (!c->finished && c->id >= 0) runtime_.cancel(c->id, result.finish_reason == "stop" ? "job finished" : result.finish_reason);
     }
-    // Collect every call's final record (cancelling just finalized the rest).
+    // Collect every call's final record its program has not seen (cancelling just finalized the rest).
     for (size_t i = 0; i < job.calls.size(); ++i) {
         Call & c = *job.calls[i];
-        bool have = false;
-        for (int k : job.result_call) have |= k == static_cast<int>(i);
-        if (!have && c.id >= 0 && runtime_.finished(c.id)) {
+        if (!c.delivered && c.id >= 0 && runtime_.finished(c.id)) {
             job.results.push_back(runtime_.result(c.id));
             job.result_call.push_back(static_cast<int>(i));
         }
@@ -312,10 +312,8 @@ void Engine::after_step() {
         Job & job = *it->second.first;
         if (job.ended) continue;
         Call & call = *it->second.second;
-        size_t index = 0;
-        while (index < job.calls.size() && job.calls[index].get() != &call) ++index;
         job.results.push_back(runtime_.result(id));
-        job.result_call.push_back(static_cast<int>(index));
+        job.result_call.push_back(call.index);
         call.delivered = true;
         Context ctx(*this, job);
         try {

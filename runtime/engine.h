@@ -88,8 +88,6 @@ public:
     // submit + wait.
     JobResult run(std::shared_ptr<Program> program, JobOptions options = {});
     EngineStats stats() const;
-    const Limits & limits() const { return options_.limits; }
-    const Vocabulary & vocabulary() const { return backend_.vocabulary(); }
 
 private:
     struct Call;

@@ -4,6 +4,7 @@
 #include "backends/llama/backend.h"
 #include "dialects/apr.h"
 #include "runtime/engine.h"
+#include "runtime/policies.h"
 #include "runtime/scheduler.h"
 #include "runtime/test_model.h"
 
@@ -99,15 +100,10 @@ public:
 }  // namespace
 
 namespace {
-// The default policy, for controllers that change one decision and keep the rest.
-class Delegating : public Controller {
+// A policy (runtime/policies.h) over the default: tests change one decision and keep the rest.
+class Delegating : public Policy {
 public:
-    SpawnDecision on_spawn(const SpawnContext & c) override { return base_.on_spawn(c); }
-    AdmitDecision on_admit(const AdmitContext & c) override { return base_.on_admit(c); }
-    LimitDecision on_limit(const LimitContext & c) override { return base_.on_limit(c); }
-
-protected:
-    DefaultController base_;
+    Delegating() : Policy(std::make_shared<DefaultController>(), {}) {}
 };
 }  // namespace
 
@@ -140,6 +136,8 @@ TEST(RuntimeService, RequestsOfDifferentDialectsAndLimitsShareDecodeSteps) {
     EXPECT_EQ(plain_alone.threads.size(), 1u);
     EXPECT_EQ(plain_alone.threads[0].generated_tokens, 24);  // its own budget
     EXPECT_EQ(plain_alone.threads[0].end_reason, "token budget (24)");
+    EXPECT_STREQ(finish_reason(plain_alone), "length");  // from the limit the root reached, not its reason's wording
+    EXPECT_STREQ(finish_reason(apr_alone), "stop");
     // Together: the same answers.
     EXPECT_EQ(both.first.text, apr_alone.text);
     EXPECT_EQ(both.second.text, plain_alone.text);
@@ -217,7 +215,7 @@ public:
             extended_ = true;
             return {LimitAction::extend, 8, "one more chance"};
         }
-        return base_.on_limit(c);
+        return next_->on_limit(c);
     }
 
 private:
@@ -232,7 +230,7 @@ public:
     explicit Patient(const Runtime *& rt) : rt_(rt) {}
     SpawnDecision on_spawn(const SpawnContext & c) override {
         if (rt_->stats().requests > 1) return {0, "another request is running", true};
-        return base_.on_spawn(c);
+        return next_->on_spawn(c);
     }
 
 private:
@@ -288,7 +286,7 @@ class NeverFires final : public Delegating {
 public:
     SpawnDecision on_spawn(const SpawnContext & c) override {
         if (c.parent.depth > 99) return {0, "too deep"};
-        return base_.on_spawn(c);
+        return next_->on_spawn(c);
     }
 };
 }  // namespace

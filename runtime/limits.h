@@ -5,6 +5,14 @@
 
 namespace forkjoin::runtime {
 
+// What a thread is expected to generate before anything is measured: its token budget, capped here
+// (admission reserves this much cache growth for a running thread; policies use it as their prior).
+constexpr int64_t kExpectedThreadTokensCap = 256;
+
+// Which limit a thread or request reached.
+enum class LimitKind { thread_tokens, context_window, request_tokens, timeout };
+const char * limit_kind_name(LimitKind kind);
+
 struct Limits {
     int max_threads = 32;               // running threads at once (all requests); more wait in a queue.
                                         // Parents waiting on children do not count (they would deadlock)

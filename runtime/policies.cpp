@@ -49,11 +49,8 @@ SpawnDecision AdaptiveWidth::on_spawn(const SpawnContext & c) {
     SpawnDecision base = next_->on_spawn(c);
     if (base.defer || base.run <= 0) return base;
     const Usage & u = c.usage;
-    // What a child is expected to cost: what this request's children cost so far, else a prior.
-    const int64_t prior = std::min<int64_t>(c.limits.thread_token_budget, 256);
-    const int64_t per_child = u.children_finished > 0 ? std::max<int64_t>(1, u.children_tokens / u.children_finished) : prior;
-    // Keep one child's worth for the parent to finish after the join.
-    const int64_t affordable = std::max<int64_t>(0, (u.budget_left - per_child) / per_child);
+    const int64_t per_child = u.child_tokens(c.limits);
+    const int64_t affordable = u.affordable_children(per_child);
     int64_t prompt_bytes = 0;
     for (const auto & ch : c.children) prompt_bytes += static_cast<int64_t>(ch.prompt.size());
     const int64_t per_child_cells = per_child + (c.children.empty() ? 0 : prompt_bytes / static_cast<int64_t>(c.children.size()));
@@ -102,13 +99,9 @@ JoinDecision Validate::on_join(const JoinContext & c) {
         unsettled.push_back(static_cast<int>(i));
     }
     const Usage & u = c.usage;
-    const int64_t per_child = u.children_finished > 0 ? std::max<int64_t>(1, u.children_tokens / u.children_finished)
-                                                      : std::min<int64_t>(c.limits.thread_token_budget, 256);
-    const int64_t affordable = std::max<int64_t>(0, (u.budget_left - per_child) / per_child);
-    if (affordable < static_cast<int64_t>(unsettled.size())) {
-        JoinDecision d = next_->on_join(c);
-        return d;  // not enough budget for another round: join what there is
-    }
+    const int64_t per_child = u.child_tokens(c.limits);
+    // Not enough budget for another round: join what there is.
+    if (u.affordable_children(per_child) < static_cast<int64_t>(unsettled.size())) return next_->on_join(c);
     JoinDecision d;
     d.rerun = unsettled;
     d.temperature = 0.7f;

@@ -84,9 +84,14 @@ struct RequestResult {
     bool finished = false;
     bool ok = false;               // the root ended with its end-of-text token
     std::string end_reason;        // when not ok
+    std::optional<LimitKind> limit;  // when the root (or the request) ended at a limit
     std::string text;              // the root's final context
     std::vector<ThreadRecord> threads;  // index = thread id within the request; [0] is the root
     Metrics metrics;
 };
+
+// OpenAI's finish_reason for a request's root: "stop" (it ended, or failed otherwise), "length" (a
+// token or context limit), "timeout".
+const char * finish_reason(const RequestResult & result);
 
 }  // namespace forkjoin::runtime

@@ -17,6 +17,11 @@ const char * thread_state_name(ThreadState s) {
     return "?";
 }
 
+const char * finish_reason(const RequestResult & result) {
+    if (result.ok || !result.limit) return "stop";
+    return *result.limit == LimitKind::timeout ? "timeout" : "length";
+}
+
 bool thread_ended(ThreadState s) { return s == ThreadState::done || s == ThreadState::failed || s == ThreadState::cancelled; }
 
 const char * event_kind_name(EventKind kind) {
@@ -186,9 +191,11 @@ bool Runtime::hit_limit(Request & r, Thread & t, LimitKind kind, int64_t value) 
             }
             return false;
         case LimitAction::fail_thread:
+            if (t.rec.id == 0) r.result.limit = kind;
             end_thread(r, t, ThreadState::failed, d.reason);
             return true;
         case LimitAction::cancel_request:
+            r.result.limit = kind;
             end_request(r, d.reason);
             return true;
     }

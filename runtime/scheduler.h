@@ -78,8 +78,6 @@ public:
     // Drops a finished request's record (a long-running caller collects results, then forgets them).
     void forget(RequestId request);
     RuntimeStats stats() const;
-    const Limits & limits() const { return limits_; }
-    Backend & backend() { return backend_; }
 
 private:
     struct Thread;
@@ -87,8 +85,7 @@ private:
     // The request and thread a live sequence belongs to; {nullptr, nullptr} for one it no longer tracks.
     std::pair<Request *, Thread *> owner_of(SeqId seq);
     void admit();
-    // Growth still expected of a running thread (its token budget, capped), for admission.
-    static constexpr int64_t kHeadroomCap = 256;
+    // Growth still expected of a running thread (its token budget, capped: kExpectedThreadTokensCap).
     int64_t headroom(const Request & r, const Thread & t) const;
     int running_threads(const Request * only = nullptr) const;  // not queued, not waiting on children
     AdmitDecision ask_admit(const Request & r, const Thread & t) const;

@@ -186,6 +186,7 @@ bool Runtime::join_fits(Request & r, Thread & parent, size_t joined_length) {
     // decoded, so no thread's context ever exceeds the window (the thread fails at the window anyway).
     if (r.limits.max_context <= 0 || joined_length < static_cast<size_t>(r.limits.max_context)) return true;
     decide(r, parent, "limit", "context window: the join needs " + std::to_string(joined_length) + " tokens");
+    if (parent.rec.id == 0) r.result.limit = LimitKind::context_window;
     end_thread(r, parent, ThreadState::failed,
                "context window (" + std::to_string(r.limits.max_context) + "): the join needs " +
                    std::to_string(joined_length) + " tokens");

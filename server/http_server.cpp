@@ -173,9 +173,11 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
     runtime::JobOptions jo;
     jo.timeout_s = req.timeout_s;
     const std::vector<std::string> stop = req.stop;
+    size_t longest_stop = 0;
+    for (const auto & s : stop) longest_stop = std::max(longest_stop, s.size());
     const bool stream = req.stream;
     runtime::Engine * engine = &engine_;
-    jo.events = [ex, stop, stream, engine](const runtime::JobEvent & e) {
+    jo.events = [ex, stop, longest_stop, stream, engine](const runtime::JobEvent & e) {
         std::lock_guard<std::mutex> lock(ex->mu);
         if (e.done) {
             ex->done = true;
@@ -186,9 +188,7 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
                 ex->all += ev.text;
                 if (!stop.empty()) {
                     // Only the tail can hold a stop string that was not there before this piece.
-                    size_t longest = 0;
-                    for (const auto & s : stop) longest = std::max(longest, s.size());
-                    const size_t from = ex->all.size() > ev.text.size() + longest ? ex->all.size() - ev.text.size() - longest : 0;
+                    const size_t from = ex->all.size() > ev.text.size() + longest_stop ? ex->all.size() - ev.text.size() - longest_stop : 0;
                     std::string tail = ex->all.substr(from);
                     if (cut_at_stop(tail, stop)) {
                         ex->stopped = true;
@@ -281,8 +281,7 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
         Clock::time_point last_write = Clock::now();
     };
     auto st = std::make_shared<StreamState>();
-    size_t holdback = 0;
-    for (const auto & s : stop) holdback = std::max(holdback, s.size() - 1);
+    const size_t holdback = longest_stop > 0 ? longest_stop - 1 : 0;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",

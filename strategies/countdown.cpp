@@ -62,7 +62,9 @@ runtime::TaskHooks countdown_hooks(const countdown::Problem & problem) {
         const size_t at = context.find("Current State: ");
         if (at == std::string::npos) return std::string();
         const size_t end = context.find('\n', at);
-        return "\n" + context.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        std::string probe = "\n";  // (appending, not "\n" + substr: GCC 12 warns falsely on that form)
+        probe += context.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        return probe;
     };
     return h;
 }
@@ -159,8 +161,7 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx) {
     job.answer = outcome_.solved ? outcome_.expression : std::string();
     job.error = outcome_.solved ? std::string() : outcome_.reason;
     job.text = outcome_.run.text.size() >= prompt_.size() ? outcome_.run.text.substr(prompt_.size()) : outcome_.run.text;
-    const std::string & end = outcome_.run.end_reason;
-    job.finish_reason = outcome_.run.ok ? "stop" : end.starts_with("token budget") || end.starts_with("total token budget") || end.starts_with("context window") ? "length" : end == "timeout" ? "timeout" : "stop";
+    job.finish_reason = runtime::finish_reason(outcome_.run);
     for (const auto & s : samples_) job.metrics.sequential_tokens = std::max(job.metrics.sequential_tokens, s.metrics.sequential_tokens);
     ctx.finish(std::move(job));
 }

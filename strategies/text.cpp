@@ -173,6 +173,7 @@ void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId 
         if (out_.answer.empty()) out_.answer = out_.text;
         out_.ok = summary.ok;
         out_.error = summary.end_reason;
+        finish_reason_ = runtime::finish_reason(summary);
         finish(ctx);
         return;
     }
@@ -182,6 +183,7 @@ void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId 
         out_.answer = tasks::extract_answer(out_.text);
         out_.ok = results_[0].ok;
         out_.error = results_[0].end_reason;
+        finish_reason_ = runtime::finish_reason(results_[0]);
     } else {
         std::vector<std::string> answers;
         for (const auto & x : results_) {
@@ -289,9 +291,7 @@ void TextProgram::finish(runtime::ProgramContext & ctx) {
     job.answer = out_.answer;
     job.error = out_.error;
     job.strategy = o_.strategy;
-    const bool cut = out_.error.starts_with("token budget") || out_.error.starts_with("total token budget") ||
-                     out_.error.starts_with("context window");
-    job.finish_reason = cut ? "length" : out_.error == "timeout" ? "timeout" : "stop";
+    job.finish_reason = finish_reason_;
     job.metrics.sequential_tokens = sequential_;
     job.notes = out_.notes;
     ctx.finish(std::move(job));

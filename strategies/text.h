@@ -98,6 +98,7 @@ private:
     int pending_ = 0;
     int planner_ = -1;                                 // job-wide id of the planner's root
     std::string outline_;                              // plan-execute: the numbered items
+    const char * finish_reason_ = "stop";              // of the call whose text is the answer
     int64_t sequential_ = 0;                           // the chain so far (finished phases)
     TextResult out_;
 };

@@ -5,7 +5,8 @@
 // ratio (server / in-process), and for the mixed load (8 Countdown + 8 text clients at once): every
 // request answered, mean batch, p50/p95 latency. Both runs use the same backend shape: per-sequence
 // KV, clients x (1 + max_children) sequences of `context` cells, max_threads 32.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { startServer } from './forkjoin_server.mjs';
 import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 
@@ -23,14 +24,9 @@ const inproc = JSON.parse(execFileSync(forkjoin, ['bench', 'countdown', '--probl
 const inprocWall = inproc.run_wall_seconds_per_problem * inproc.n;
 
 // ---- through the server ----------------------------------------------------------------------------
-const server = spawn(forkjoin, ['serve', '--port', '0', '--sequences', String(sequences), '--ctx-per-sequence', String(context),
-  '--kv-layout', 'per-sequence', '--max-threads', '32', '--max-queue', '64', '--threads', String(threads)], { stdio: ['ignore', 'pipe', 'ignore'] });
-process.on('exit', () => { if (server.exitCode === null) server.kill('SIGTERM'); });
-const port = await new Promise((resolve, reject) => {
-  let out = '';
-  server.stdout.on('data', (d) => { out += d; const m = out.match(/127\.0\.0\.1:(\d+)/); if (m) resolve(Number(m[1])); });
-  server.on('exit', () => reject(new Error('server exited: ' + out)));
-});
+const server = await startServer(forkjoin, ['--sequences', String(sequences), '--ctx-per-sequence', String(context),
+  '--kv-layout', 'per-sequence', '--max-threads', '32', '--max-queue', '64', '--threads', String(threads)]);
+const port = server.port;
 const client = new OpenAI({ apiKey: 'none', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0, timeout: 600000 });
 
 async function pool(jobs, width) {
@@ -68,7 +64,7 @@ const mixed = await pool(mixedJobs, 16);
 const mixedWall = (performance.now() - tm) / 1000;
 const latencies = mixed.map((x) => x.s);
 const batches = mixed.map((x) => x.r.forkjoin.mean_batch);
-server.kill('SIGTERM');
+await server.stop();
 
 console.log(JSON.stringify({
   problems: lines.length, clients, context,

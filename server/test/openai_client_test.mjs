@@ -2,7 +2,7 @@
 //   node openai_client_test.mjs <path to forkjoin> <countdown eval set .jsonl>
 // Starts the server on an ephemeral 127.0.0.1 port with an API key, runs every check, and stops the
 // server whatever the outcome. Exit status: the number of failed checks (0: all passed).
-import { spawn } from 'node:child_process';
+import { startServer } from './forkjoin_server.mjs';
 import { readFileSync, writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 
@@ -20,23 +20,8 @@ const problems = readFileSync(evalSet, 'utf8').trim().split('\n').slice(0, 8);
 const SOLVED = '{"nums":[84,88,17],"target":21}';  // the shipped model solves it greedily (see the CLI test)
 
 // ---- the server ----------------------------------------------------------------------------------
-const server = spawn(forkjoin, ['serve', '--port', '0', '--api-key', KEY, '--max-queue', '32', '--sequences', '64',
-                                '--ctx-per-sequence', '1024'], { stdio: ['ignore', 'pipe', 'pipe'] });
-let serverLog = '';
-server.stderr.on('data', (d) => { serverLog += d; });
-const stopServer = () => { if (server.exitCode === null) server.kill('SIGTERM'); };
-process.on('exit', stopServer);
-process.on('SIGINT', () => { stopServer(); process.exit(130); });
-const port = await new Promise((resolve, reject) => {
-  let out = '';
-  const timer = setTimeout(() => reject(new Error('server did not start in 60 s: ' + out + serverLog)), 60000);
-  server.stdout.on('data', (d) => {
-    out += d;
-    const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-    if (m) { clearTimeout(timer); resolve(Number(m[1])); }
-  });
-  server.on('exit', (code) => reject(new Error(`server exited (${code}) before listening: ${out}${serverLog}`)));
-});
+const server = await startServer(forkjoin, ['--api-key', KEY, '--max-queue', '32', '--sequences', '64', '--ctx-per-sequence', '1024']);
+const port = server.port;
 const base = `http://127.0.0.1:${port}`;
 const client = new OpenAI({ apiKey: KEY, baseURL: base + '/v1', maxRetries: 0, timeout: 120000 });
 
@@ -235,13 +220,10 @@ try {
     }
   }
 } finally {
-  stopServer();
+  await server.stop();
 }
-if (failed) console.log('server log:\n' + serverLog.split('\n').slice(-30).join('\n'));
+if (failed) console.log('server log:\n' + server.log().split('\n').slice(-30).join('\n'));
 // The whole server log (e.g. a ThreadSanitizer run's reports) where FORKJOIN_SERVER_LOG names a file.
-if (process.env.FORKJOIN_SERVER_LOG) {
-  await new Promise((r) => (server.exitCode === null ? server.on('exit', r) : r()));
-  writeFileSync(process.env.FORKJOIN_SERVER_LOG, serverLog);
-}
+if (process.env.FORKJOIN_SERVER_LOG) writeFileSync(process.env.FORKJOIN_SERVER_LOG, server.log());
 console.log(`${checks.length - failed}/${checks.length} checks passed`);
 process.exit(failed);
