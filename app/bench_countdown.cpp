@@ -1,6 +1,7 @@
 // forkjoin bench countdown / forkjoin run --task countdown: Countdown through the runtime, with
 // the strict verifier, as one strategy at one per-thread context window.
 #include "app/commands.h"
+#include "app/backend_choice.h"
 #include "app/model_file.h"
 #include "app/decode_probe.h"
 #include "app/live_view.h"
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <fstream>
 #include <filesystem>
+#include <optional>
 
 namespace forkjoin::app {
 namespace {
@@ -76,6 +78,7 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
         ->capture_default_str();
     cmd.add_option("--max-total-tokens", a.max_total_tokens, "generated tokens per problem, all threads together (0: no limit)")
         ->capture_default_str();
+    add_backend_options(cmd, a.backend, "--api-key");
 }
 
 void add_bench_countdown_options(CLI::App & cmd, CountdownArgs & a) {
@@ -112,11 +115,13 @@ struct Summary {
     // The engine against its physical limit: tokens decoded per second over the whole run, and raw
     // batched decode on the same backend at the run's mean batch size and mean context per token.
     double run_tokens_per_s = 0, mean_batch = 0, mean_context = 0, raw_tokens_per_s = 0, raw_fraction = 0;
+    std::optional<remote::RemoteStats> remote;  // --backend remote: what the servers did
 };
 
 Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Model> & model,
                 const std::vector<countdown::Problem> & problems) {
-    llama::LlamaBackend backend(model, backend_for(a));
+    const std::unique_ptr<Backend> owned = make_backend(a.backend, model, backend_for(a));
+    Backend & backend = *owned;
     const auto t0 = std::chrono::steady_clock::now();
     const auto outcomes = strategies::run_countdown(backend, problems, options_from(a));
     write_trace(a, outcomes);
@@ -138,30 +143,45 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
     for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads, &s.probe_tokens}) *v /= n;
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.run_wall_s = wall / n;
-    const llama::DecodeStats st = backend.stats();
-    if (st.steps > 0 && st.tokens > 0) {
-        s.run_tokens_per_s = static_cast<double>(st.tokens) / wall;
+    const DecodeStats st = backend.stats();
+    if (st.tokens > 0) s.run_tokens_per_s = static_cast<double>(st.tokens) / wall;
+    if (auto * r = dynamic_cast<remote::RemoteBackend *>(&backend)) s.remote = r->remote_stats();
+    auto * in_process = dynamic_cast<llama::LlamaBackend *>(&backend);
+    if (in_process && st.steps > 0 && st.tokens > 0) {
         s.mean_batch = static_cast<double>(st.tokens) / static_cast<double>(st.steps);
         s.mean_context = static_cast<double>(st.position_sum) / static_cast<double>(st.tokens);
         const int batch = std::clamp(static_cast<int>(std::lround(s.mean_batch)), 1,
-                                     static_cast<int>(backend.options().n_seq_max));
+                                     static_cast<int>(in_process->options().n_seq_max));
         const int steps = 32;
         const int context = std::clamp(static_cast<int>(std::lround(s.mean_context)), 1,
-                                       static_cast<int>(backend.sequence_capacity()) - steps - 1);
-        s.raw_tokens_per_s = decode_tokens_per_s(backend, batch, steps, context);
+                                       static_cast<int>(in_process->sequence_capacity()) - steps - 1);
+        s.raw_tokens_per_s = decode_tokens_per_s(*in_process, batch, steps, context);
         s.raw_fraction = s.run_tokens_per_s / s.raw_tokens_per_s;
     }
     return s;
 }
 
+nlohmann::json remote_json(const remote::RemoteStats & r) {
+    auto cache = [](const remote::PromptCacheStats & c) {
+        return nlohmann::json{{"requests", c.requests}, {"reported", c.reported}, {"prompt_tokens", c.prompt_tokens}, {"cached_tokens", c.cached_tokens}};
+    };
+    nlohmann::json replicas = nlohmann::json::array();
+    for (const auto & x : r.replicas) replicas.push_back({{"url", x.url}, {"requests", x.requests}, {"failures", x.failures}, {"up", x.up}});
+    return {{"requests", r.requests}, {"retries", r.retries}, {"failed_sequences", r.failed_sequences},
+            {"cancelled_streams", r.cancelled_streams}, {"retokenized_chunks", r.retokenized_chunks},
+            {"first", cache(r.first)}, {"forked", cache(r.forked)}, {"resumed", cache(r.resumed)}, {"replicas", replicas}};
+}
+
 nlohmann::json to_json(const Summary & s) {
-    return {{"n", s.n}, {"strategy", s.strategy}, {"controller", s.controller}, {"context", s.context}, {"accuracy", s.accuracy},
+    nlohmann::json j = {{"n", s.n}, {"strategy", s.strategy}, {"controller", s.controller}, {"context", s.context}, {"accuracy", s.accuracy},
             {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens}, {"probe_tokens", s.probe_tokens},
             {"max_context_tokens", s.max_context_tokens}, {"wall_seconds", s.latency_s},
             {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads},
             {"run_tokens_per_s", s.run_tokens_per_s}, {"mean_batch", s.mean_batch}, {"mean_context", s.mean_context},
             {"raw_tokens_per_s", s.raw_tokens_per_s},
             {"raw_fraction", s.raw_fraction}};
+    if (s.remote) j["remote"] = remote_json(*s.remote);
+    return j;
 }
 
 std::vector<std::string> split(const std::string & list) {
@@ -194,7 +214,7 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     auto problems = countdown::load_problems(problems_path);
     if (limit > 0 && static_cast<size_t>(limit) < problems.size()) problems.resize(static_cast<size_t>(limit));
     if (problems.empty()) throw Error(ErrorCode::invalid_argument, problems_path + " holds no problems");
-    auto model = load_model(a.model);
+    auto model = load_model_for(a.backend, a.model);
     if (!a.sweep) {
         const Summary s = measure(a, model, problems);
         nlohmann::json j = to_json(s);
@@ -206,9 +226,14 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
                         "max context %.0f, %.1f threads, latency %.2f s (%.2f s of the run)\n",
                         s.strategy.c_str(), s.context, 100.0 * s.accuracy, s.n, s.total_tokens, s.sequential_tokens,
                         s.max_context_tokens, s.threads, s.latency_s, s.run_wall_s);
-            std::printf("  throughput %.0f tokens/s (mean batch %.1f, mean context %.0f) vs raw decode at that batch "
-                        "and context %.0f tokens/s: %.2f of it\n",
-                        s.run_tokens_per_s, s.mean_batch, s.mean_context, s.raw_tokens_per_s, s.raw_fraction);
+            if (s.remote) {
+                std::printf("  throughput %.0f tokens/s (prompt tokens sent and tokens generated, per second of the run)\n%s\n",
+                            s.run_tokens_per_s, remote_report(*s.remote).c_str());
+            } else {
+                std::printf("  throughput %.0f tokens/s (mean batch %.1f, mean context %.0f) vs raw decode at that batch "
+                            "and context %.0f tokens/s: %.2f of it\n",
+                            s.run_tokens_per_s, s.mean_batch, s.mean_context, s.raw_tokens_per_s, s.raw_fraction);
+            }
         }
         return 0;
     }
@@ -324,10 +349,11 @@ runtime::JobResult run_live(Backend & backend, const runtime::Limits & limits, s
 
 int run_countdown_once(const CountdownArgs & a, const std::string & json_line, bool json) {
     const auto problem = countdown::parse_problem(json_line);
-    auto model = load_model(a.model);
+    auto model = load_model_for(a.backend, a.model);
     CountdownArgs one = a;
     one.concurrency = 1;
-    llama::LlamaBackend backend(model, backend_for(one));
+    const std::unique_ptr<Backend> owned = make_backend(a.backend, model, backend_for(one));
+    Backend & backend = *owned;
     const auto options = options_from(one);
     auto program = std::make_shared<strategies::CountdownProgram>(problem, options);
     const runtime::JobResult r = run_live(backend, options.limits, program, json);
@@ -356,7 +382,7 @@ namespace forkjoin::app {
 
 int run_text_once(const CountdownArgs & a, const std::string & question, const std::string & templates_path, int max_items, bool json) {
     if (a.model.empty()) throw Error(ErrorCode::invalid_argument, "--task text needs --model (an instruct model's GGUF)");
-    auto model = load_model(a.model);
+    auto model = load_model_for(a.backend, a.model);
     strategies::TextOptions o;
     o.strategy = a.strategy;
     o.controller = a.controller;
@@ -372,7 +398,8 @@ int run_text_once(const CountdownArgs & a, const std::string & question, const s
     b.n_seq_max = static_cast<uint32_t>(std::max(8, std::max(a.samples, max_items) + 2));
     b.n_ctx = static_cast<uint32_t>(int64_t{b.n_seq_max} * (o.limits.thread_token_budget + 512));
     if (a.kv_cells > 0) b.n_ctx = static_cast<uint32_t>(std::min<int64_t>(b.n_ctx, a.kv_cells));
-    llama::LlamaBackend backend(model, b);
+    const std::unique_ptr<Backend> owned = make_backend(a.backend, model, b);
+    Backend & backend = *owned;
     auto program = std::make_shared<strategies::TextProgram>(question, o);
     const runtime::JobResult job = run_live(backend, o.limits, program, json);
     const auto & r = program->result();

@@ -9,6 +9,22 @@
 
 namespace forkjoin::app {
 
+// Where a command's threads run: in process on llama.cpp (the default), or on OpenAI-compatible
+// servers (llama-server, vLLM, SGLang) through the remote backend (backends/remote).
+struct BackendArgs {
+    std::string backend = "llama";   // llama or remote
+    std::vector<std::string> urls;   // remote: one per replica
+    std::string api_key;             // remote: sent to the servers
+    int parallel = 16;               // remote: streams in flight at once
+    std::string routing = "cache-aware";  // remote: cache-aware or round-robin
+    double read_timeout_s = 60;      // remote: longest silence inside a stream
+    std::string served_model;        // remote: the "model" field (default: what the server lists)
+    bool remote() const { return backend == "remote"; }
+};
+// api_key_flag: the flag that names the servers' key ("--api-key" for run and bench; serve has its own
+// --api-key for its clients, so there it is "--remote-api-key").
+void add_backend_options(CLI::App & cmd, BackendArgs & args, const std::string & api_key_flag);
+
 struct BenchBackendArgs {
     bool json = false;
     std::vector<std::string> sizes = {"1M", "10M", "50M"};
@@ -49,6 +65,7 @@ struct CountdownArgs {
     int threads = 0;         // CPU threads per decode (0: adapt to the free cores)
     std::string controller = "default";  // controller policies (runtime/policies.h)
     int64_t max_total_tokens = 0;        // per problem, all threads (0: no limit)
+    BackendArgs backend;
 };
 
 // The options of `run --task countdown|text`; bench countdown adds concurrency and the sweep's.
@@ -76,6 +93,7 @@ struct ServeArgs {
     int max_tokens = 2048;
     int threads = 0;
     std::string controller = "default";  // requests that name none get these policies
+    BackendArgs backend;
 };
 
 void add_serve_options(CLI::App & cmd, ServeArgs & args);

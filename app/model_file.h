@@ -11,6 +11,7 @@ namespace forkjoin::app {
 // The GGUF path `model_arg` names, or the shipped model's when empty.
 std::string model_path(const std::string & model_arg);
 // Loads it. Throws Error(model_load) naming the file when it is missing or unreadable.
-std::shared_ptr<const llama::Model> load_model(const std::string & model_arg);
+// vocab_only: the tokenizer without the weights (a remote backend's servers hold the weights).
+std::shared_ptr<const llama::Model> load_model(const std::string & model_arg, bool vocab_only = false);
 
 }  // namespace forkjoin::app

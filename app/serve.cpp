@@ -1,5 +1,6 @@
 // forkjoin serve: the engine on one model, behind the OpenAI-compatible server (server/).
 #include "app/commands.h"
+#include "app/backend_choice.h"
 #include "app/model_file.h"
 #include "backends/llama/backend.h"
 #include "base/error.h"
@@ -31,6 +32,7 @@ void add_serve_options(CLI::App & cmd, ServeArgs & a) {
     cmd.add_option("--threads", a.threads, "CPU threads per decode (0: adapt to the free cores)")->capture_default_str();
     cmd.add_option("--controller", a.controller, "controller policies of requests that name none (forkjoin.controller)")
         ->capture_default_str();
+    add_backend_options(cmd, a.backend, "--remote-api-key");
 }
 
 namespace {
@@ -45,7 +47,7 @@ int run_serve(const ServeArgs & a) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    auto model = load_model(a.model);
+    auto model = load_model_for(a.backend, a.model);
     const bool shipped = a.model.empty();
     const std::string task = !a.task.empty() ? a.task : shipped ? "countdown" : "text";
     if (task != "countdown" && task != "text") throw Error(ErrorCode::invalid_argument, "--task: countdown or text, got '" + task + "'");
@@ -65,7 +67,8 @@ int run_serve(const ServeArgs & a) {
     } else {
         throw Error(ErrorCode::invalid_argument, "--kv-layout: shared or per-sequence, got '" + a.kv_layout + "'");
     }
-    llama::LlamaBackend backend(model, bo);
+    const std::unique_ptr<Backend> owned = make_backend(a.backend, model, bo);
+    Backend & backend = *owned;
 
     runtime::EngineOptions eo;
     eo.limits.max_threads = a.max_threads;
@@ -84,7 +87,7 @@ int run_serve(const ServeArgs & a) {
     runtime::make_controller(a.controller);  // a clear error for an unknown policy, before serving
     so.defaults.controller = a.controller;
     so.defaults.limits = eo.limits;
-    so.defaults.max_prompt_tokens = backend.sequence_capacity();
+    so.defaults.max_prompt_tokens = per_seq;
     so.defaults.count_tokens = [model](const std::string & text) { return static_cast<int64_t>(model->tokenize(text).size()); };
     so.defaults.render_chat = [model](const std::vector<server::ChatMessage> & messages) {
         std::vector<std::pair<std::string, std::string>> m;
@@ -97,9 +100,16 @@ int run_serve(const ServeArgs & a) {
     };
     server::Server server(engine, so);
     const int port = server.bind();
-    std::printf("forkjoin serve: listening on http://%s:%d (model %s, task %s, %u sequences x %lld cells, %s KV)\n", a.host.c_str(), port,
-                so.model_id.c_str(), task.c_str(), bo.n_seq_max, static_cast<long long>(per_seq),
-                bo.kv_layout == llama::KvLayout::shared ? "shared" : "per-sequence");
+    if (a.backend.remote()) {
+        std::string urls;
+        for (const auto & u : a.backend.urls) urls += (urls.empty() ? "" : ", ") + u;
+        std::printf("forkjoin serve: listening on http://%s:%d (model %s, task %s, %u sequences x %lld tokens on remote %s)\n",
+                    a.host.c_str(), port, so.model_id.c_str(), task.c_str(), bo.n_seq_max, static_cast<long long>(per_seq), urls.c_str());
+    } else {
+        std::printf("forkjoin serve: listening on http://%s:%d (model %s, task %s, %u sequences x %lld cells, %s KV)\n", a.host.c_str(), port,
+                    so.model_id.c_str(), task.c_str(), bo.n_seq_max, static_cast<long long>(per_seq),
+                    bo.kv_layout == llama::KvLayout::shared ? "shared" : "per-sequence");
+    }
     std::fflush(stdout);
     std::thread stopper([&] {
         int sig = 0;

@@ -104,6 +104,7 @@ public:
     // The text of one token as it appears in generated output.
     virtual const std::string & piece(Token token) const = 0;
     virtual bool is_end_of_generation(Token token) const = 0;
+    virtual int32_t n_vocab() const = 0;  // valid tokens are [0, n_vocab)
 };
 
 class Backend {

@@ -13,6 +13,7 @@ const char * error_code_name(ErrorCode code) {
         case ErrorCode::decode_failed:     return "decode_failed";
         case ErrorCode::io:                return "io";
         case ErrorCode::overloaded:        return "overloaded";
+        case ErrorCode::remote_failed:     return "remote_failed";
     }
     return "unknown";
 }

@@ -21,6 +21,7 @@ enum class ErrorCode {
     decode_failed,      // llama_decode reported an error that is not a full cache
     io,                 // a file could not be written or read
     overloaded,         // the engine holds as many requests as it may: retry later
+    remote_failed,      // a remote server could not be reached or did not serve a request (after retries)
 };
 
 const char * error_code_name(ErrorCode code);

@@ -5,8 +5,10 @@
 #      verified by sha256, cloned into third_party/llama.cpp (ignored by git);
 #   3. libllama built once and installed into a cache outside the clone, keyed by the
 #      llama.cpp commit and the build options, so a second run on this machine skips it;
-#   4. forkjoin itself, configured against that cache, built into build/ (CLI at build/bin/forkjoin);
-#   5. the server tests' client: the official `openai` npm package, pinned by server/test/package-lock.json.
+#   4. llama-server from the same llama.cpp, cached the same way, copied to build/bin/llama-server
+#      (the remote backend's tests and benchmarks run their threads on it);
+#   5. forkjoin itself, configured against that cache, built into build/ (CLI at build/bin/forkjoin);
+#   6. the server tests' client: the official `openai` npm package, pinned by server/test/package-lock.json.
 # Environment: FORKJOIN_CACHE (default ~/.cache/forkjoin), FORKJOIN_JOBS (default nproc),
 # FORKJOIN_SKIP_APT=1 to skip step 1 on a machine that already has the packages.
 set -euo pipefail
@@ -95,12 +97,37 @@ else
   rm -rf "$llama_prefix.build"
 fi
 
-# ---- 4. forkjoin --------------------------------------------------------------------------------
+# ---- 4. llama-server, cached outside the clone ---------------------------------------------------
+# Its own build tree (common, mtmd and the server are not in libllama's); the web UI is left out (it
+# would be fetched from Hugging Face or built with npm): the tests use the API only.
+server_cmake_options=(
+  -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON
+  -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF
+  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF
+)
+server_key=$(printf '%s\n' "${server_cmake_options[@]}" "$(c++ --version | head -1)" | sha256sum | cut -c1-12)
+server_prefix="$cache/llama-server-$LLAMA_COMMIT-$server_key"
+if [[ -x "$server_prefix/llama-server" ]]; then
+  log "llama-server $LLAMA_COMMIT found in cache: $server_prefix"
+else
+  fetch_llama_source
+  log "building llama-server $LLAMA_COMMIT (cold build: about 6 minutes on 2 cores)"
+  rm -rf "$server_prefix" "$server_prefix.build"
+  cmake -S "$root/third_party/llama.cpp" -B "$server_prefix.build" -G Ninja "${server_cmake_options[@]}" >/dev/null
+  cmake --build "$server_prefix.build" -j "$jobs" --target llama-server >/dev/null
+  mkdir -p "$server_prefix"
+  cp "$server_prefix.build/bin/llama-server" "$server_prefix/llama-server"
+  rm -rf "$server_prefix.build"
+fi
+
+# ---- 5. forkjoin --------------------------------------------------------------------------------
 log "building forkjoin"
 cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$llama_prefix" -DFORKJOIN_LLAMA_COMMIT="$LLAMA_COMMIT" >/dev/null
 cmake --build "$root/build" -j "$jobs"
-# ---- 5. the server tests' OpenAI client ----------------------------------------------------------
+install -m 755 "$server_prefix/llama-server" "$root/build/bin/llama-server"
+# ---- 6. the server tests' OpenAI client ----------------------------------------------------------
 if [[ ! -d "$root/server/test/node_modules/openai" ]]; then
   log "installing the openai npm client for the server tests (server/test)"
   (cd "$root/server/test" && npm ci --silent --no-audit --no-fund)

@@ -47,7 +47,7 @@ public:
     // The text of one token as it appears in generated output (cached; cheap in the hot loop).
     const std::string & piece(Token token) const override { return pieces_[static_cast<size_t>(token)]; }
 
-    int32_t n_vocab() const { return n_vocab_; }
+    int32_t n_vocab() const override { return n_vocab_; }
     int32_t n_ctx_train() const;
     int32_t n_embd() const;
     int32_t n_layer() const;

@@ -32,3 +32,14 @@ export async function startServer(forkjoin, args, { timeoutMs = 60000 } = {}) {
     }),
   };
 }
+
+// The official `openai` client, installed in server/test by scripts/setup.sh (npm ci); exits with 100
+// and says so when it is not there.
+export async function loadOpenAI() {
+  try {
+    return (await import('openai')).default;
+  } catch (e) {
+    console.error('the openai package is not installed in server/test (scripts/setup.sh runs npm ci there): ' + e.message);
+    process.exit(100);
+  }
+}

@@ -2,17 +2,11 @@
 //   node openai_client_test.mjs <path to forkjoin> <countdown eval set .jsonl>
 // Starts the server on an ephemeral 127.0.0.1 port with an API key, runs every check, and stops the
 // server whatever the outcome. Exit status: the number of failed checks (0: all passed).
-import { startServer } from './forkjoin_server.mjs';
+import { loadOpenAI, startServer } from './forkjoin_server.mjs';
 import { readFileSync, writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 
-let OpenAI;
-try {
-  OpenAI = (await import('openai')).default;
-} catch (e) {
-  console.error('the openai package is not installed in server/test (scripts/setup.sh runs npm ci there): ' + e.message);
-  process.exit(100);
-}
+const OpenAI = await loadOpenAI();
 
 const [forkjoin, evalSet] = process.argv.slice(2);
 const KEY = 'test-key-' + process.pid;
