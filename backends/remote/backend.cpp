@@ -69,6 +69,7 @@ RemoteBackend::RemoteBackend(std::shared_ptr<const Vocabulary> vocabulary, Token
     seqs_.resize(options_.max_sequences);
     for (uint32_t i = options_.max_sequences; i-- > 0;) free_ids_.push_back(static_cast<SeqId>(i));
     for (int32_t i = 0; i < options_.parallel; ++i) workers_.emplace_back([this] { worker_loop(); });
+    canceller_ = std::thread([this] { canceller_loop(); });
 }
 
 RemoteBackend::~RemoteBackend() {
@@ -81,7 +82,9 @@ RemoteBackend::~RemoteBackend() {
         for (auto & st : queue_) st->cancelled = true;
     }
     work_cv_.notify_all();
+    cancel_cv_.notify_all();
     for (auto & w : workers_) w.join();
+    canceller_.join();
 }
 
 BackendCapabilities RemoteBackend::capabilities() const {
@@ -147,14 +150,28 @@ void RemoteBackend::cancel_stream(Sequence & s) {
     if (!s.stream) return;
     s.stream->cancelled = true;
     {
-        std::lock_guard lock(s.stream->http_mu);
-        if (s.stream->http) s.stream->http->cancel();
-    }
-    {
+        // Closing the socket can wait on a connect in progress: the canceller thread does it.
         std::lock_guard lock(mu_);
         ++rstats_.cancelled_streams;
+        to_cancel_.push_back(std::move(s.stream));
     }
+    cancel_cv_.notify_one();
     s.stream.reset();
+}
+
+void RemoteBackend::canceller_loop() {
+    for (;;) {
+        std::shared_ptr<Stream> st;
+        {
+            std::unique_lock lock(mu_);
+            cancel_cv_.wait(lock, [&] { return shutting_down_ || !to_cancel_.empty(); });
+            if (to_cancel_.empty()) return;
+            st = std::move(to_cancel_.front());
+            to_cancel_.pop_front();
+        }
+        std::lock_guard lock(st->http_mu);  // the worker unregisters under it before the HttpStream dies
+        if (st->http) st->http->cancel();
+    }
 }
 
 void RemoteBackend::append(SeqId seq, std::span<const Token> tokens) {
@@ -164,6 +181,7 @@ void RemoteBackend::append(SeqId seq, std::span<const Token> tokens) {
     }
     if (tokens.empty()) return;
     cancel_stream(s);  // the stream would continue a text that is no longer the sequence's
+    s.attempts = 0;    // a new request, for the runtime's reasons: its failures count anew
     s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
     s.n_pending += static_cast<int32_t>(tokens.size());
 }
@@ -171,6 +189,7 @@ void RemoteBackend::append(SeqId seq, std::span<const Token> tokens) {
 void RemoteBackend::set_generating(SeqId seq, bool generating) {
     Sequence & s = seq_ref(seq);
     if (!generating) cancel_stream(s);
+    if (generating != s.generating) s.attempts = 0;
     s.generating = generating;
 }
 
@@ -179,6 +198,7 @@ void RemoteBackend::truncate(SeqId seq, int32_t n_keep) {
     if (n_keep < 0) throw Error(ErrorCode::invalid_argument, "remote backend: truncate to a negative length");
     if (static_cast<size_t>(n_keep) >= s.tokens.size()) return;
     cancel_stream(s);
+    s.attempts = 0;
     const int32_t removed = static_cast<int32_t>(s.tokens.size()) - n_keep;
     s.tokens.resize(static_cast<size_t>(n_keep));
     s.n_pending = std::max(0, s.n_pending - removed);
@@ -209,7 +229,12 @@ const std::vector<Token> & RemoteBackend::tokens(SeqId seq) const { return seq_r
 bool RemoteBackend::has_pending() const {
     for (const auto & s : seqs_) {
         if (!s.live) continue;
-        if (s.n_pending > 0 || (s.generating && !s.failure_reported)) return true;
+        // A failed sequence has its failure to report, then nothing: it never advances again.
+        if (!s.failure.empty()) {
+            if (!s.failure_reported) return true;
+            continue;
+        }
+        if (s.n_pending > 0 || s.generating) return true;
     }
     return false;
 }
@@ -247,9 +272,7 @@ void RemoteBackend::start_stream(SeqId, Sequence & s) {
     CompletionRequest req{.model = model_, .prompt = s.tokens,
                           .max_tokens = options_.context - static_cast<int32_t>(s.tokens.size()), .sampling = s.sampling};
     st->body = completion_request_json(req);
-    stats_.tokens += s.n_pending;  // the server evaluates them (its prefix cache may skip the rest)
-    result_.n_decoded += s.n_pending;
-    s.n_pending = 0;
+    count_pending_decoded(s);  // the server evaluates them (its prefix cache may skip the rest)
     s.replica = replica;
     s.sent_before = true;
     s.stream = st;
@@ -261,14 +284,18 @@ void RemoteBackend::start_stream(SeqId, Sequence & s) {
     work_cv_.notify_one();
 }
 
+void RemoteBackend::count_pending_decoded(Sequence & s) {
+    const int64_t n = s.n_pending, end = static_cast<int64_t>(s.tokens.size());
+    stats_.tokens += n;
+    stats_.position_sum += n * (2 * end - n - 1) / 2;  // positions end - n .. end - 1
+    result_.n_decoded += static_cast<int32_t>(n);
+    s.n_pending = 0;
+}
+
 void RemoteBackend::push_sampled(Sequence & s, Token token) {
     // As in process, a sampled token is the sequence's pending input until the next one is sampled
     // (the server decoded it to sample that one): an end token the runtime truncates is never counted.
-    if (s.n_pending > 0) {
-        stats_.tokens += s.n_pending;
-        stats_.position_sum += static_cast<int64_t>(s.tokens.size()) - 1;
-        result_.n_decoded += s.n_pending;
-    }
+    count_pending_decoded(s);
     s.tokens.push_back(token);
     s.n_pending = 1;
 }
@@ -309,9 +336,10 @@ bool RemoteBackend::take_from_stream(SeqId id, Sequence & s) {
         }
     }
     const HttpOutcome & o = st->outcome;
+    std::string why_retry;
     if (o.kind == HttpOutcome::Kind::ok && st->finish_reason) {
-        s.attempts = 0;  // a request served to its end: a later failure starts a new count
         if (*st->finish_reason == "length") {
+            s.attempts = 0;  // a request served to its end: a later failure starts a new count
             if (static_cast<int64_t>(s.tokens.size()) < options_.context) {
                 s.failure = "remote: " + router_.url(st->replica) + " ended the completion at its length limit after " +
                             std::to_string(s.tokens.size()) + " tokens of context (this backend's context per sequence is " +
@@ -319,15 +347,21 @@ bool RemoteBackend::take_from_stream(SeqId id, Sequence & s) {
             }
             return false;  // at the context: the next step reports the overflow
         }
-        // "stop" with no stop strings sent: the model ended its text, as sampling its end token would.
-        push_sampled(s, end_of_generation_);
-        result_.sampled.push_back({.seq = id, .token = end_of_generation_, .logprob = std::numeric_limits<float>::quiet_NaN(), .top = {}});
-        return true;
+        if (*st->finish_reason != "stop") {  // vLLM's and SGLang's "abort": the engine dropped it; try again
+            why_retry = "the server ended the completion with finish_reason \"" + *st->finish_reason + "\"";
+        } else {
+            // "stop" with no stop strings sent: the model ended its text, as sampling its end token would.
+            s.attempts = 0;
+            push_sampled(s, end_of_generation_);
+            result_.sampled.push_back({.seq = id, .token = end_of_generation_, .logprob = std::numeric_limits<float>::quiet_NaN(), .top = {}});
+            return true;
+        }
     }
     HttpOutcome why = o;
-    if (o.kind == HttpOutcome::Kind::ok) {  // a clean end without a finish_reason: the server went away
-        why.kind = HttpOutcome::Kind::connection;
-        why.message = router_.url(st->replica) + ": the stream ended without a finish_reason";
+    if (!why_retry.empty()) {
+        why.kind = HttpOutcome::Kind::http_status;
+        why.status = 500;
+        why.message = router_.url(st->replica) + ": " + why_retry;
     }
     if (why.kind == HttpOutcome::Kind::cancelled) return false;  // cancelled by us: nothing to do
     if (!why.retryable()) {
@@ -337,6 +371,8 @@ bool RemoteBackend::take_from_stream(SeqId id, Sequence & s) {
         return false;
     }
     ++s.attempts;
+    // A connection failure took the replica out: the re-send goes elsewhere at once if there is one.
+    const bool elsewhere_now = why.kind == HttpOutcome::Kind::connection && router_.another_up(st->replica);
     std::lock_guard lock(mu_);
     ++rstats_.retries;
     if (s.attempts >= options_.max_attempts) {
@@ -347,8 +383,7 @@ bool RemoteBackend::take_from_stream(SeqId id, Sequence & s) {
     }
     double delay = std::min(8.0, options_.backoff_s * std::pow(2.0, s.attempts - 1));
     if (why.retry_after_s >= 0) delay = std::max(delay, std::min(why.retry_after_s, 60.0));
-    // A connection failure took the replica out: the re-send goes elsewhere at once if there is one.
-    if (why.kind == HttpOutcome::Kind::connection && router_.size() > 1) delay = 0;
+    if (elsewhere_now) delay = 0;
     s.retry_at = std::chrono::steady_clock::now() + std::chrono::microseconds(static_cast<int64_t>(delay * 1e6));
     return false;
 }
@@ -371,11 +406,7 @@ const StepResult & RemoteBackend::step() {
         if (!s.generating) {
             // Input of a sequence that does not generate (a script, a waiting parent) needs no request
             // now: the next request of the sequence carries it.
-            if (s.n_pending > 0) {
-                result_.n_decoded += s.n_pending;
-                stats_.tokens += s.n_pending;
-                s.n_pending = 0;
-            }
+            count_pending_decoded(s);
             continue;
         }
         if (s.stream) {
@@ -478,10 +509,18 @@ void RemoteBackend::worker_loop() {
                 st->http = nullptr;
             }
         }
+        if (finish && outcome.kind == HttpOutcome::Kind::connection) {
+            outcome = HttpOutcome{};  // lost after the answer was complete (waiting for usage, [DONE]): served
+        } else if (outcome.kind == HttpOutcome::Kind::ok && !finish) {
+            outcome.kind = HttpOutcome::Kind::connection;  // a clean close mid-answer: the server went away
+            outcome.message = url + ": the stream ended without a finish_reason";
+        }
         const bool replica_failed = outcome.kind == HttpOutcome::Kind::connection;
         router_.finished(st->replica, replica_failed, outcome.message);
         if (prompt_tokens >= 0 || cached >= 0) router_.report_usage(st->replica, prompt_tokens, cached);
-        if (outcome.kind != HttpOutcome::Kind::connection) {
+        // The router remembers prefixes the server took (answered 2xx), not ones it refused or never saw.
+        if (outcome.status >= 200 && outcome.status < 300 &&
+            (outcome.kind == HttpOutcome::Kind::ok || outcome.kind == HttpOutcome::Kind::cancelled)) {
             std::vector<Token> held = st->prompt;
             {
                 std::lock_guard lock(mu_);

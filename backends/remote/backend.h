@@ -14,8 +14,9 @@
 // is no KV splice (joins are text joins) and no score(). A stream that ends at the model's end of
 // generation yields the vocabulary's end-of-generation token, as sampling it in process would.
 //
-// Streams run on a pool of `parallel` worker threads (the connection pool): step() never waits on the
-// network for longer than `step_wait_s`, and only when no token is ready.
+// Streams run on a pool of `parallel` worker threads (the connection pool), and a canceller thread
+// closes cancelled streams' sockets: step() and the calls that cancel never wait on the network, but
+// step() waits up to `step_wait_s` for a token when none is ready.
 //
 // Faults: a request that fails retryably (connection refused or lost mid-stream, a stall past the read
 // timeout, HTTP 429 or 5xx) is re-sent with the sequence's text so far: to another replica when the
@@ -23,7 +24,9 @@
 // backoff_s, or the server's Retry-After); after max_attempts tries the sequence is reported in
 // StepResult::blocked with ErrorCode::remote_failed and a message naming the URL and the cause
 // ("remote: connection lost ..."), and the runtime fails only that thread. A response that is not a
-// completion stream (malformed SSE or JSON, a 4xx other than 429) fails the sequence at once.
+// completion stream (malformed SSE or JSON, a 4xx other than 429) fails the sequence at once. The tries
+// count anew whenever the runtime changes the sequence (append, truncate, set_generating). A stream
+// that ends with finish_reason "abort" (vLLM, SGLang) is retried like a 5xx.
 // The constructor checks every URL (GET /v1/models) and throws Error(remote_failed) naming the first
 // one that does not answer, within connect_s.
 //
@@ -145,6 +148,8 @@ private:
     void cancel_stream(Sequence & s);
     void start_stream(SeqId id, Sequence & s);
     void push_sampled(Sequence & s, Token token);
+    void count_pending_decoded(Sequence & s);
+    void canceller_loop();
     // Takes the stream's next token into the sequence, or handles its end; true when `out` got a token.
     bool take_from_stream(SeqId id, Sequence & s);
     void worker_loop();
@@ -165,9 +170,12 @@ private:
     std::condition_variable work_cv_;     // a stream to run, or shutting down
     std::condition_variable arrival_cv_;  // a stream produced a token or ended
     std::deque<std::shared_ptr<Stream>> queue_;
+    std::condition_variable cancel_cv_;  // a stream's socket to close
+    std::deque<std::shared_ptr<Stream>> to_cancel_;
     bool shutting_down_ = false;
     RemoteStats rstats_;
     std::vector<std::thread> workers_;
+    std::thread canceller_;  // closes cancelled streams' sockets off the loop (that can wait on a connect)
 };
 
 }  // namespace forkjoin::remote

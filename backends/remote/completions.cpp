@@ -24,8 +24,10 @@ std::string completion_request_json(const CompletionRequest & r) {
         {"return_tokens_as_token_ids", true},
         {"return_token_ids", true},
     };
-    if (r.sampling.top_k > 0) body["top_k"] = r.sampling.top_k;
-    if (r.sampling.min_p > 0) body["min_p"] = r.sampling.min_p;
+    // Always sent: a server's own defaults would otherwise apply (llama-server's top_k 40, min_p 0.05).
+    // -1 is "off" for all three (llama.cpp: k <= 0; vLLM and SGLang: -1).
+    body["top_k"] = r.sampling.top_k > 0 ? r.sampling.top_k : -1;
+    body["min_p"] = r.sampling.min_p;
     if (r.sampling.ignore_eos) body["ignore_eos"] = true;
     return body.dump();
 }

@@ -4,8 +4,8 @@
 // The request uses only fields the three servers all accept (README, "Remote backend"): model,
 // prompt as token ids (the context is then exactly the tokens the runtime holds: no re-tokenization of
 // text on the server), max_tokens, temperature, top_p, seed, stream, stream_options.include_usage,
-// logprobs: 1 (the generated token ids ride on it), and only when set by the caller top_k, min_p,
-// ignore_eos. Two fields only some servers know carry the generated token ids where logprobs do not:
+// logprobs: 1 (the generated token ids ride on it), top_k (-1: off) and min_p always (else a server's
+// own defaults apply: llama-server's are top_k 40, min_p 0.05), ignore_eos when set. Two fields only some servers know carry the generated token ids where logprobs do not:
 // return_token_ids (vLLM >= 0.10.2, recent SGLang: choices[].token_ids) and return_tokens_as_token_ids
 // (older vLLM: "token_id:N" in the logprobs); llama-server and SGLang ignore unknown fields, vLLM >= 0.6.5
 // logs and ignores them (vLLM <= 0.6.4 refused unknown fields with a 400: not supported).

@@ -30,8 +30,8 @@ HttpStream::HttpStream(const std::string & url, std::string api_key, HttpTimeout
 HttpStream::~HttpStream() = default;
 
 void HttpStream::cancel() {
+    cancelled_ = true;  // the callbacks stop at their next call
     std::lock_guard lock(mu_);
-    cancelled_ = true;
     if (client_) client_->stop();  // shuts the socket: a read blocked on a slow server returns now
 }
 
@@ -79,6 +79,7 @@ HttpOutcome HttpStream::post_sse(const std::string & path, const std::string & b
         if (!api_key_.empty()) client_->set_bearer_token_auth(api_key_);
     }
     SseReader sse;
+    size_t events = 0;
     std::string error_body;
     std::string protocol_error;
     bool stopped_by_caller = false;
@@ -92,15 +93,19 @@ HttpOutcome HttpStream::post_sse(const std::string & path, const std::string & b
     req.response_handler = [&](const httplib::Response & res) {
         status = res.status;
         if (res.status == 429 || res.status == 503) out.retry_after_s = parse_retry_after(res.get_header_value("Retry-After"));
-        return true;
+        return !cancelled_.load();
     };
     req.content_receiver = [&](const char * data, size_t n, uint64_t, uint64_t) {
+        if (cancelled_) return false;
         if (status < 200 || status >= 300) {
             if (error_body.size() < 4096) error_body.append(data, std::min<size_t>(n, 4096 - error_body.size()));
             return true;
         }
         try {
-            const bool go_on = sse.feed(std::string_view(data, n), on_event);
+            const bool go_on = sse.feed(std::string_view(data, n), [&](std::string_view event) {
+                ++events;
+                return on_event(event);
+            });
             if (!go_on) stopped_by_caller = true;
             return go_on;
         } catch (const std::exception & e) {
@@ -111,11 +116,7 @@ HttpOutcome HttpStream::post_sse(const std::string & path, const std::string & b
     httplib::Response res;
     httplib::Error err = httplib::Error::Success;
     const bool sent = client_->send(req, res, err);
-    bool was_cancelled;
-    {
-        std::lock_guard lock(mu_);
-        was_cancelled = cancelled_;
-    }
+    const bool was_cancelled = cancelled_;
     out.status = status;
     if (!protocol_error.empty()) {
         out.kind = HttpOutcome::Kind::protocol;
@@ -128,6 +129,9 @@ HttpOutcome HttpStream::post_sse(const std::string & path, const std::string & b
     } else if (status < 200 || status >= 300) {
         out.kind = HttpOutcome::Kind::http_status;
         out.message = url_ + " answered HTTP " + std::to_string(status) + (error_body.empty() ? "" : ": " + error_body_text(error_body));
+    } else if (events == 0) {
+        out.kind = HttpOutcome::Kind::protocol;
+        out.message = url_ + ": the answer held no server-sent event (a server that ignored stream: true, or not a completions server)";
     } else if (sse.buffered() > 0) {
         out.kind = HttpOutcome::Kind::protocol;
         out.message = url_ + ": the event stream ended inside an event";

@@ -8,13 +8,15 @@
 //     suspect; re-send elsewhere);
 //   - http_status: an HTTP error; retryable for 429 and 5xx (retry_after_s from Retry-After, when the
 //     server gave one), not for other 4xx (the request itself is wrong);
-//   - protocol: the body is not the event stream of a completion (the message says what was wrong);
+//   - protocol: the body is not the event stream of a completion (the message says what was wrong; a
+//     2xx answer with no event at all is one: a server that ignored `stream`, a proxy's page);
 //   - cancelled: cancel() was called.
 // URLs are "http://host:port" or "https://host:port" with an optional path prefix
 // ("http://host:port/v1" is taken as the server's root; the paths here start with /v1).
 // Thread-safety: one HttpStream per exchange; cancel() may be called from any thread at any time.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -60,6 +62,7 @@ public:
                          const std::function<bool(std::string_view data)> & on_event);
     // GETs `path`; on ok, `body` holds the response body (at most 1 MiB).
     HttpOutcome get(const std::string & path, std::string & body);
+    // May block (httplib's stop() waits for a connect in progress): call it off the runtime's loop.
     void cancel();
 
 private:
@@ -67,7 +70,7 @@ private:
     HttpTimeouts timeouts_;
     std::mutex mu_;
     std::unique_ptr<httplib::Client> client_;
-    bool cancelled_ = false;
+    std::atomic<bool> cancelled_{false};  // read by the response callbacks, which then stop reading
 };
 
 }  // namespace forkjoin::remote

@@ -48,7 +48,8 @@ TEST(Completions, RequestUsesTheCommonFieldsAndTokenIds) {
     EXPECT_EQ(j["stream"], true);
     EXPECT_EQ(j["logprobs"], 1);
     EXPECT_FALSE(j.contains("stop"));
-    EXPECT_FALSE(j.contains("top_k"));  // only when set: not every deployment honours it the same way
+    EXPECT_EQ(j["top_k"], -1);  // off, said so: llama-server's own default is 40
+    EXPECT_EQ(j["min_p"], 0.0);  // and 0.05
     r.sampling.top_k = 5;
     r.sampling.ignore_eos = true;
     const auto k = nlohmann::json::parse(completion_request_json(r));

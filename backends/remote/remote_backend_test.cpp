@@ -368,6 +368,7 @@ TEST(RemoteFaults, MalformedEventsFailThatSequenceAndOthersGoOn) {
         const auto & r = b.step();
         for (const auto & x : r.sampled) {
             if (x.seq == ok) ok_tokens.push_back(x.token);
+            if (x.seq == ok && x.token == eog()) b.set_generating(ok, false);  // as the runtime ends a thread
             EXPECT_NE(x.seq, bad);
         }
         for (const auto & x : r.blocked) {
@@ -378,6 +379,39 @@ TEST(RemoteFaults, MalformedEventsFailThatSequenceAndOthersGoOn) {
     EXPECT_NE(reason.find("malformed completion chunk"), std::string::npos) << reason;
     EXPECT_EQ(ok_tokens.size(), good.size() + 1);
     EXPECT_EQ(fake.completions_served(), 2);  // not retried: a broken answer is not a busy server
+}
+
+TEST(RemoteFaults, AnAbortedCompletionIsRetriedNotTakenAsTheEnd) {
+    std::atomic<int> calls{0};
+    const auto answer = shipped_vocab()->tokenize(" 3");
+    FakeCompletionServer fake([&](const httplib::Request &, httplib::Response & res) {
+        // vLLM and SGLang end a request their engine dropped with finish_reason "abort".
+        res.set_content(FakeCompletionServer::stream_of(*shipped_vocab(), answer, calls++ == 0 ? "abort" : "stop"), "text/event-stream");
+    });
+    RemoteOptions o = options_for({fake.url()});
+    o.backoff_s = 0.01;
+    RemoteBackend b(shipped_vocab(), eog(), o);
+    const SeqId s = b.open(some_tokens());
+    const auto got = generate(b, s, 100);
+    // The aborted try's tokens are kept (the re-send carries them), then the second try's, then the end.
+    ASSERT_EQ(got.size(), 2 * answer.size() + 1);
+    EXPECT_EQ(got.back(), eog());
+    EXPECT_EQ(b.remote_stats().retries, 1);
+}
+
+TEST(RemoteFaults, AnAnswerThatIsNotAStreamFailsAtOnce) {
+    FakeCompletionServer fake([](const httplib::Request &, httplib::Response & res) {
+        res.set_content(R"({"choices":[{"text":"3","finish_reason":"stop"}]})", "application/json");  // ignored stream: true
+    });
+    RemoteBackend b(shipped_vocab(), eog(), options_for({fake.url()}));
+    const SeqId s = b.open(some_tokens());
+    std::string reason;
+    const auto t0 = Clock::now();
+    while (reason.empty() && seconds_since(t0) < 10) {
+        for (const auto & x : b.step().blocked) reason = x.seq == s ? x.message : reason;
+    }
+    EXPECT_NE(reason.find("no server-sent event"), std::string::npos) << reason;
+    EXPECT_EQ(fake.completions_served(), 1);
 }
 
 TEST(RemoteFaults, CancellingFreesAWorkerWaitingOnASlowServer) {

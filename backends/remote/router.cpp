@@ -124,6 +124,15 @@ void ReplicaRouter::finished(int replica, bool failed, const std::string & error
     }
 }
 
+bool ReplicaRouter::another_up(int replica) const {
+    std::lock_guard lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < replicas_.size(); ++i) {
+        if (static_cast<int>(i) != replica && is_up(i, now)) return true;
+    }
+    return false;
+}
+
 void ReplicaRouter::report_usage(int replica, int64_t prompt_tokens, int64_t cached_prompt_tokens) {
     std::lock_guard lock(mu_);
     ReplicaStats & r = replicas_.at(static_cast<size_t>(replica));

@@ -55,6 +55,8 @@ public:
     void remember(int replica, std::span<const Token> tokens);
     // A request to `replica` ended; `failed`: the replica did not serve it (it is then marked down).
     void finished(int replica, bool failed, const std::string & error = {});
+    // Whether a replica other than `replica` is up now.
+    bool another_up(int replica) const;
     void report_usage(int replica, int64_t prompt_tokens, int64_t cached_prompt_tokens);
     std::vector<ReplicaStats> stats() const;
 
