@@ -30,6 +30,8 @@ apt_packages=(
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libgtest-dev libbenchmark-dev libfmt-dev
   # The trainer: LibTorch, and OpenBLAS so it does not fall back to the 15x slower reference BLAS.
   libtorch-dev libopenblas0-openmp
+  # libFuzzer and the sanitizers' runtimes (scripts/fuzz.sh; scripts/test.sh --sanitize).
+  clang
 )
 if [[ "${FORKJOIN_SKIP_APT:-0}" != 1 ]]; then
   missing=()

@@ -135,7 +135,7 @@ ApiRequest parse_request(const std::string & body, bool chat, const ApiDefaults 
     json j;
     try {
         j = json::parse(body);
-    } catch (const json::parse_error & e) {
+    } catch (const json::exception & e) {  // parse_error, and out_of_range for a number past a double's range
         throw ApiError(400, std::string("the body is not valid JSON: ") + e.what());
     }
     if (!j.is_object()) throw ApiError(400, "the body must be a JSON object");

@@ -127,6 +127,12 @@ TEST(OpenAiApi, BadValuesNameTheirField) {
     EXPECT_EQ(refused(R"({"prompt":"fine","max_tokens":5})"), "");
 }
 
+TEST(OpenAiApi, ANumberPastADoublesRangeIsA400) {
+    // Found by fuzz/openai_request: nlohmann throws out_of_range (not parse_error) for 1e999, which
+    // escaped as a 500.
+    EXPECT_EQ(refused(R"({"prompt": "x", "max_tokens": 8000.01e0002364095132451471360})"), "(body)");
+}
+
 TEST(OpenAiApi, StopStringsCutAtTheFirst) {
     std::string t = "one two three";
     EXPECT_TRUE(cut_at_stop(t, {"three", "two"}));

@@ -19,6 +19,9 @@ struct PlanGraph {
     std::string error;                     // a cycle or an unknown item: then every item needs the one before
 };
 
+// The numbered items of a planner's outline ("1. a", "2) b", "3: c"), at most max_items.
+std::vector<std::string> parse_outline(const std::string & text, int max_items);
+
 // Reads "(needs 1, 2)" (also "(needs 1 and 2)", "(needs: 1)") at the start of each item.
 PlanGraph make_plan_graph(const std::vector<std::string> & items);
 

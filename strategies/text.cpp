@@ -31,7 +31,7 @@ PlanExecuteTemplates load_templates(const std::string & path) {
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error & e) {
+    } catch (const nlohmann::json::exception & e) {  // parse_error; out_of_range for a number like 1e999
         throw Error(ErrorCode::invalid_argument, path + ": not valid JSON: " + e.what());
     }
     PlanExecuteTemplates t;
@@ -45,27 +45,6 @@ PlanExecuteTemplates load_templates(const std::string & path) {
         else throw Error(ErrorCode::invalid_argument, path + ": unknown template \"" + it.key() + "\" (plan, work, result_item, summarize)");
     }
     return t;
-}
-
-std::vector<std::string> parse_outline(const std::string & text, int max_items) {
-    std::vector<std::string> items;
-    size_t start = 0;
-    while (start < text.size() && static_cast<int>(items.size()) < max_items) {
-        size_t nl = text.find('\n', start);
-        if (nl == std::string::npos) nl = text.size();
-        std::string line = text.substr(start, nl - start);
-        start = nl + 1;
-        size_t i = 0;
-        while (i < line.size() && line[i] == ' ') ++i;
-        const size_t digits = i;
-        while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) ++i;
-        if (i == digits || i >= line.size() || (line[i] != '.' && line[i] != ')' && line[i] != ':')) continue;
-        std::string item = line.substr(i + 1);
-        while (!item.empty() && item.front() == ' ') item.erase(0, 1);
-        while (!item.empty() && (item.back() == ' ' || item.back() == '\r')) item.pop_back();
-        if (!item.empty()) items.push_back(item);
-    }
-    return items;
 }
 
 namespace {

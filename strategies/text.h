@@ -106,7 +106,5 @@ private:
 TextResult run_text(Backend & backend, const std::string & question, const TextOptions & options);
 TextResult run_text(runtime::Engine & engine, const std::string & question, const TextOptions & options);
 
-// The numbered items of an outline ("1. a", "2) b", "3: c"), at most max_items.
-std::vector<std::string> parse_outline(const std::string & text, int max_items);
 
 }  // namespace forkjoin::strategies

@@ -38,7 +38,11 @@ struct RemoteBackend::Stream {
 namespace {
 
 std::string models_id(const std::string & body, const std::string & url) {
-    const auto j = nlohmann::json::parse(body, nullptr, false);
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(body);
+    } catch (const nlohmann::json::exception &) {
+    }
     if (j.is_object() && j.contains("data") && j["data"].is_array() && !j["data"].empty() && j["data"][0].is_object() &&
         j["data"][0].contains("id") && j["data"][0]["id"].is_string()) {
         return j["data"][0]["id"].get<std::string>();

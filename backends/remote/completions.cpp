@@ -90,8 +90,12 @@ CompletionChunk parse_completion_chunk(std::string_view data) {
         c.done = true;
         return c;
     }
-    json j = json::parse(data, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) malformed("not JSON", data);
+    json j;
+    try {
+        j = json::parse(data);
+    } catch (const json::exception &) {  // allow_exceptions=false still throws out_of_range for 1e999
+        malformed("not JSON", data);
+    }
     if (!j.is_object()) malformed("not a JSON object", data);
     if (auto e = j.find("error"); e != j.end()) {
         if (e->is_object() && e->contains("message") && (*e)["message"].is_string()) {

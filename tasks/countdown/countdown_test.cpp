@@ -103,6 +103,7 @@ TEST(Countdown, JsonLinesRoundTripAndClearErrors) {
         }
     };
     fails(R"({"nums": [3, 7], )", "not valid JSON");
+    fails(R"({"nums": [3, 7], "target": 1e999})", "not valid JSON");  // fuzz finding: threw out_of_range
     fails(R"({"target": 24})", "\"nums\"");
     fails(R"({"nums": [3, "7"], "target": 24})", "integers");
     fails(R"({"nums": [3, 7], "target": 2.5})", "\"target\"");

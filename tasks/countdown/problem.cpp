@@ -16,7 +16,7 @@ Problem parse_problem(std::string_view line) {
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error & e) {
+    } catch (const nlohmann::json::exception & e) {  // parse_error; out_of_range for a number like 1e999
         throw Error(ErrorCode::invalid_argument, std::string("not valid JSON: ") + e.what());
     }
     if (!j.is_object()) throw Error(ErrorCode::invalid_argument, "a problem must be a JSON object");
