@@ -93,6 +93,7 @@ struct ServeArgs {
     int max_tokens = 2048;
     int threads = 0;
     std::string controller = "default";  // requests that name none get these policies
+    double shutdown_timeout_s = 10;      // SIGTERM: in-flight requests get this long, then are cancelled
     BackendArgs backend;
 };
 

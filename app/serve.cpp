@@ -32,6 +32,9 @@ void add_serve_options(CLI::App & cmd, ServeArgs & a) {
     cmd.add_option("--threads", a.threads, "CPU threads per decode (0: adapt to the free cores)")->capture_default_str();
     cmd.add_option("--controller", a.controller, "controller policies of requests that name none (forkjoin.controller)")
         ->capture_default_str();
+    cmd.add_option("--shutdown-timeout", a.shutdown_timeout_s,
+                   "on SIGTERM or SIGINT: seconds requests in flight get to finish before they are cancelled")
+        ->capture_default_str();
     add_backend_options(cmd, a.backend, "--remote-api-key");
 }
 
@@ -45,6 +48,7 @@ int run_serve(const ServeArgs & a) {
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     auto model = load_model_for(a.backend, a.model);
@@ -114,11 +118,11 @@ int run_serve(const ServeArgs & a) {
     std::thread stopper([&] {
         int sig = 0;
         sigwait(&signals, &sig);
-        server.stop();
+        if (sig != SIGUSR1) server.shutdown(a.shutdown_timeout_s);  // SIGUSR1: serve() ended on its own
     });
     server.serve();
     // Stopped by a signal, or the listener failed: wake the signal thread either way.
-    pthread_kill(stopper.native_handle(), SIGTERM);
+    pthread_kill(stopper.native_handle(), SIGUSR1);
     stopper.join();
     std::fprintf(stderr, "forkjoin serve: stopped\n");
     return 0;

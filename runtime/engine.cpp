@@ -118,6 +118,19 @@ void Engine::cancel(JobId job, const std::string & reason) {
     wake_.notify_all();
 }
 
+void Engine::cancel_all(const std::string & reason) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        cancels_.push_back({kAllJobs, reason});
+    }
+    wake_.notify_all();
+}
+
+int Engine::jobs_in_flight() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return in_flight_;
+}
+
 JobResult Engine::wait(JobId job) {
     std::unique_lock<std::mutex> lock(mu_);
     auto it = results_.find(job);
@@ -195,6 +208,12 @@ void Engine::take_inbox() {
         start_job(job);
     }
     for (const auto & [id, reason] : cancels) {
+        if (id == kAllJobs) {
+            for (auto & [jid, job] : jobs_) {
+                if (!job->ended) fail_job(*job, reason, "cancelled");
+            }
+            continue;
+        }
         auto it = jobs_.find(id);
         if (it != jobs_.end() && !it->second->ended) fail_job(*it->second, reason, "cancelled");
     }

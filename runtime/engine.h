@@ -82,6 +82,10 @@ public:
     // Ends the job (its calls cancelled, sequences freed); its sink gets the result with
     // finish_reason "cancelled". No effect on a finished or unknown job.
     void cancel(JobId job, const std::string & reason = "cancelled");
+    // Cancels every job in flight now (submitted before the call), as cancel() does each.
+    void cancel_all(const std::string & reason);
+    // Jobs submitted and not yet ended.
+    int jobs_in_flight() const;
     // Blocks until the job ends and returns its result, once. Only for jobs submitted with
     // keep_result; any other job throws invalid_argument.
     JobResult wait(JobId job);
@@ -116,6 +120,8 @@ private:
     int in_flight_ = 0;
     JobId next_job_ = 1;
     bool stop_ = false;
+
+    static constexpr JobId kAllJobs = 0;  // in cancels_: every job taken in by then
 
     // The loop's own state (loop thread only).
     std::map<JobId, std::unique_ptr<Job>> jobs_;

@@ -437,6 +437,31 @@ TEST(Engine, AProgramThatThrowsFailsOnlyItsJob) {
     EXPECT_EQ(engine.stats().program_errors, 1);
 }
 
+// cancel_all (a server's shutdown past its deadline) ends every job in flight, the ones still in the
+// inbox too, and frees their sequences; a job submitted after it runs normally.
+TEST(Engine, CancelAllEndsEveryJobInFlight) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    Engine engine(backend);
+    JobOptions keep;
+    keep.keep_result = true;
+    std::vector<JobId> ids;
+    for (int i = 0; i < 3; ++i) ids.push_back(engine.submit(std::make_shared<OneCall>("long " + std::to_string(i) + ": ", greedy(1000)), keep));
+    EXPECT_EQ(engine.jobs_in_flight(), 3);
+    engine.cancel_all("the server is shutting down");
+    for (JobId id : ids) {
+        const JobResult r = engine.wait(id);
+        EXPECT_EQ(r.finish_reason, "cancelled");
+        EXPECT_EQ(r.error, "the server is shutting down");
+        EXPECT_LT(r.metrics.generated_tokens, 1000);
+    }
+    EXPECT_EQ(engine.jobs_in_flight(), 0);
+    const JobResult after = engine.run(std::make_shared<OneCall>("after: ", greedy(5)));
+    EXPECT_EQ(after.metrics.generated_tokens, 5);
+    EngineStats st;  // published by the loop after its step: poll briefly
+    for (int i = 0; i < 100 && (st = engine.stats()).kv.live_sequences > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(st.kv.live_sequences, 0u);
+}
+
 // Past max_jobs, submit says so at once instead of queueing without bound.
 TEST(Engine, FullEngineRefusesWithOverloaded) {
     llama::LlamaBackend backend(tiny_model(), backend_options());

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <thread>
 
 namespace forkjoin::server {
 
@@ -57,6 +58,9 @@ Server::Server(runtime::Engine & engine, ServerOptions options)
     const int threads = options_.http_threads > 0 ? options_.http_threads : 64 + 8;
     http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     http_->set_payload_max_length(options_.max_body_bytes);
+    // An idle keep-alive connection holds an HTTP thread, and stop() waits for it to time out: 1 s
+    // (httplib's default is 5) bounds both; a client that comes back later just reconnects.
+    http_->set_keep_alive_timeout(1);
     http_->set_pre_routing_handler([this](const httplib::Request & req, httplib::Response & res) {
         if (options_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
         if (req.get_header_value("Authorization") == "Bearer " + options_.api_key) return httplib::Server::HandlerResponse::Unhandled;
@@ -109,6 +113,22 @@ void Server::stop() {
     if (http_) http_->stop();
 }
 
+void Server::shutdown(double deadline_s) {
+    draining_ = true;
+    const auto start = std::chrono::steady_clock::now();
+    auto waited = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    while (engine_.jobs_in_flight() > 0 && waited() < deadline_s) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const int left = engine_.jobs_in_flight();
+    if (left > 0) {
+        // Past the deadline: the rest end now, with what they have (finish_reason "cancelled").
+        engine_.cancel_all("the server is shutting down");
+        while (engine_.jobs_in_flight() > 0 && waited() < deadline_s + 5) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    log_line("shutting down after " + std::to_string(waited()).substr(0, 5) + " s (" + std::to_string(left) +
+             " requests cancelled at the deadline)");
+    stop();
+}
+
 std::shared_ptr<runtime::Program> Server::make_program(const ApiRequest & req) const {
     Sampling sampling;
     sampling.temperature = req.temperature;
@@ -141,14 +161,24 @@ void Server::log_request(const std::string & id, const ApiRequest & req, const r
                   req.task.c_str(), req.strategy.c_str(), r ? r->threads.size() : size_t{0},
                   static_cast<long long>(r ? r->metrics.total_tokens : 0), r ? r->metrics.wall_s : 0.0,
                   req.user.empty() ? "-" : req.user.c_str(), outcome.c_str());
+    log_line(line);
+}
+
+void Server::log_line(const std::string & line) {
     if (options_.log) {
         options_.log(line);
     } else {
-        std::fprintf(stderr, "forkjoin serve: %s\n", line);
+        std::fprintf(stderr, "forkjoin serve: %s\n", line.c_str());
     }
 }
 
 void Server::handle_completion(const httplib::Request & http, httplib::Response & res, bool chat) {
+    if (draining_) {  // shutting down: in-flight requests finish, new ones go elsewhere
+        res.set_header("Retry-After", "1");
+        res.set_header("Connection", "close");
+        send_error(res, 503, "the server is shutting down", "server_overloaded");
+        return;
+    }
     ApiRequest req;
     try {
         req = parse_request(http.body, chat, options_.defaults);

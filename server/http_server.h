@@ -62,11 +62,16 @@ public:
     // Serves until stop(). bind() first.
     void serve();
     void stop();
+    // Graceful stop: new requests get 503 (Retry-After, Connection: close); requests in flight get
+    // up to deadline_s to finish, then are cancelled (their clients get finish_reason "cancelled");
+    // then stop(). Blocks until then; call it from any thread but serve()'s.
+    void shutdown(double deadline_s);
 
 private:
     struct Exchange;
     void handle_completion(const httplib::Request & http, httplib::Response & res, bool chat);
     void handle_metrics(httplib::Response & res);
+    void log_line(const std::string & line);
     void log_request(const std::string & id, const struct ApiRequest & req, const runtime::JobResult * result, const std::string & outcome);
     std::shared_ptr<runtime::Program> make_program(const struct ApiRequest & req) const;
 
@@ -79,6 +84,7 @@ private:
     std::map<std::string, int64_t> responses_;  // "status" -> count, for /metrics
     std::atomic<int64_t> disconnects_{0};
     std::atomic<int64_t> streams_open_{0};
+    std::atomic<bool> draining_{false};
 };
 
 }  // namespace forkjoin::server

@@ -23,7 +23,14 @@ export async function startServer(forkjoin, args, { timeoutMs = 60000 } = {}) {
   });
   return {
     port,
+    pid: child.pid,
     log: () => log,
+    // Resolves with the exit code (signal name if killed) once the server exits.
+    exited: () => new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode ?? child.signalCode);
+      child.on('exit', (code, signal) => resolve(code ?? signal));
+    }),
+    signal: (sig) => child.kill(sig),
     // Stops the server and waits for it to exit.
     stop: () => new Promise((resolve) => {
       if (child.exitCode !== null) return resolve();
