@@ -117,11 +117,15 @@ SeqId RemoteBackend::new_sequence() {
     return id;
 }
 
-SeqId RemoteBackend::open(std::span<const Token> prompt, const Sampling & sampling, bool generating) {
-    if (prompt.empty()) throw Error(ErrorCode::invalid_argument, "remote backend: empty prompt");
-    for (Token t : prompt) {
+void RemoteBackend::check_tokens(std::span<const Token> tokens) const {
+    for (Token t : tokens) {
         if (t < 0 || t >= vocabulary_->n_vocab()) throw Error(ErrorCode::invalid_argument, "remote backend: token " + std::to_string(t) + " is not in the vocabulary");
     }
+}
+
+SeqId RemoteBackend::open(std::span<const Token> prompt, const Sampling & sampling, bool generating) {
+    if (prompt.empty()) throw Error(ErrorCode::invalid_argument, "remote backend: empty prompt");
+    check_tokens(prompt);
     if (static_cast<int64_t>(prompt.size()) > options_.context) {
         throw Error(ErrorCode::context_overflow, "remote backend: a prompt of " + std::to_string(prompt.size()) +
                                                      " tokens does not fit the context of " + std::to_string(options_.context));
@@ -136,9 +140,8 @@ SeqId RemoteBackend::open(std::span<const Token> prompt, const Sampling & sampli
 }
 
 SeqId RemoteBackend::fork(SeqId parent, const Sampling & sampling, bool generating) {
-    const Sequence & p = seq_ref(parent);
+    const Sequence & pp = seq_ref(parent);  // seqs_ never resizes: the reference survives new_sequence()
     const SeqId id = new_sequence();
-    const Sequence & pp = seqs_[static_cast<size_t>(parent)];  // seq_ref's reference survives: no resize
     Sequence & s = seqs_[static_cast<size_t>(id)];
     s.tokens = pp.tokens;
     s.n_pending = pp.n_pending;
@@ -146,7 +149,6 @@ SeqId RemoteBackend::fork(SeqId parent, const Sampling & sampling, bool generati
     s.forked = true;
     s.sampling = sampling;
     s.generating = generating;
-    (void)p;
     return id;
 }
 
@@ -180,9 +182,7 @@ void RemoteBackend::canceller_loop() {
 
 void RemoteBackend::append(SeqId seq, std::span<const Token> tokens) {
     Sequence & s = seq_ref(seq);
-    for (Token t : tokens) {
-        if (t < 0 || t >= vocabulary_->n_vocab()) throw Error(ErrorCode::invalid_argument, "remote backend: token " + std::to_string(t) + " is not in the vocabulary");
-    }
+    check_tokens(tokens);
     if (tokens.empty()) return;
     cancel_stream(s);  // the stream would continue a text that is no longer the sequence's
     s.attempts = 0;    // a new request, for the runtime's reasons: its failures count anew

@@ -145,6 +145,7 @@ private:
     Sequence & seq_ref(SeqId seq);
     const Sequence & seq_ref(SeqId seq) const;
     SeqId new_sequence();
+    void check_tokens(std::span<const Token> tokens) const;  // throws invalid_argument for an id past the vocabulary
     void cancel_stream(Sequence & s);
     void start_stream(SeqId id, Sequence & s);
     void push_sampled(Sequence & s, Token token);

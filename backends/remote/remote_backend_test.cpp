@@ -61,6 +61,17 @@ std::vector<Token> generate(RemoteBackend & b, SeqId seq, int n) {
     return out;
 }
 
+// Steps until `seq` is reported blocked (or `seconds` pass); its message, empty if it never was.
+std::string blocked_reason(RemoteBackend & b, SeqId seq, double seconds) {
+    const auto t0 = Clock::now();
+    while (seconds_since(t0) < seconds) {
+        for (const auto & x : b.step().blocked) {
+            if (x.seq == seq) return x.message;
+        }
+    }
+    return "";
+}
+
 strategies::CountdownOptions countdown_options(strategies::CountdownStrategy s) {
     strategies::CountdownOptions o;
     o.strategy = s;
@@ -305,11 +316,7 @@ TEST(RemoteFaults, PersistentServerErrorsFailAfterTheTries) {
     o.backoff_s = 0.01;
     RemoteBackend b(shipped_vocab(), eog(), o);
     const SeqId s = b.open(some_tokens());
-    std::string reason;
-    const auto t0 = Clock::now();
-    while (reason.empty() && seconds_since(t0) < 10) {
-        for (const auto & x : b.step().blocked) reason = x.seq == s ? x.message : reason;
-    }
+    const std::string reason = blocked_reason(b, s, 10);
     EXPECT_NE(reason.find("request failed after 3 tries"), std::string::npos) << reason;
     EXPECT_NE(reason.find("HTTP 500"), std::string::npos) << reason;
     EXPECT_EQ(fake.completions_served(), 3);
@@ -405,11 +412,7 @@ TEST(RemoteFaults, AnAnswerThatIsNotAStreamFailsAtOnce) {
     });
     RemoteBackend b(shipped_vocab(), eog(), options_for({fake.url()}));
     const SeqId s = b.open(some_tokens());
-    std::string reason;
-    const auto t0 = Clock::now();
-    while (reason.empty() && seconds_since(t0) < 10) {
-        for (const auto & x : b.step().blocked) reason = x.seq == s ? x.message : reason;
-    }
+    const std::string reason = blocked_reason(b, s, 10);
     EXPECT_NE(reason.find("no server-sent event"), std::string::npos) << reason;
     EXPECT_EQ(fake.completions_served(), 1);
 }
