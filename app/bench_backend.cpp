@@ -12,7 +12,8 @@
 //   fork_overhead: a fork's time to its first token over the child's next decode step (one token at
 //            the same context): what a fork costs beyond the decode it cannot avoid. Per KV layout.
 //   join_overhead: a KV join of B x T plus the parent's next token, over the parent's following
-//            token (one decode step at the joined length).
+//            token (one decode step at the joined length); the shared-start layout (no position
+//            shift), with the consecutive layout's (a K-shift over the cache) beside it.
 //   layouts: aggregate decode tokens/s of N sequences that each hold C tokens of context, with one
 //            shared (unified) KV cache and with one KV stream per sequence, interleaved.
 //   memory:  cells held by N forks of a P-token prefix with G own tokens each, from the backend's
@@ -208,46 +209,63 @@ nlohmann::json bench_join(const std::shared_ptr<const llama::Model> & model, con
     LlamaBackend backend(model, opt);
     const SeqId root = backend.open(prompt_tokens(*model, prefix_n, 5), {}, false);
     run_until_idle(backend);
-    std::vector<double> join_t, text_t, splice_t, next_t, overhead;
-    for (int r = 0; r < std::max(3, args.repeats); ++r) {
-        // The parent waits at the fork point while its branches are written.
-        const SeqId parent = backend.fork(root, {}, false);
-        std::vector<SeqId> kids;
-        std::vector<Token> all_branch_tokens;
-        for (int b = 0; b < branches; ++b) {
-            const SeqId kid = backend.fork(parent, {}, false);
-            const auto t = prompt_tokens(*model, per, 100 + static_cast<uint64_t>(b));
-            backend.append(kid, t);
-            all_branch_tokens.insert(all_branch_tokens.end(), t.begin(), t.end());
-            kids.push_back(kid);
+    const Token after_join = prompt_tokens(*model, 1, 99).front();  // what the engine inserts ("<Conclusion>")
+    // One layout's join, measured in the same run as the other's (ratios, not absolute times).
+    auto measure = [&](JoinLayout layout) {
+        std::vector<double> join_t, text_t, splice_t, next_t, overhead;
+        for (int r = 0; r < std::max(3, args.repeats); ++r) {
+            // The parent waits at the fork point while its branches are written.
+            const SeqId parent = backend.fork(root, {}, false);
+            std::vector<SeqId> kids;
+            std::vector<Token> all_branch_tokens;
+            for (int b = 0; b < branches; ++b) {
+                const SeqId kid = backend.fork(parent, {}, false);
+                const auto t = prompt_tokens(*model, per, 100 + static_cast<uint64_t>(b));
+                backend.append(kid, t);
+                all_branch_tokens.insert(all_branch_tokens.end(), t.begin(), t.end());
+                kids.push_back(kid);
+            }
+            run_until_idle(backend);
+            // Text join: the parent re-reads the branches' tokens.
+            auto t0 = Clock::now();
+            const SeqId reader = backend.fork(parent, {}, false);
+            backend.append(reader, all_branch_tokens);
+            backend.set_generating(reader, true);
+            run_until_sampled(backend, reader);
+            text_t.push_back(seconds_since(t0));
+            backend.close(reader);
+            // KV join: splice, then the parent's next token. Consecutive: its last token is decoded
+            // again and the next decode pays the K-shift; shared start: one inserted token.
+            t0 = Clock::now();
+            backend.splice(parent, kids, layout);
+            splice_t.push_back(seconds_since(t0));
+            if (layout == JoinLayout::shared_start) backend.append(parent, std::vector<Token>{after_join});
+            backend.set_generating(parent, true);
+            run_until_sampled(backend, parent);
+            join_t.push_back(seconds_since(t0));
+            // The floor: the parent's following token, one decode step at the joined length.
+            t0 = Clock::now();
+            run_until_sampled(backend, parent);
+            next_t.push_back(seconds_since(t0));
+            overhead.push_back(join_t.back() / next_t.back());
+            backend.close(parent);
         }
-        run_until_idle(backend);
-        // Text join: the parent re-reads the branches' tokens.
-        auto t0 = Clock::now();
-        const SeqId reader = backend.fork(parent, {}, false);
-        backend.append(reader, all_branch_tokens);
-        backend.set_generating(reader, true);
-        run_until_sampled(backend, reader);
-        text_t.push_back(seconds_since(t0));
-        backend.close(reader);
-        // KV join: splice, then the parent's next token (which pays for the RoPE shift).
-        t0 = Clock::now();
-        backend.splice(parent, kids);
-        splice_t.push_back(seconds_since(t0));
-        backend.set_generating(parent, true);
-        run_until_sampled(backend, parent);
-        join_t.push_back(seconds_since(t0));
-        // The floor: the parent's following token, one decode step at the joined length.
-        t0 = Clock::now();
-        run_until_sampled(backend, parent);
-        next_t.push_back(seconds_since(t0));
-        overhead.push_back(join_t.back() / next_t.back());
-        backend.close(parent);
-    }
-    const double j = median(join_t), t = median(text_t);
-    return {{"branches", branches}, {"branch_tokens", per}, {"kv_join_s", j}, {"splice_call_s", median(splice_t)},
-            {"next_step_s", median(next_t)}, {"overhead", median(overhead)}, {"text_join_reprefill_s", t},
-            {"speedup", t / j}};
+        const double j = median(join_t), t = median(text_t);
+        return nlohmann::json{{"kv_join_s", j}, {"splice_call_s", median(splice_t)}, {"next_step_s", median(next_t)},
+                              {"overhead", median(overhead)}, {"text_join_reprefill_s", t}, {"speedup", t / j}};
+    };
+    const int64_t shifts_before = backend.stats().position_shifts;
+    nlohmann::json consecutive = measure(JoinLayout::consecutive);
+    consecutive["position_shifts"] = backend.stats().position_shifts - shifts_before;
+    const int64_t shifts_mid = backend.stats().position_shifts;
+    nlohmann::json shared = measure(JoinLayout::shared_start);
+    shared["position_shifts"] = backend.stats().position_shifts - shifts_mid;
+    // The headline is the shared-start layout (the one the forked dialects' engines use).
+    nlohmann::json out = shared;
+    out["branches"] = branches;
+    out["branch_tokens"] = per;
+    out["consecutive"] = consecutive;
+    return out;
 }
 
 // ---- KV layouts --------------------------------------------------------------------------------
@@ -405,12 +423,16 @@ int run_bench_backend(const BenchBackendArgs & args) {
                             1e6 * f["fork_call_s"].get<double>(), 1e3 * f["reprefill_first_token_s"].get<double>(),
                             f["speedup"].get<double>(), 1e3 * f["next_step_s"].get<double>(), f["overhead"].get<double>());
             }
-            std::printf("  KV join %dx%d: %.2f ms to next token (splice call %.1f us) vs text re-prefill %.1f ms: %.0fx; "
-                        "next step %.3f ms: overhead %.2f\n",
-                        j["branches"].get<int>(), j["branch_tokens"].get<int>(), 1e3 * j["kv_join_s"].get<double>(),
-                        1e6 * j["splice_call_s"].get<double>(),
-                        1e3 * j["text_join_reprefill_s"].get<double>(), j["speedup"].get<double>(),
-                        1e3 * j["next_step_s"].get<double>(), j["overhead"].get<double>());
+            for (const auto * row : {&j, &j["consecutive"]}) {
+                const auto & r = *row;
+                std::printf("  KV join %dx%d %s: %.2f ms to next token (splice call %.1f us, %lld position shifts) vs "
+                            "text re-prefill %.1f ms: %.0fx; next step %.3f ms: overhead %.2f\n",
+                            j["branches"].get<int>(), j["branch_tokens"].get<int>(),
+                            row == &j ? "shared start" : "consecutive", 1e3 * r["kv_join_s"].get<double>(),
+                            1e6 * r["splice_call_s"].get<double>(), static_cast<long long>(r["position_shifts"].get<int64_t>()),
+                            1e3 * r["text_join_reprefill_s"].get<double>(), r["speedup"].get<double>(),
+                            1e3 * r["next_step_s"].get<double>(), r["overhead"].get<double>());
+            }
             std::printf("  memory: %d forks of %d tokens + %u own: ledger %u cells, llama.cpp %u cells "
                         "(shared %u, unshared would be %llu)\n",
                         mem["forks"].get<int>(), mem["prefix_tokens"].get<int>(), mem["own_tokens_total"].get<uint32_t>(),

@@ -84,6 +84,20 @@ struct DecodeStats {
     int64_t steps = 0;          // step() calls that decoded something
     int64_t tokens = 0;         // tokens decoded, every path (step, a splice's flush; not score/logits)
     int64_t position_sum = 0;   // sum of the decoded tokens' positions: / tokens = mean context
+    int64_t position_shifts = 0;  // cell ranges a splice moved to new positions; llama.cpp applies each
+                                  // as a K-shift (a RoPE rotation of every cell's keys) at the next decode
+};
+
+// Where a KV join puts the children's cells in the parent's positions.
+enum class JoinLayout {
+    // Child B after child A, at consecutive positions: B's cells are moved (a position shift), as if
+    // the parent had decoded A then B. Siblings still never attended to each other.
+    consecutive,
+    // Every child keeps the positions it was decoded at: all start at the fork point, and the parent
+    // goes on after the longest (Multiverse, NPR and Parallel-R1 train and serve their paths this
+    // way). Nothing moves, so no K-shift. A sequence then holds several cells at one position; the
+    // parent's next token needs new input (append it) because no single cell is "its last".
+    shared_start,
 };
 
 struct BackendCapabilities {
@@ -131,8 +145,11 @@ public:
     virtual const StepResult & step() = 0;
 
     // KV join (capabilities().kv_splice): append each child's own tokens to the parent, in order,
-    // without recompute; the children are closed. Throws invalid_argument where unsupported.
-    virtual void splice(SeqId parent, std::span<const SeqId> children) = 0;
+    // without recompute, placed as `layout` says; the children are closed. skip (empty, or one per
+    // child): leave out that many of the child's first own tokens (a header the upstream engine does
+    // not keep); the rest keep what they attended to. Throws invalid_argument where unsupported.
+    virtual void splice(SeqId parent, std::span<const SeqId> children, JoinLayout layout = JoinLayout::consecutive,
+                        std::span<const int32_t> skip = {}) = 0;
     // Log-probabilities of `continuation` after seq's tokens (capabilities().score); seq is unchanged.
     virtual std::vector<float> score(SeqId seq, std::span<const Token> continuation) = 0;
 

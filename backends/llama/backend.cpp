@@ -13,14 +13,32 @@ namespace forkjoin::llama {
 
 struct LlamaBackend::Sequence {
     uint64_t uid = 0;               // never reused, unlike SeqId
-    std::vector<Token> tokens;      // [0, n_past) decoded, [n_past, size) pending
+    std::vector<Token> tokens;      // [0, n_past) decoded, [n_past, size) pending; in text order
+    std::vector<int32_t> pos;       // each token's position: its index, until a shared-start splice
+                                    // gives several tokens one position
+    int32_t next_pos = 0;           // the next token's position: above every position held
     int32_t n_past = 0;
     bool generating = true;
     uint64_t parent_uid = 0;        // 0: opened, not forked
-    int32_t fork_pos = -1;          // parent's length when forked
+    int32_t fork_pos = -1;          // parent's length (tokens) when forked
     std::unique_ptr<Sampler> sampler;
 
     int32_t n_pending() const { return static_cast<int32_t>(tokens.size()) - n_past; }
+    void push(Token t) {
+        tokens.push_back(t);
+        pos.push_back(next_pos++);
+    }
+    // The position where the tokens from index `at` on begin (next_pos at the end).
+    int32_t position_at(size_t at) const { return at < pos.size() ? pos[at] : next_pos; }
+    // True when every token before `at` sits at a lower position than every token from `at` on, so
+    // "positions >= position_at(at)" names exactly the tokens from `at` on. Always true without a
+    // shared-start splice; false inside one (its paths overlap) and at its end when nothing follows.
+    bool clean_cut(size_t at) const {
+        if (at == 0 || at >= pos.size()) return true;
+        const int32_t before = *std::max_element(pos.begin(), pos.begin() + static_cast<std::ptrdiff_t>(at));
+        const int32_t after = *std::min_element(pos.begin() + static_cast<std::ptrdiff_t>(at), pos.end());
+        return before < after;
+    }
 };
 
 struct LlamaBackend::BatchEntry {
@@ -51,8 +69,8 @@ struct LlamaBackend::Batch {
     void add_pending(SeqId id, const Sequence & s, int32_t n, bool sample) {
         const int32_t begin = batch.n_tokens;
         for (int32_t j = 0; j < n; ++j) {
-            const int32_t pos = s.n_past + j;
-            add(s.tokens[static_cast<size_t>(pos)], pos, id, sample && j == n - 1);
+            const size_t at = static_cast<size_t>(s.n_past + j);
+            add(s.tokens[at], s.pos[at], id, sample && j == n - 1);
         }
         entries.push_back({id, begin, batch.n_tokens, sample});
     }
@@ -177,12 +195,28 @@ void LlamaBackend::check_tokens(std::span<const Token> tokens) const {
 
 // A generating sequence needs pending input to sample after; if it has none, its last decoded
 // token is taken back out of the cache and queued again (one token of recompute).
-static void requeue_last_if_idle(llama_context * ctx, KvLedger & ledger, SeqId seq, int32_t & n_past,
-                                 int32_t n_tokens, bool generating) {
-    if (!generating || n_tokens > n_past || n_past == 0) return;
-    llama_memory_seq_rm(llama_get_memory(ctx), seq, n_past - 1, -1);
-    ledger.truncate(seq, static_cast<uint32_t>(n_past - 1));
-    --n_past;
+static bool needs_requeue(int32_t n_pending, int32_t n_past, bool generating) {
+    return generating && n_pending == 0 && n_past > 0;
+}
+
+void LlamaBackend::check_can_generate(SeqId seq, bool generating) const {
+    const Sequence & s = get(seq);
+    // After a shared-start splice no single cell is the sequence's last: nothing to sample after.
+    if (needs_requeue(s.n_pending(), s.n_past, generating) && !s.clean_cut(static_cast<size_t>(s.n_past - 1))) {
+        throw Error(ErrorCode::invalid_argument,
+                    "sequence " + std::to_string(seq) +
+                        " ends with a shared-start join (its paths share positions, none is last): append its "
+                        "next input before it generates");
+    }
+}
+
+void LlamaBackend::requeue_last_if_idle(SeqId seq, bool generating) {
+    Sequence & s = get(seq);
+    if (!needs_requeue(s.n_pending(), s.n_past, generating)) return;
+    check_can_generate(seq, generating);
+    llama_memory_seq_rm(llama_get_memory(ctx_), seq, s.pos[static_cast<size_t>(s.n_past - 1)], -1);
+    ledger_.truncate(seq, static_cast<uint32_t>(s.n_past - 1));
+    --s.n_past;
 }
 
 SeqId LlamaBackend::open(std::span<const Token> prompt, const Sampling & sampling, bool generating) {
@@ -192,7 +226,7 @@ SeqId LlamaBackend::open(std::span<const Token> prompt, const Sampling & samplin
     auto sampler = std::make_unique<Sampler>(sampling, n_vocab_, model_->end_of_generation_tokens());
     const SeqId id = acquire_slot();
     Sequence & s = get(id);
-    s.tokens.assign(prompt.begin(), prompt.end());
+    for (Token t : prompt) s.push(t);
     s.generating = generating;
     s.sampler = std::move(sampler);
     live_.push_back(id);
@@ -201,6 +235,7 @@ SeqId LlamaBackend::open(std::span<const Token> prompt, const Sampling & samplin
 
 SeqId LlamaBackend::fork(SeqId parent, const Sampling & sampling, bool generating) {
     const Sequence & p = get(parent);
+    check_can_generate(parent, generating);  // the child would start where the parent cannot
     auto sampler = std::make_unique<Sampler>(sampling, n_vocab_, model_->end_of_generation_tokens());
     const SeqId id = acquire_slot();  // slots hold pointers: p stays valid
     Sequence & c = get(id);
@@ -211,12 +246,14 @@ SeqId LlamaBackend::fork(SeqId parent, const Sampling & sampling, bool generatin
         ledger_.append(id, static_cast<uint32_t>(p.n_past));  // llama.cpp copies the stream at the next decode
     }
     c.tokens = p.tokens;
+    c.pos = p.pos;
+    c.next_pos = p.next_pos;
     c.n_past = p.n_past;
     c.generating = generating;
     c.parent_uid = p.uid;
     c.fork_pos = static_cast<int32_t>(p.tokens.size());
     c.sampler = std::move(sampler);
-    requeue_last_if_idle(ctx_, ledger_, id, c.n_past, static_cast<int32_t>(c.tokens.size()), c.generating);
+    requeue_last_if_idle(id, c.generating);
     live_.push_back(id);
     return id;
 }
@@ -225,26 +262,38 @@ void LlamaBackend::append(SeqId seq, std::span<const Token> tokens) {
     Sequence & s = get(seq);
     check_tokens(tokens);
     check_fits(s.tokens.size() + tokens.size());
-    s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+    for (Token t : tokens) s.push(t);
 }
 
 void LlamaBackend::set_generating(SeqId seq, bool generating) {
+    check_can_generate(seq, generating);
     Sequence & s = get(seq);
     s.generating = generating;
-    requeue_last_if_idle(ctx_, ledger_, seq, s.n_past, static_cast<int32_t>(s.tokens.size()), s.generating);
+    requeue_last_if_idle(seq, s.generating);
 }
 
 void LlamaBackend::truncate(SeqId seq, int32_t n_keep) {
     Sequence & s = get(seq);
     if (n_keep < 0) throw Error(ErrorCode::invalid_argument, "truncate: n_keep must be >= 0");
     if (n_keep >= static_cast<int32_t>(s.tokens.size())) return;
+    const size_t keep = static_cast<size_t>(n_keep);
+    // llama.cpp removes cells by position: a cut through a shared-start join's paths (or at its end,
+    // leaving the parent nothing to generate from) has no position range that names it.
+    if (!s.clean_cut(keep) || (keep > 0 && s.generating && n_keep <= s.n_past && !s.clean_cut(keep - 1))) {
+        throw Error(ErrorCode::invalid_argument,
+                    "truncate: token " + std::to_string(n_keep) + " of sequence " + std::to_string(seq) +
+                        " is inside a shared-start join, whose paths share positions; cut before the join or after it");
+    }
+    const int32_t cut = s.pos[keep];
     if (n_keep < s.n_past) {
-        llama_memory_seq_rm(llama_get_memory(ctx_), seq, n_keep, -1);
+        llama_memory_seq_rm(llama_get_memory(ctx_), seq, cut, -1);
         ledger_.truncate(seq, static_cast<uint32_t>(n_keep));
         s.n_past = n_keep;
     }
-    s.tokens.resize(static_cast<size_t>(n_keep));
-    requeue_last_if_idle(ctx_, ledger_, seq, s.n_past, static_cast<int32_t>(s.tokens.size()), s.generating);
+    s.tokens.resize(keep);
+    s.pos.resize(keep);
+    s.next_pos = cut;
+    requeue_last_if_idle(seq, s.generating);
 }
 
 void LlamaBackend::close(SeqId seq) {
@@ -361,7 +410,7 @@ void LlamaBackend::isolate_failed_step(const std::string & cause) {
         if (served || (s.n_past >= target && !sample)) continue;
         if (s.n_past >= target) {
             // Its tokens are in the cache but their logits went with the failed call: decode the last again.
-            requeue_last_if_idle(ctx_, ledger_, id, s.n_past, static_cast<int32_t>(s.tokens.size()), true);
+            requeue_last_if_idle(id, true);
         }
         b.clear();
         b.add_pending(id, s, target - s.n_past, sample);
@@ -435,7 +484,13 @@ void LlamaBackend::decode_batch(bool sample) {
             // Processed ubatches stay in the cache: bring every sequence's count in line, then report.
             for (const BatchEntry & e : b.entries) {
                 Sequence & s = *slots_[static_cast<size_t>(e.seq)];
-                const int32_t in_cache = llama_memory_seq_pos_max(mem, e.seq) + 1;
+                // Pending tokens sit above every decoded position: those at or below the cache's
+                // highest position for the sequence were decoded.
+                const int32_t pos_max = llama_memory_seq_pos_max(mem, e.seq);
+                int32_t in_cache = s.n_past;
+                while (in_cache < static_cast<int32_t>(s.tokens.size()) && s.pos[static_cast<size_t>(in_cache)] <= pos_max) {
+                    ++in_cache;
+                }
                 if (in_cache > s.n_past) {
                     ledger_.append(e.seq, static_cast<uint32_t>(in_cache - s.n_past));
                     s.n_past = in_cache;
@@ -453,7 +508,7 @@ void LlamaBackend::decode_batch(bool sample) {
             if (hi <= lo) continue;
             Sequence & s = *slots_[static_cast<size_t>(e.seq)];
             stats_.tokens += hi - lo;
-            stats_.position_sum += (int64_t{s.n_past} * 2 + (hi - lo) - 1) * (hi - lo) / 2;  // n_past .. n_past+n-1
+            for (int32_t k = 0; k < hi - lo; ++k) stats_.position_sum += s.pos[static_cast<size_t>(s.n_past + k)];
             s.n_past += hi - lo;
             ledger_.append(e.seq, static_cast<uint32_t>(hi - lo));
             result_.n_decoded += hi - lo;
@@ -468,7 +523,7 @@ void LlamaBackend::decode_batch(bool sample) {
                 out.logprob = token_logprob(logits, n_vocab_, token);
                 if (sp.top_logprobs > 0) top_logprobs(logits, n_vocab_, sp.top_logprobs, out.top);
             }
-            s.tokens.push_back(token);
+            s.push(token);
             result_.sampled.push_back(std::move(out));
         }
         while (first_entry < b.entries.size() && b.entries[first_entry].end <= stop) ++first_entry;
@@ -506,8 +561,13 @@ void LlamaBackend::flush(std::span<const SeqId> seqs) {
     }
 }
 
-void LlamaBackend::splice(SeqId parent, std::span<const SeqId> children) {
+void LlamaBackend::splice(SeqId parent, std::span<const SeqId> children, JoinLayout layout,
+                          std::span<const int32_t> skip) {
     Sequence & p = get(parent);
+    if (!skip.empty() && skip.size() != children.size()) {
+        throw Error(ErrorCode::invalid_argument, "splice: " + std::to_string(skip.size()) + " skip counts for " +
+                                                     std::to_string(children.size()) + " children");
+    }
     for (size_t i = 0; i < children.size(); ++i) {
         const Sequence & c = get(children[i]);
         if (c.parent_uid != p.uid) {
@@ -519,6 +579,11 @@ void LlamaBackend::splice(SeqId parent, std::span<const SeqId> children) {
                         "splice: sequence " + std::to_string(parent) + " changed length since child " +
                             std::to_string(children[i]) + " was forked (" + std::to_string(c.fork_pos) + " -> " +
                             std::to_string(p.tokens.size()) + ")");
+        }
+        if (!skip.empty() && (skip[i] < 0 || skip[i] > static_cast<int32_t>(c.tokens.size()) - c.fork_pos)) {
+            throw Error(ErrorCode::invalid_argument, "splice: child " + std::to_string(children[i]) + " has " +
+                                                         std::to_string(static_cast<int32_t>(c.tokens.size()) - c.fork_pos) +
+                                                         " own tokens, cannot skip " + std::to_string(skip[i]));
         }
         for (size_t j = 0; j < i; ++j) {
             if (children[j] == children[i]) {
@@ -536,21 +601,42 @@ void LlamaBackend::splice(SeqId parent, std::span<const SeqId> children) {
     flush(involved);
 
     llama_memory_t mem = llama_get_memory(ctx_);
-    for (SeqId child : children) {
+    // Every child's own cells start at the parent's next position (the parent has not moved since
+    // the forks), above every cell they share with it.
+    const int32_t start = p.next_pos;
+    int32_t end = start;  // shared_start: past the longest child
+    for (size_t i = 0; i < children.size(); ++i) {
+        const SeqId child = children[i];
         Sequence & c = get(child);
-        const int32_t from = c.fork_pos;
-        const int32_t own = c.n_past - from;
+        const int32_t first_own = c.fork_pos + (skip.empty() ? 0 : skip[i]);
+        const size_t from = static_cast<size_t>(first_own);
+        const int32_t own = c.n_past - first_own;
         if (own > 0) {
-            const int32_t offset = p.n_past - from;  // siblings spliced before this one
-            if (offset != 0) llama_memory_seq_add(mem, child, from, -1, offset);
-            llama_memory_seq_cp(mem, child, parent, from + offset, -1);
+            // consecutive: this child moves up past the siblings spliced before it.
+            const int32_t begin = c.pos[from];
+            const int32_t offset = layout == JoinLayout::consecutive ? p.next_pos - begin : 0;
+            if (offset != 0) {
+                llama_memory_seq_add(mem, child, begin, -1, offset);
+                ++stats_.position_shifts;
+            }
+            llama_memory_seq_cp(mem, child, parent, begin + offset, -1);
             ledger_.adopt_suffix(parent, child, static_cast<uint32_t>(from));
-            p.tokens.insert(p.tokens.end(), c.tokens.begin() + from, c.tokens.begin() + c.n_past);
+            const auto first = static_cast<std::ptrdiff_t>(from), last = static_cast<std::ptrdiff_t>(c.n_past);
+            p.tokens.insert(p.tokens.end(), c.tokens.begin() + first, c.tokens.begin() + last);
+            for (auto k = first; k < last; ++k) p.pos.push_back(c.pos[static_cast<size_t>(k)] + offset);
             p.n_past += own;
+            const int32_t child_end = c.pos[static_cast<size_t>(c.n_past - 1)] + 1 + offset;
+            if (layout == JoinLayout::consecutive) p.next_pos = child_end;
+            end = std::max(end, child_end);
         }
         close(child);
     }
-    requeue_last_if_idle(ctx_, ledger_, parent, p.n_past, static_cast<int32_t>(p.tokens.size()), p.generating);
+    if (layout == JoinLayout::shared_start) {
+        p.next_pos = end;
+        // No cell is the parent's last one: it samples again once it is given input (append).
+        if (p.n_pending() == 0) return;
+    }
+    requeue_last_if_idle(parent, p.generating);
 }
 
 template <typename F>
@@ -558,6 +644,14 @@ void LlamaBackend::evaluate_on_fork(SeqId seq, int32_t n_shared, std::span<const
                                     F && on_logits) {
     const Sequence & s = get(seq);
     n_shared = std::min(n_shared, s.n_past);
+    if (!s.clean_cut(static_cast<size_t>(n_shared))) {
+        throw Error(ErrorCode::invalid_argument,
+                    "sequence " + std::to_string(seq) +
+                        " ends with a shared-start join (its paths share positions, none is last): append its next "
+                        "input before scoring or reading logits");
+    }
+    // The first n_shared tokens are exactly the cells below this position; the input continues from it.
+    const int32_t bound = s.position_at(static_cast<size_t>(n_shared));
     check_fits(static_cast<size_t>(n_shared) + input.size());
     // A copied prefix (per_sequence) needs cells of its own; a shared one does not.
     const size_t needed = input.size() + (zero_copy_fork() ? 0 : static_cast<size_t>(n_shared));
@@ -577,12 +671,12 @@ void LlamaBackend::evaluate_on_fork(SeqId seq, int32_t n_shared, std::span<const
         }
     } cleanup{this, tmp};
     if (n_shared > 0 && zero_copy_fork()) {
-        llama_memory_seq_cp(mem, seq, tmp, 0, n_shared);
+        llama_memory_seq_cp(mem, seq, tmp, 0, bound);
         ledger_.share_prefix(seq, tmp, static_cast<uint32_t>(n_shared));
     } else if (n_shared > 0) {
         // Across streams llama.cpp copies whole streams only: copy, then drop what is not shared.
         llama_memory_seq_cp(mem, seq, tmp, -1, -1);
-        llama_memory_seq_rm(mem, tmp, n_shared, -1);
+        llama_memory_seq_rm(mem, tmp, bound, -1);
         ledger_.append(tmp, static_cast<uint32_t>(n_shared));
     }
     Batch & b = *batch_;
@@ -590,7 +684,7 @@ void LlamaBackend::evaluate_on_fork(SeqId seq, int32_t n_shared, std::span<const
         const size_t n = std::min<size_t>(options_.n_batch, input.size() - start);
         b.clear();
         for (size_t j = start; j < start + n; ++j) {
-            b.add(input[j], n_shared + static_cast<llama_pos>(j), tmp, j >= first_output);
+            b.add(input[j], bound + static_cast<llama_pos>(j), tmp, j >= first_output);
         }
         clear_llama_error();
         const int32_t ret = llama_decode(ctx_, b.batch);
@@ -642,6 +736,7 @@ int32_t LlamaBackend::n_decoded(SeqId seq) const { return get(seq).n_past; }
 int32_t LlamaBackend::n_pending(SeqId seq) const { return get(seq).n_pending(); }
 bool LlamaBackend::generating(SeqId seq) const { return get(seq).generating; }
 const std::vector<Token> & LlamaBackend::tokens(SeqId seq) const { return get(seq).tokens; }
+const std::vector<int32_t> & LlamaBackend::positions(SeqId seq) const { return get(seq).pos; }
 
 bool LlamaBackend::has_pending() const {
     for (SeqId id : live_) {

@@ -16,14 +16,17 @@
 // Fork: the child references every decoded cell of the parent (llama_memory_seq_cp): no copy, cost
 // independent of the parent's length. The parent's pending tokens are copied to the child's queue.
 //
-// Splice (KV join): the children's own cells become part of the parent's sequence, one child after
-// another, at consecutive positions, without recompute: each child's cells are shifted into place
-// (llama_memory_seq_add: a RoPE rotation of the keys on the next decode) and copied to the parent
-// (llama_memory_seq_cp). Attention semantics after a splice of children A, B onto prefix P:
+// Splice (KV join): the children's own cells become part of the parent's sequence without
+// recompute (llama_memory_seq_cp). Attention semantics after a splice of children A, B onto prefix P:
 //   - A's cells were computed attending to P and A only; B's to P and B only: siblings never see
 //     each other (Multiverse / NPR "parallel paths");
-//   - the parent's next tokens attend to P, A and B, with B positioned after A;
-//   - with a single child the result is exactly the parent having decoded the child's tokens.
+//   - the parent's next tokens attend to P, A and B;
+//   - JoinLayout::consecutive: B is moved after A (llama_memory_seq_add: a RoPE rotation of every
+//     cell's keys, the K-shift, at the next decode); with a single child the result is exactly the
+//     parent having decoded the child's tokens;
+//   - JoinLayout::shared_start: A and B keep the positions they were decoded at (both start where P
+//     ends; llama.cpp lets a sequence hold several cells at one position) and the parent continues
+//     after the longer: the layout Multiverse, NPR and Parallel-R1 train on. Nothing is shifted.
 //
 // Layout (BackendOptions::kv_layout): everything above describes the `shared` layout, one unified
 // cell pool. Its price is attention: a batch's every token scans the cells of every sequence (the
@@ -128,11 +131,16 @@ public:
     // the micro-batch's cells). Empty: no fault.
     void set_decode_fault(std::function<bool(SeqId)> fault);
 
-    // KV join (shared layout only; per_sequence throws invalid_argument): append each child's own tokens (those after its fork point) to the parent as cache
-    // cells, in the given order, without recompute; the children are closed. Every child must
-    // have been forked from `parent` while the parent had its present length. Pending input of
-    // the parent and children is decoded first.
-    void splice(SeqId parent, std::span<const SeqId> children) override;
+    // KV join (shared layout only; per_sequence throws invalid_argument): append each child's own
+    // tokens (those after its fork point) to the parent as cache cells, in the given order, without
+    // recompute; the children are closed. Every child must have been forked from `parent` while the
+    // parent had its present length. Pending input of the parent and children is decoded first.
+    // consecutive: each child's cells move up past the ones before (one position shift per child
+    // after the first). shared_start: no cell moves; the parent's next position is past the longest
+    // child, and it needs input (append) before it can generate, score or fork a generating child
+    // (those throw invalid_argument until then), and truncate() refuses to cut inside the join.
+    void splice(SeqId parent, std::span<const SeqId> children, JoinLayout layout = JoinLayout::consecutive,
+                std::span<const int32_t> skip = {}) override;
 
     // Log-probabilities of `continuation` following seq's tokens (decoded and pending), one per
     // continuation token, computed on a throwaway fork; seq is unchanged.
@@ -147,7 +155,9 @@ public:
     int32_t n_decoded(SeqId seq) const;
     int32_t n_pending(SeqId seq) const override;
     bool generating(SeqId seq) const;
-    const std::vector<Token> & tokens(SeqId seq) const override;  // all of seq's tokens, by position
+    const std::vector<Token> & tokens(SeqId seq) const override;  // all of seq's tokens, in text order
+    // Each token's position (its index, except after a shared-start splice, whose paths overlap).
+    const std::vector<int32_t> & positions(SeqId seq) const;
     bool has_pending() const override;
     KvUsage usage() const override;
     const DecodeStats & stats() const override { return stats_; }
@@ -169,6 +179,11 @@ private:
     Sequence & get(SeqId seq);
     const Sequence & get(SeqId seq) const;
     SeqId acquire_slot();
+    // Throws invalid_argument when seq, generating, would have nothing to sample after (it ends with
+    // a shared-start join and has no input).
+    void check_can_generate(SeqId seq, bool generating) const;
+    // A generating sequence with no pending input: its last token goes back to pending (decoded again).
+    void requeue_last_if_idle(SeqId seq, bool generating);
     void check_tokens(std::span<const Token> tokens) const;
     // A sequence longer than the whole cache could never be decoded: context_overflow.
     void check_fits(size_t length) const;

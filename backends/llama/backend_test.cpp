@@ -440,6 +440,149 @@ TEST(Backend, BadInputGetsClearErrors) {
     expect_error([&] { LlamaBackend(tiny_model(), too_many); }, ErrorCode::invalid_argument, "n_seq_max");
 }
 
+// ---- shared-start splice: the upstream position layout (Multiverse, NPR) ---------------------
+
+namespace {
+// The reference for a shared-start join, built without LlamaBackend: one batch decoded from scratch
+// in a fresh llama.cpp context, token i at position pos[i] and in the sequences seqs[i]. llama.cpp
+// masks a token by its first sequence (a cell is visible when it carries that sequence and is not
+// at a later position), so a path token in {path, parent} sees the prefix and its own path only,
+// while a parent token in {parent} sees every cell. Returns the last token's logits.
+std::vector<float> logits_of_one_batch(const std::vector<Token> & tokens, const std::vector<int32_t> & pos,
+                                       const std::vector<std::vector<llama_seq_id>> & seqs) {
+    llama_context_params params = llama_context_default_params();
+    params.n_ctx = 512;
+    params.n_batch = params.n_ubatch = 512;
+    params.n_seq_max = 8;
+    params.kv_unified = true;
+    params.n_threads = params.n_threads_batch = 1;
+    params.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    params.type_k = params.type_v = GGML_TYPE_F32;
+    params.no_perf = true;
+    llama_context * ctx = llama_init_from_model(tiny_model()->get(), params);
+    EXPECT_NE(ctx, nullptr);
+    llama_batch batch = llama_batch_init(static_cast<int32_t>(tokens.size()), 0, 8);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        batch.token[i] = tokens[i];
+        batch.pos[i] = pos[i];
+        batch.n_seq_id[i] = static_cast<int32_t>(seqs[i].size());
+        for (size_t k = 0; k < seqs[i].size(); ++k) batch.seq_id[i][k] = seqs[i][k];
+        batch.logits[i] = i + 1 == tokens.size();
+    }
+    batch.n_tokens = static_cast<int32_t>(tokens.size());
+    EXPECT_EQ(llama_decode(ctx, batch), 0);
+    const float * l = llama_get_logits_ith(ctx, -1);
+    std::vector<float> out(l, l + tiny_model()->n_vocab());
+    llama_batch_free(batch);
+    llama_free(ctx);
+    return out;
+}
+}  // namespace
+
+// Invariant (shared/DESIGN.md, the upstream layout): after a block of 3 forked paths of different
+// lengths joined shared-start, the parent's next logits equal those of a from-scratch prefill with
+// the same positions (every path from the fork point, the parent after the longest) and the same
+// mask (paths blind to each other); no cell was moved, so llama.cpp has no K-shift to do.
+TEST(Backend, SharedStartSpliceEqualsPrefillWithTheSameMask) {
+    LlamaBackend b(tiny_model(), exact_options());
+    const auto prefix = some_tokens(30, 21), after = some_tokens(3, 22);
+    const std::vector<std::vector<Token>> paths = {some_tokens(7, 23), some_tokens(12, 24), some_tokens(4, 25)};
+    const SeqId parent = b.open(prefix, {}, false);
+    run_until_idle(b);
+    std::vector<SeqId> kids;
+    for (const auto & path : paths) {
+        kids.push_back(b.fork(parent, {}, false));
+        b.append(kids.back(), path);
+    }
+    run_until_idle(b);
+    const uint32_t cells = b.usage().cells_used;
+    b.splice(parent, kids, JoinLayout::shared_start);
+    EXPECT_EQ(b.stats().position_shifts, 0);
+    EXPECT_EQ(b.usage().cells_used, cells);  // nothing copied, nothing recomputed
+    b.append(parent, after);
+
+    // The same context as one batch: the prefix in every sequence, the paths interleaved by position.
+    const int32_t f = static_cast<int32_t>(prefix.size());
+    std::vector<Token> tokens;
+    std::vector<int32_t> pos;
+    std::vector<std::vector<llama_seq_id>> seqs;
+    for (int32_t i = 0; i < f; ++i) {
+        tokens.push_back(prefix[static_cast<size_t>(i)]);
+        pos.push_back(i);
+        seqs.push_back({1, 2, 3, 0});
+    }
+    for (size_t q = 0; q < 12; ++q) {
+        for (size_t k = 0; k < paths.size(); ++k) {
+            if (q >= paths[k].size()) continue;
+            tokens.push_back(paths[k][q]);
+            pos.push_back(f + static_cast<int32_t>(q));
+            seqs.push_back({static_cast<llama_seq_id>(k + 1), 0});
+        }
+    }
+    for (size_t i = 0; i < after.size(); ++i) {
+        tokens.push_back(after[i]);
+        pos.push_back(f + 12 + static_cast<int32_t>(i));
+        seqs.push_back({0});
+    }
+    const auto reference = logits_of_one_batch(tokens, pos, seqs);
+    const float diff = max_abs_diff(b.logits(parent), reference);
+    std::printf("shared-start splice vs one masked prefill, F32 K/V: max |logit diff| = %.3g (max |logit| %.3g)\n", diff,
+                max_abs(reference));
+    EXPECT_LT(diff, f32_tolerance(max_abs(reference)));
+
+    // The parent lists its tokens in text order, each at the position it was decoded at.
+    std::vector<int32_t> expected_pos;
+    for (int32_t i = 0; i < f; ++i) expected_pos.push_back(i);
+    for (const auto & path : paths) {
+        for (size_t q = 0; q < path.size(); ++q) expected_pos.push_back(f + static_cast<int32_t>(q));
+    }
+    for (size_t i = 0; i < after.size(); ++i) expected_pos.push_back(f + 12 + static_cast<int32_t>(i));
+    EXPECT_EQ(b.positions(parent), expected_pos);
+
+    // A wrong layout is a different context: the consecutive join of the same paths moves two of them.
+    LlamaBackend c(tiny_model(), exact_options());
+    const SeqId p2 = c.open(prefix, {}, false);
+    run_until_idle(c);
+    std::vector<SeqId> kids2;
+    for (const auto & path : paths) {
+        kids2.push_back(c.fork(p2, {}, false));
+        c.append(kids2.back(), path);
+    }
+    c.splice(p2, kids2, JoinLayout::consecutive);
+    EXPECT_EQ(c.stats().position_shifts, 2);
+    c.append(p2, after);
+    EXPECT_GT(max_abs_diff(c.logits(p2), reference), 100 * f32_tolerance(max_abs(reference)));
+}
+
+// After a shared-start join no single cell is the parent's last: it generates once given input, and
+// a cut is allowed only where a position range names it (before the join or after it).
+TEST(Backend, SharedStartJoinNeedsInputAndRefusesCutsInside) {
+    LlamaBackend b(tiny_model(), options());
+    const auto prefix = some_tokens(20, 31);
+    const SeqId parent = b.open(prefix, {}, false);
+    run_until_idle(b);
+    const SeqId x = b.fork(parent, {}, false), y = b.fork(parent, {}, false);
+    b.append(x, some_tokens(6, 32));
+    b.append(y, some_tokens(3, 33));
+    b.splice(parent, std::vector<SeqId>{x, y}, JoinLayout::shared_start);
+    expect_error([&] { b.set_generating(parent, true); }, ErrorCode::invalid_argument, "append its next input");
+    expect_error([&] { b.fork(parent); }, ErrorCode::invalid_argument, "append its next input");
+    expect_error([&] { b.logits(parent); }, ErrorCode::invalid_argument, "shared-start");
+    expect_error([&] { b.truncate(parent, 24); }, ErrorCode::invalid_argument, "inside a shared-start join");
+    const uint32_t live = b.usage().live_sequences;
+    EXPECT_EQ(live, 1u);  // the refused fork left no sequence behind
+    b.append(parent, some_tokens(2, 34));
+    b.set_generating(parent, true);
+    for (int i = 0; i < 4; ++i) ASSERT_EQ(b.step().sampled.size(), 1u);
+    EXPECT_EQ(b.positions(parent).back(), 20 + 6 + 2 + 4 - 1);  // after the longer path
+    b.truncate(parent, 20 + 9 + 1);  // after the join: the first appended token stays
+    EXPECT_EQ(b.positions(parent).back(), 26);
+    b.truncate(parent, 20);  // before the join: back to the prefix alone
+    EXPECT_EQ(b.usage().cells_used, 19u);  // its last token is queued again to generate
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(b.step().sampled.size(), 1u);
+    EXPECT_EQ(b.positions(parent).back(), 22);
+}
+
 // ---- per_sequence layout: one KV stream per sequence slot ---------------------------------------
 
 namespace {

@@ -215,7 +215,7 @@ void RemoteBackend::close(SeqId seq) {
     free_ids_.push_back(seq);
 }
 
-void RemoteBackend::splice(SeqId, std::span<const SeqId>) {
+void RemoteBackend::splice(SeqId, std::span<const SeqId>, JoinLayout, std::span<const int32_t>) {
     throw Error(ErrorCode::invalid_argument, "remote backend: no KV splice (join children as text)");
 }
 

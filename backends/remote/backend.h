@@ -106,7 +106,8 @@ public:
 
     const StepResult & step() override;
 
-    void splice(SeqId parent, std::span<const SeqId> children) override;
+    void splice(SeqId parent, std::span<const SeqId> children, JoinLayout layout = JoinLayout::consecutive,
+                std::span<const int32_t> skip = {}) override;
     std::vector<float> score(SeqId seq, std::span<const Token> continuation) override;
 
     bool live(SeqId seq) const override;
