@@ -23,11 +23,33 @@ struct ChildRequest {
     bool forked = false; // forked: shares the parent's context (KV) up to the spawn point
 };
 
+// How a parent takes its children back. Each dialect follows what its upstream engine does.
+enum class JoinKind {
+    // join() rewrites the parent's text from the spawn block on; the new text is tokenized and
+    // prefilled after the cells kept before the block (APR).
+    text,
+    // Forked children: the parent decodes each child's own tokens again, then the inserted text, at
+    // consecutive positions, so later children see earlier ones (ThreadWeaver and Parallel-R1 send
+    // the merged tokens back to their server as a new prompt).
+    reread,
+    // Forked children: KV splice, each child moved after the previous one (forkjoin's first layout).
+    kv_consecutive,
+    // Forked children: KV splice with no cell moved: every child at the fork point, the parent after
+    // the longest (Multiverse's and NPR's engines; llama backend: JoinLayout::shared_start).
+    kv_shared_start,
+};
+
 struct SpawnRequest {
     std::vector<ChildRequest> children;
     size_t block_begin = 0;  // text join: byte range of the spawn block in the thread's text, replaced by the join
     size_t block_end = 0;
-    bool kv_join = false;    // the children's own text (and KV cells) is appended to the parent in order
+    JoinKind join = JoinKind::text;
+    // Forked children's joins (not text):
+    std::string later_drop;  // children after the first leave out this start of their own text
+                             // ("\n" before the tag) where it is whole tokens
+    std::string inserted;    // what the engine writes after the children ("<Conclusion>\n")
+
+    bool joins_tokens() const { return join != JoinKind::text; }
 };
 
 // spawn: start children and wait for them. end: the thread's part is over (a forked child closed
@@ -42,7 +64,8 @@ struct Event {
 
 struct ChildResult {
     std::string text;    // fresh child: its whole text (prompt and generation, no end-of-text token);
-                         // forked child: its own text after the fork point
+                         // forked child: the part of its own text the join keeps (its own text after
+                         // the fork point, less SpawnRequest::later_drop where the runtime dropped it)
     bool finished = true;  // false: the child was cut off (budget, timeout, failure)
 };
 
@@ -68,29 +91,42 @@ public:
     virtual std::unique_ptr<ThreadParser> child_parser(std::string context, const ChildRequest &) const {
         return parser(std::move(context));
     }
+    // The tags this dialect's checkpoints add to their tokenizer as special tokens (upstream's own
+    // list); empty when its markup is plain text (APR).
+    virtual std::vector<std::string> added_tokens() const { return {}; }
     // The parent's new context after its children ran: its text with the spawn block replaced.
     virtual std::string join(std::string_view parent_text, const SpawnRequest & spawn,
                              const std::vector<ChildResult> & results) const = 0;
 };
 
-// "multiverse": <Parallel><Goal><Outline>..</Outline>..</Goal><Path>..</Path>..<Conclusion>..
-// </Conclusion></Parallel>, nestable. At </Goal> one path per outline is forked from the prefix
-// (seeded "<Path>\n"); a path ends at its </Path>; paths never see each other; the KV join appends
-// them in order and the parent goes on (its Conclusion).
+// The four forked dialects follow their upstream engines' own code (read at the commits named in
+// dialects/forked_blocks.cpp). Their tags are the checkpoints' added tokens: seeds and inserted text
+// are tokenized with special-token parsing, so a vocabulary that has the tag gives its single token
+// and one that does not gives the text.
+
+// "multiverse": <Parallel>\n<Goal>\n<Outline>\n1: ..\n</Outline>..</Goal>\n<Path>\n1: ..</Path>\n..
+// <Conclusion>\n..</Conclusion>\n</Parallel>, nestable. At </Goal> one path per outline is forked,
+// seeded "\n<Path>\n{n}:" (n: the outline's number); a path ends one token after its </Path> (the
+// engine keeps that token, normally "\n"); later paths join without their leading "\n"; KV join,
+// shared start; then "<Conclusion>\n" and the parent goes on.
 std::unique_ptr<Dialect> make_multiverse_dialect();
 
-// "threadweaver": <Parallel><Outlines><Outline>i: ..</Outline>..</Outlines><Thread>i: ..</Thread>..
-// </Parallel>. At </Outlines> one thread per outline is forked, seeded "\n<Thread>\n{i}:", and
-// stopped at </Thread>; KV join.
+// "threadweaver": <Parallel>\n<Outlines>\n<Outline>1: ..</Outline>..</Outlines>\n<Thread>\n1: ..
+// </Thread><Thread>\n2: ..</Thread>\n. At </Outlines> one thread per outline is forked, seeded
+// "\n<Thread>\n{n}:", stopped at </Thread>; later threads join without their leading "\n"; the
+// parent re-reads the merged tokens (its engine re-sends them as a prompt), then "\n".
 std::unique_ptr<Dialect> make_threadweaver_dialect();
 
-// "npr": <guideline><plan>i: ..</plan>..</guideline><step>\ni: ..</step>..<takeaway>. At
-// </guideline> one step per plan is forked, seeded "<step>\n{i}:", stopped at </step>; KV join.
+// "npr": <guideline>\n<plan>1: ..</plan>..</guideline>\n<step>\n1: ..</step>\n..<takeaway>\n..
+// </takeaway>. At </guideline> one step per plan is forked, seeded "\n<step>\n{n}:"; a step ends one
+// token after its </step>; later steps join without their leading "\n"; KV join, shared start; then
+// "<takeaway>\n".
 std::unique_ptr<Dialect> make_npr_dialect();
 
-// "parallel-r1": <Parallel><Path>..</Path>..</Parallel><Summary>..</Summary>. The model does not
-// plan the paths, so at <Parallel> `width` paths are forked (seeded "<Path>", stopped at </Path>)
-// and spliced back; the model then closes the block and summarises.
+// "parallel-r1": ..<Parallel><Path>..</Path><Path>..</Path></Parallel>\n<Summary>..</Summary>. The
+// model does not plan the paths: at <Parallel> `width` paths (upstream: 2) are forked, seeded
+// "<Path>", stopped at </Path>; the parent re-reads them (its engine re-sends the merged tokens),
+// then "</Parallel>\n<Summary>" and the parent writes the summary.
 std::unique_ptr<Dialect> make_parallel_r1_dialect(int width = 2);
 
 // Any dialect by name: plain, apr, multiverse, threadweaver, npr, parallel-r1.

@@ -1,5 +1,18 @@
-// The dialects whose children fork the parent's context and join by KV splice: multiverse,
-// threadweaver, npr and parallel-r1 differ only in their tags, so one parser reads a spec.
+// The dialects whose children fork the parent's context: multiverse, threadweaver, npr and
+// parallel-r1 differ only in their tags and in what their engines do around a block, so one parser
+// reads a spec. Each spec follows its upstream engine's code:
+//   multiverse   Infini-AI-Lab/Multiverse, engine submodule Multiverse-Engine b3ed243:
+//                sglang/srt/managers/schedule_batch.py (Req.check_finished, ScheduleBatch.filter_batch),
+//                managers/scheduler.py (merge_zombie_batch_to_run); tags: train/utils.py
+//                add_and_init_special_tokens
+//   npr          bigai-nlco/Native-Parallel-Reasoner e148ad5, npr-rl/.../sglang/srt/managers/
+//                schedule_batch.py (check_finished, filter_batch), scheduler.py
+//                (merge_zombie_batch_to_run); tags: npr-beta/train/utils.py
+//   threadweaver facebookresearch/threadweaver 2662232, threadweaver_rl/verl/experimental/agent_loop/
+//                single_turn_agent_loop.py (ParallelBranchingController: _parallel_step, the join);
+//                tags: threadweaver_sft/src/utils.py
+//   parallel-r1  zhengkid/Parallel-R1 7c3a8f3, verl/verl/parallel_thinking_generation_v3/
+//                parallel_thinking_loop_v3.py (_call_parallel_thinking, run)
 #include "dialects/dialect.h"
 
 namespace forkjoin::dialects {
@@ -14,12 +27,23 @@ struct BlockSpec {
     std::string seed;        // a child's first text; "{label}" is replaced by the item's label
     std::string child_end;   // a child's part ends at this tag ("</Path>")
     int fixed_width = 0;     // no plan: this many children at the spawn point
+    int tokens_after_end = 0;  // the child's part ends this many tokens after child_end (kept)
+    JoinKind join = JoinKind::kv_shared_start;
+    std::string later_drop;  // SpawnRequest::later_drop
+    std::string inserted;    // SpawnRequest::inserted
+    std::vector<std::string> added_tokens;  // Dialect::added_tokens
 };
 
 // Finds `tag` in the text fed since `scanned` (it may span pieces).
 size_t find_new(const std::string & text, size_t scanned, const std::string & tag) {
     const size_t from = scanned >= tag.size() ? scanned - tag.size() + 1 : 0;
     return text.find(tag, from);
+}
+
+// Labels come from the model's plan; one that could spell a control token ("<s>") is not used
+// where the seed is tokenized with special-token parsing.
+bool safe_label(std::string_view label) {
+    return !label.empty() && label.find_first_of("<>") == std::string_view::npos;
 }
 
 std::string seed_for(const BlockSpec & spec, const std::string & label) {
@@ -40,15 +64,23 @@ public:
         const size_t scanned = scanned_;
         text_.append(piece);
         scanned_ = text_.size();
+        if (ending_ > 0) {  // the child's closing tag came; it keeps a few more tokens (pieces)
+            if (--ending_ == 0) return Event{EventKind::end, {}, {}};
+            return std::nullopt;
+        }
         const size_t spawn_at = find_new(text_, scanned, spec_.close);
         const size_t end_at = is_child_ ? find_new(text_, scanned, spec_.child_end) : std::string::npos;
         if (end_at != std::string::npos && (spawn_at == std::string::npos || end_at < spawn_at)) {
-            return Event{EventKind::end, {}, {}};
+            if (spec_.tokens_after_end == 0) return Event{EventKind::end, {}, {}};
+            ending_ = spec_.tokens_after_end;
+            return std::nullopt;
         }
         if (spawn_at == std::string::npos) return std::nullopt;
         // The fork point is the end of the token that completed the tag: text and KV agree there.
         SpawnRequest spawn;
-        spawn.kv_join = true;
+        spawn.join = spec_.join;
+        spawn.later_drop = spec_.later_drop;
+        spawn.inserted = spec_.inserted;
         spawn.block_begin = spawn.block_end = text_.size();
         if (spec_.fixed_width > 0) {
             for (int i = 1; i <= spec_.fixed_width; ++i) add_child(spawn, std::to_string(i));
@@ -65,10 +97,11 @@ public:
             if (close == std::string_view::npos) return malformed("a " + spec_.item_open + " in the plan is not closed");
             std::string_view item = plan.substr(body, close - body);
             while (!item.empty() && (item.front() == '\n' || item.front() == ' ')) item.remove_prefix(1);
+            // The engines number a child by its plan item ("1", "1.2"), else by its place.
             const size_t colon = item.find(':');
-            add_child(spawn, colon != std::string_view::npos && colon > 0 && colon <= 4
-                                 ? std::string(item.substr(0, colon))
-                                 : std::to_string(spawn.children.size() + 1));
+            std::string_view label = colon != std::string_view::npos && colon <= 8 ? item.substr(0, colon) : std::string_view();
+            while (!label.empty() && label.back() == ' ') label.remove_suffix(1);
+            add_child(spawn, safe_label(label) ? std::string(label) : std::to_string(spawn.children.size() + 1));
         }
         if (spawn.children.empty()) return malformed("a plan with no " + spec_.item_open);
         return Event{EventKind::spawn, std::move(spawn), {}};
@@ -86,6 +119,7 @@ private:
 
     const BlockSpec & spec_;
     bool is_child_;
+    int ending_ = 0;  // tokens the child still keeps after its closing tag
     size_t scanned_ = 0;
     size_t prompt_size_ = 0;
 };
@@ -94,18 +128,20 @@ class BlockDialect : public Dialect {
 public:
     explicit BlockDialect(BlockSpec spec) : spec_(std::move(spec)) {}
     std::string name() const override { return spec_.name; }
+    std::vector<std::string> added_tokens() const override { return spec_.added_tokens; }
     std::unique_ptr<ThreadParser> parser(std::string prompt) const override {
         return std::make_unique<BlockParser>(spec_, std::move(prompt), false);
     }
     std::unique_ptr<ThreadParser> child_parser(std::string context, const ChildRequest &) const override {
         return std::make_unique<BlockParser>(spec_, std::move(context), true);
     }
-    // After a KV join the parent's context holds each child's own text, in order.
+    // After the join the parent's context holds each child's kept text, in order, then what the
+    // engine inserts.
     std::string join(std::string_view parent, const SpawnRequest & spawn,
                      const std::vector<ChildResult> & results) const override {
         std::string out(parent.substr(0, spawn.block_end));
         for (const auto & r : results) out += r.text;
-        return out;
+        return out + spawn.inserted;
     }
 
 private:
@@ -114,23 +150,57 @@ private:
 
 }  // namespace
 
+// Seeds, ends and inserted text as each engine builds them (see the sources at the top):
+//   multiverse: child = prefix + encode("\n<Path>\n{n}") ... ends 2 tokens after </Path> and the
+//     merge keeps output_ids[:-1] (</Path> and one token); paths after the first from start_path_idx
+//     = len(prefix) + 1 (their "\n" left out); then encode("<Conclusion>\n").
+//   npr: the same with "\n<step>\n{n}", </step> and "<takeaway>\n".
+//   threadweaver: child = tokens + encode("\n<Thread>\n{n}:"), stops at </Thread> (kept); the merge
+//     writes later threads as "<Thread>\n{n}:..."; then "\n" (no_conclusion, as train_par.slurm runs).
+//   parallel-r1: child = prompt + [<Path>], stops at </Path> (kept); then </Parallel>, "\n", <Summary>.
+// Multiverse's engine and NPR's (built on it) differ only in their tags: a block's children are
+// seeded "\n{tag}\n{n}:", each ends one token after its closing tag, later children join without
+// their "\n", all share their start position, and the engine then writes `inserted`.
+static std::unique_ptr<Dialect> make_multiverse_engine_dialect(BlockSpec spec, std::string inserted,
+                                                                std::vector<std::string> added_tokens) {
+    spec.tokens_after_end = 1;
+    spec.join = JoinKind::kv_shared_start;
+    spec.later_drop = "\n";
+    spec.inserted = std::move(inserted);
+    spec.added_tokens = std::move(added_tokens);
+    return std::make_unique<BlockDialect>(std::move(spec));
+}
+
 std::unique_ptr<Dialect> make_multiverse_dialect() {
-    return std::make_unique<BlockDialect>(
-        BlockSpec{"multiverse", "<Goal>", "</Goal>", "<Outline>", "</Outline>", "<Path>\n{label}:", "</Path>", 0});
+    return make_multiverse_engine_dialect(
+        {"multiverse", "<Goal>", "</Goal>", "<Outline>", "</Outline>", "\n<Path>\n{label}:", "</Path>"}, "<Conclusion>\n",
+        {"<Think>", "</Think>", "<Parallel>", "</Parallel>", "<Goal>", "</Goal>", "<Outline>", "</Outline>", "<Path>",
+         "</Path>", "<Conclusion>", "</Conclusion>"});
 }
 
 std::unique_ptr<Dialect> make_threadweaver_dialect() {
-    return std::make_unique<BlockDialect>(
-        BlockSpec{"threadweaver", "<Outlines>", "</Outlines>", "<Outline>", "</Outline>", "\n<Thread>\n{label}:", "</Thread>", 0});
+    BlockSpec spec{"threadweaver", "<Outlines>", "</Outlines>", "<Outline>", "</Outline>", "\n<Thread>\n{label}:", "</Thread>"};
+    spec.join = JoinKind::reread;
+    spec.later_drop = "\n";
+    spec.inserted = "\n";
+    spec.added_tokens = {"<Think>", "</Think>", "<Parallel>", "</Parallel>", "<Outlines>", "</Outlines>",
+                         "<Outline>", "</Outline>", "<Thread>", "</Thread>", "<Conclusion>", "</Conclusion>"};
+    return std::make_unique<BlockDialect>(std::move(spec));
 }
 
 std::unique_ptr<Dialect> make_npr_dialect() {
-    return std::make_unique<BlockDialect>(
-        BlockSpec{"npr", "<guideline>", "</guideline>", "<plan>", "</plan>", "<step>\n{label}:", "</step>", 0});
+    return make_multiverse_engine_dialect(
+        {"npr", "<guideline>", "</guideline>", "<plan>", "</plan>", "\n<step>\n{label}:", "</step>"}, "<takeaway>\n",
+        {"<guideline>", "</guideline>", "<plan>", "</plan>", "<step>", "</step>", "<takeaway>", "</takeaway>"});
 }
 
 std::unique_ptr<Dialect> make_parallel_r1_dialect(int width) {
-    return std::make_unique<BlockDialect>(BlockSpec{"parallel-r1", "", "<Parallel>", "", "", "<Path>", "</Path>", std::max(1, width)});
+    BlockSpec spec{"parallel-r1", "", "<Parallel>", "", "", "<Path>", "</Path>", std::max(1, width)};
+    spec.join = JoinKind::reread;
+    spec.inserted = "</Parallel>\n<Summary>";
+    // Its "-Special" checkpoints add these (README); the code takes encode(tag)[0].
+    spec.added_tokens = {"<Parallel>", "</Parallel>", "<Path>", "</Path>", "<Summary>", "</Summary>"};
+    return std::make_unique<BlockDialect>(std::move(spec));
 }
 
 }  // namespace forkjoin::dialects

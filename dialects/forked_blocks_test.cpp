@@ -12,18 +12,21 @@ TEST(MultiverseDialect, GoalSpawnsOneForkedPathPerOutline) {
     auto e = p->feed("al>\n");
     ASSERT_TRUE(e);
     ASSERT_EQ(e->kind, EventKind::spawn);
-    EXPECT_TRUE(e->spawn.kv_join);
+    EXPECT_EQ(e->spawn.join, JoinKind::kv_shared_start);
     ASSERT_EQ(e->spawn.children.size(), 2u);
     EXPECT_TRUE(e->spawn.children[0].forked);
-    EXPECT_EQ(e->spawn.children[1].prompt, "<Path>\n2:");
+    EXPECT_EQ(e->spawn.children[1].prompt, "\n<Path>\n2:");  // the engine's encode("\n<Path>\n{n}")
+    EXPECT_EQ(e->spawn.later_drop, "\n");
+    EXPECT_EQ(e->spawn.inserted, "<Conclusion>\n");
     EXPECT_EQ(e->spawn.block_end, p->text().size());
     auto path = mv->child_parser(p->text() + e->spawn.children[0].prompt, e->spawn.children[0]);
     EXPECT_FALSE(path->feed(" a works\n</Pa"));
-    auto end = path->feed("th>\n");
+    EXPECT_FALSE(path->feed("th>"));  // the engine keeps one token after </Path>
+    auto end = path->feed("\n");
     ASSERT_TRUE(end);
     EXPECT_EQ(end->kind, EventKind::end);
-    EXPECT_EQ(mv->join(p->text(), e->spawn, {{"<Path>\n1: a</Path>\n", true}, {"<Path>\n2: b</Path>\n", true}}),
-              p->text() + "<Path>\n1: a</Path>\n<Path>\n2: b</Path>\n");
+    EXPECT_EQ(mv->join(p->text(), e->spawn, {{"\n<Path>\n1: a</Path>\n", true}, {"<Path>\n2: b</Path>\n", true}}),
+              p->text() + "\n<Path>\n1: a</Path>\n<Path>\n2: b</Path>\n<Conclusion>\n");
 }
 
 TEST(MultiverseDialect, MalformedGoalsSayWhy) {
@@ -50,6 +53,8 @@ TEST(ThreadweaverDialect, OutlinesSpawnSeededThreadsThatStopAtTheirClose) {
     ASSERT_TRUE(e && e->kind == EventKind::spawn);
     ASSERT_EQ(e->spawn.children.size(), 2u);
     EXPECT_EQ(e->spawn.children[0].prompt, "\n<Thread>\n1:");
+    EXPECT_EQ(e->spawn.join, JoinKind::reread);  // its engine re-sends the merged tokens as a prompt
+    EXPECT_EQ(e->spawn.inserted, "\n");
     auto t = tw->child_parser(p->text() + e->spawn.children[0].prompt, e->spawn.children[0]);
     auto end = t->feed(" done\n</Thread>");
     ASSERT_TRUE(end);
@@ -62,9 +67,12 @@ TEST(NprDialect, GuidelinePlansForkSteps) {
     auto e = p->feed("<guideline>\n<plan>1: a</plan>\n<plan>2: b</plan>\n<plan>3: c</plan>\n</guideline>\n");
     ASSERT_TRUE(e && e->kind == EventKind::spawn);
     ASSERT_EQ(e->spawn.children.size(), 3u);
-    EXPECT_EQ(e->spawn.children[2].prompt, "<step>\n3:");
+    EXPECT_EQ(e->spawn.children[2].prompt, "\n<step>\n3:");
+    EXPECT_EQ(e->spawn.join, JoinKind::kv_shared_start);
+    EXPECT_EQ(e->spawn.inserted, "<takeaway>\n");
     auto s = npr->child_parser(p->text() + e->spawn.children[2].prompt, e->spawn.children[2]);
-    EXPECT_EQ(s->feed(" c done</step>\n")->kind, EventKind::end);
+    EXPECT_FALSE(s->feed(" c done</step>"));
+    EXPECT_EQ(s->feed("\n")->kind, EventKind::end);
 }
 
 TEST(ParallelR1Dialect, ParallelForksAFixedWidthOfPaths) {
@@ -74,6 +82,8 @@ TEST(ParallelR1Dialect, ParallelForksAFixedWidthOfPaths) {
     ASSERT_TRUE(e && e->kind == EventKind::spawn);
     ASSERT_EQ(e->spawn.children.size(), 3u);
     EXPECT_EQ(e->spawn.children[1].prompt, "<Path>");
+    EXPECT_EQ(e->spawn.join, JoinKind::reread);
+    EXPECT_EQ(e->spawn.inserted, "</Parallel>\n<Summary>");
     EXPECT_THROW(make_dialect("klingon"), forkjoin::Error);
 }
 

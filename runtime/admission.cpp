@@ -122,7 +122,8 @@ bool Runtime::admit_forked(Request & r, Thread & t) {
     std::vector<Token> seed;
     const Sampling sampling = sampling_of(r, t);
     try {
-        seed = backend_.vocabulary().tokenize(t.request.prompt);
+        // A forked child's seed is the dialect's text (its tags: the model's added tokens where it has them).
+        seed = backend_.vocabulary().tokenize(t.request.prompt, false, /*parse_special=*/true);
         t.seq = backend_.fork(parent.seq, sampling, /*generating=*/!r.options.script);
     } catch (const Error & e) {
         if (e.code() == ErrorCode::sequence_limit) return false;  // wait for a free sequence

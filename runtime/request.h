@@ -26,6 +26,10 @@ namespace forkjoin::runtime {
 using RequestId = int;
 
 // Next piece of a scripted thread's text, given the thread and its text so far; nullopt ends it.
+// A piece stands for what the model would sample: it is tokenized with the model's special tokens
+// (a tag the vocabulary has is one token) and read token by token, so markup stops the thread where
+// it would stop a sampled one and the rest of the piece is dropped. Limits are checked after each
+// piece (a piece is written whole or not at all).
 using Script = std::function<std::optional<std::string>(const ThreadRecord & thread)>;
 
 // What happens to a request's threads, as it happens (RequestOptions::events).

@@ -143,24 +143,36 @@ void Runtime::feed_scripts() {
                 end_thread(r, t, ThreadState::done, "");
                 continue;
             }
+            // A script stands for what the model would sample: its tags are the model's added
+            // tokens where the vocabulary has them, and it is read token by token, so the thread
+            // stops where a sampled one would (the rest of the piece is never generated).
             std::vector<Token> tokens;
             try {
-                tokens = backend_.vocabulary().tokenize(*piece);
+                tokens = backend_.vocabulary().tokenize(*piece, false, /*parse_special=*/true);
                 backend_.append(t.seq, tokens);
             } catch (const Error & e) {
                 end_thread(r, t, ThreadState::failed, e.what());
                 continue;
             }
-            t.rec.generated_tokens += static_cast<int64_t>(tokens.size());
-            r.generated += static_cast<int64_t>(tokens.size());
-            append_offsets(t, tokens, t.parser->text().size());
-            emit(r, {.kind = EventKind::text, .thread = t.rec.id, .text = *piece});
-            on_text(r, t, *piece);
+            for (size_t k = 0; k < tokens.size(); ++k) {
+                const std::string & text = backend_.vocabulary().piece(tokens[k]);
+                ++t.rec.generated_tokens;
+                ++r.generated;
+                t.token_end.push_back(t.parser->text().size() + text.size());
+                emit(r, {.kind = EventKind::text, .thread = t.rec.id, .text = text});
+                on_text(r, t, text, k + 1 == tokens.size());
+                if (t.rec.state == ThreadState::running || k + 1 == tokens.size()) continue;
+                // Stopped by its markup or a limit: the script's later tokens were never generated.
+                if (t.seq >= 0 && backend_.live(t.seq)) {
+                    backend_.truncate(t.seq, backend_.length(t.seq) - static_cast<int32_t>(tokens.size() - k - 1));
+                }
+                break;
+            }
         }
     }
 }
 
-void Runtime::on_text(Request & r, Thread & t, const std::string & piece) {
+void Runtime::on_text(Request & r, Thread & t, const std::string & piece, bool limits) {
     auto event = t.parser->feed(piece);
     t.rec.max_context = std::max<int64_t>(t.rec.max_context, backend_.length(t.seq));
     if (event && event->kind == dialects::EventKind::malformed) {
@@ -175,7 +187,7 @@ void Runtime::on_text(Request & r, Thread & t, const std::string & piece) {
         on_spawn(r, t, std::move(event->spawn));
         return;
     }
-    check_limits(r, t);
+    if (limits) check_limits(r, t);
 }
 
 bool Runtime::hit_limit(Request & r, Thread & t, LimitKind kind, int64_t value) {

@@ -99,7 +99,8 @@ private:
     // Records where each token ends in the thread's text, starting at byte `offset`.
     void append_offsets(Thread & t, const std::vector<Token> & tokens, size_t offset) const;
     void feed_scripts();
-    void on_text(Request & r, Thread & t, const std::string & piece);
+    // check_limits false: a scripted piece's inner token (limits are checked between pieces).
+    void on_text(Request & r, Thread & t, const std::string & piece, bool check_limits = true);
     void on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn);
     // Asks the controller about t's pending spawn; queues the children it runs, or leaves it deferred.
     void decide_spawn(Request & r, Thread & t);

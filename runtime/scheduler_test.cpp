@@ -252,9 +252,9 @@ TEST_P(RuntimeOnBothLayouts, ForkedPathsAreSplicedBackInOrder) {
             if (t.text.find("<Goal>") == std::string::npos) {
                 return std::string("<Parallel>\n<Goal>\n<Outline>1: add</Outline>\n<Outline>2: multiply</Outline>\n</Goal>\n");
             }
-            if (t.text.find("<Conclusion>") == std::string::npos) {
+            if (t.text.find("</Conclusion>") == std::string::npos) {  // the engine wrote "<Conclusion>\n"
                 checked_cache = some_sequence_spells(backend, t.text);
-                return std::string("<Conclusion>both</Conclusion>\n</Parallel>\n");
+                return std::string("both</Conclusion>\n</Parallel>\n");
             }
             return std::nullopt;
         }
@@ -274,7 +274,7 @@ TEST_P(RuntimeOnBothLayouts, ForkedPathsAreSplicedBackInOrder) {
     const size_t p2 = r.text.find("<Path>\n2: nested");
     const size_t pa = r.text.find("<Path>\na: path a");
     const size_t pb = r.text.find("<Path>\nb: path b");
-    const size_t concl = r.text.find("<Conclusion>both");
+    const size_t concl = r.text.find("<Conclusion>\nboth");
     ASSERT_NE(p1, std::string::npos) << r.text;
     EXPECT_LT(p1, p2);
     EXPECT_LT(p2, pa);
@@ -284,7 +284,7 @@ TEST_P(RuntimeOnBothLayouts, ForkedPathsAreSplicedBackInOrder) {
     EXPECT_NE(r.text.find("path 1 at " + std::to_string(r.text.find("</Goal>\n") + 8)), std::string::npos) << r.text;
     EXPECT_NE(r.text.find("path 2 at"), std::string::npos);
     // Forked children pay only for their own tokens.
-    for (size_t i = 1; i < r.threads.size(); ++i) EXPECT_LT(r.threads[i].prompt_tokens, 10) << i;
+    for (size_t i = 1; i < r.threads.size(); ++i) EXPECT_LT(r.threads[i].prompt_tokens, 12) << i;
     int64_t own_of_children = 0;
     for (size_t i = 1; i < r.threads.size(); ++i) own_of_children += r.threads[i].generated_tokens;
     EXPECT_EQ(r.metrics.total_tokens, backend.stats().tokens);

@@ -120,6 +120,7 @@ bool Runtime::reexplore(Request & r, Thread & parent) {
 }
 
 void Runtime::kv_join(Request & r, Thread & parent) {
+    const dialects::SpawnRequest & spawn = *parent.spawn;
     std::vector<SeqId> seqs;
     std::vector<Thread *> spliced;
     for (int id : parent.spawn_slots) {
@@ -134,50 +135,85 @@ void Runtime::kv_join(Request & r, Thread & parent) {
     auto release_children = [&] {
         for (Thread * c : spliced) release_seq(r, *c);
     };
-    size_t joined_length = static_cast<size_t>(backend_.length(parent.seq));
-    for (Thread * c : spliced) joined_length += static_cast<size_t>(backend_.length(c->seq)) - c->parent_tokens;
+    // What each child keeps: its own tokens, less the dialect's later_drop (the "\n" before a later
+    // child's tag, which the upstream engines leave out) where that text is whole tokens.
+    std::vector<int32_t> skip(spliced.size(), 0);
+    std::vector<size_t> skip_bytes(spliced.size(), 0);
+    const std::string & drop = spawn.later_drop;
+    for (size_t i = 1; i < spliced.size() && !drop.empty(); ++i) {
+        const Thread & c = *spliced[i];
+        if (c.rec.text.compare(c.own_from, drop.size(), drop) != 0) continue;
+        for (size_t k = c.parent_tokens; k < c.token_end.size() && c.token_end[k] - c.own_from <= drop.size(); ++k) {
+            if (c.token_end[k] - c.own_from == drop.size()) {
+                skip[i] = static_cast<int32_t>(k + 1 - c.parent_tokens);
+                skip_bytes[i] = drop.size();
+            }
+        }
+    }
+    std::vector<Token> inserted;
+    try {
+        // The engine's own text (tags): the model's added tokens where its vocabulary has them.
+        inserted = backend_.vocabulary().tokenize(spawn.inserted, false, /*parse_special=*/true);
+    } catch (const Error & e) {
+        release_children();
+        end_thread(r, parent, ThreadState::failed, std::string("join: ") + e.what());
+        return;
+    }
+    size_t joined_length = static_cast<size_t>(backend_.length(parent.seq)) + inserted.size();
+    for (size_t i = 0; i < spliced.size(); ++i) {
+        joined_length += static_cast<size_t>(backend_.length(spliced[i]->seq)) - spliced[i]->parent_tokens - static_cast<size_t>(skip[i]);
+    }
     if (!join_fits(r, parent, joined_length)) {
         release_children();
         return;
     }
+    const bool kv = spawn.join == dialects::JoinKind::kv_consecutive || spawn.join == dialects::JoinKind::kv_shared_start;
+    // Shared start leaves the parent no last cell: it needs the inserted text to go on from.
+    const JoinLayout layout = spawn.join == dialects::JoinKind::kv_shared_start && !inserted.empty()
+                                  ? JoinLayout::shared_start
+                                  : JoinLayout::consecutive;
     try {
-        if (backend_.can_splice()) {
+        if (kv && backend_.can_splice()) {
             // splice() first decodes what the parent and children still have pending: theirs.
             parent.rec.decoded_tokens += backend_.n_pending(parent.seq);
             for (Thread * c : spliced) c->rec.decoded_tokens += backend_.n_pending(c->seq);
-            backend_.splice(parent.seq, seqs);
+            backend_.splice(parent.seq, seqs, layout, skip);
             // The children's cells now belong to the parent without being decoded again.
             parent.decoded_seen = backend_.length(parent.seq) - backend_.n_pending(parent.seq);
         } else {
-            // No KV splice on this backend (one KV stream per sequence): the parent re-reads each
-            // child's own tokens, the same tokens at the same positions, recomputed. Later siblings
-            // then attend to earlier ones, as after a text join.
-            for (Thread * c : spliced) {
-                const auto & own = backend_.tokens(c->seq);
-                const auto first = own.begin() + static_cast<std::ptrdiff_t>(c->parent_tokens);
+            // A re-read (the dialect's join, or a backend without KV splice): the parent decodes each
+            // child's kept tokens again at consecutive positions; later children see earlier ones.
+            for (size_t i = 0; i < spliced.size(); ++i) {
+                const auto & own = backend_.tokens(spliced[i]->seq);
+                const auto first = own.begin() + static_cast<std::ptrdiff_t>(spliced[i]->parent_tokens + static_cast<size_t>(skip[i]));
                 backend_.append(parent.seq, std::vector<Token>(first, own.end()));
                 parent.rec.inserted_tokens += static_cast<int64_t>(own.end() - first);
             }
         }
+        backend_.append(parent.seq, inserted);
+        parent.rec.inserted_tokens += static_cast<int64_t>(inserted.size());
     } catch (const Error & e) {
         release_children();
-        end_thread(r, parent, ThreadState::failed, std::string("KV join: ") + e.what());
+        end_thread(r, parent, ThreadState::failed, std::string("join: ") + e.what());
         return;
     }
-    // The parent's context now holds each spliced child's own tokens, in order.
-    std::string own_texts;
-    for (Thread * c : spliced) {
-        const size_t base = parent.parser->text().size() + own_texts.size();
-        for (size_t k = c->parent_tokens; k < c->token_end.size(); ++k) {
-            parent.token_end.push_back(base + (c->token_end[k] - c->own_from));
-        }
-        own_texts += c->rec.text.substr(c->own_from);
-        release_seq(r, *c);  // the splice closed its sequence; this settles the bookkeeping
-    }
+    // The parent's context now holds each child's kept tokens, in order, then the inserted text.
+    std::string kept_texts;
     std::vector<dialects::ChildResult> joined;
-    for (Thread * c : spliced) joined.push_back({c->rec.text.substr(c->own_from), c->rec.state == ThreadState::done});
+    for (size_t i = 0; i < spliced.size(); ++i) {
+        Thread & c = *spliced[i];
+        const size_t from = c.own_from + skip_bytes[i];
+        const size_t base = parent.parser->text().size() + kept_texts.size();
+        for (size_t k = c.parent_tokens + static_cast<size_t>(skip[i]); k < c.token_end.size(); ++k) {
+            parent.token_end.push_back(base + (c.token_end[k] - from));
+        }
+        kept_texts += c.rec.text.substr(from);
+        joined.push_back({c.rec.text.substr(from), c.rec.state == ThreadState::done});
+        release_seq(r, c);  // the splice closed its sequence; this settles the bookkeeping
+    }
+    append_offsets(parent, inserted, parent.parser->text().size() + kept_texts.size());
     const std::string before = parent.parser->text();
-    const std::string text = r.dialect->join(before, *parent.spawn, joined);
+    const std::string text = r.dialect->join(before, spawn, joined);
     resume_after_join(r, parent, text, text.size() > before.size() ? text.substr(before.size()) : std::string());
 }
 
@@ -217,7 +253,14 @@ void Runtime::try_join(Request & r, Thread & parent) {
         results.push_back({c.rec.text, c.rec.state == ThreadState::done});
     }
     if (reexplore(r, parent)) return;  // the controller wants some children run again first
-    if (parent.spawn->kv_join) {
+    if (parent.spawn->joins_tokens() &&
+        std::all_of(parent.spawn_slots.begin(), parent.spawn_slots.end(), [](int id) { return id < 0; })) {
+        // No child ran (a refused spawn: depth, budget): the forked dialects' engines then decode
+        // in line, the parent writing its block itself; nothing is joined or inserted.
+        resume_after_join(r, parent, parent.parser->text(), "");
+        return;
+    }
+    if (parent.spawn->joins_tokens()) {
         kv_join(r, parent);
         return;
     }

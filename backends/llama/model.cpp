@@ -147,9 +147,10 @@ std::vector<Token> Model::tokenize(std::string_view text, bool add_bos, bool par
     }
     // BPE vocabularies drop unknown characters silently: a lossy round trip exposes them. Only a
     // character that fails on its own is reported, so normalisation differences are not errors.
-    if (!parse_special) {
+    // Special tokens parsed from the text are rendered back as their text.
+    {
         const size_t skip = add_bos && !tokens.empty() && tokens[0] == bos() ? 1 : 0;
-        std::string back = detokenize(std::span<const Token>(tokens).subspan(skip), false);
+        std::string back = detokenize(std::span<const Token>(tokens).subspan(skip), parse_special);
         if (back.size() == text.size() + 1 && back[0] == ' ' && (text.empty() || text[0] != ' ')) back.erase(0, 1);
         if (back != text) {
             const size_t at = find_unencodable(text);

@@ -42,7 +42,7 @@ TestModelSpec test_model_spec(const std::string & size, uint64_t seed) {
     return spec;
 }
 
-gguf::Vocabulary test_vocabulary() {
+gguf::Vocabulary test_vocabulary(const std::vector<std::string> & added_tokens) {
     gguf::Vocabulary v;
     auto add = [&](const std::string & text, float score, gguf::TokenType type) {
         v.tokens.push_back(text);
@@ -59,6 +59,7 @@ gguf::Vocabulary test_vocabulary() {
     const char * merges[] = {"th", "he", "in", "er", "an", "\xE2\x96\x81t", "\xE2\x96\x81th", "\xE2\x96\x81the"};
     float score = 0.0f;
     for (const char * m : merges) add(m, score -= 0.1f, gguf::TokenType::normal);
+    for (const auto & t : added_tokens) add(t, 0.0f, gguf::TokenType::control);
     v.unk_id = 0;
     v.bos_id = 1;
     v.eos_id = 2;
@@ -75,7 +76,8 @@ uint64_t parameter_count(const gguf::LlamaHyperparams & hp) {
 }
 
 void write_test_model(const std::string & path, const TestModelSpec & spec) {
-    const auto & hp = spec.hparams;
+    gguf::LlamaHyperparams hp = spec.hparams;
+    hp.n_vocab = static_cast<int32_t>(test_vocabulary(spec.added_tokens).tokens.size());  // the added tokens' rows too
     SplitMix64 rng(spec.seed * 0x2545F4914F6CDD1Dull + 1);
     const size_t d = static_cast<size_t>(hp.n_embd), ff = static_cast<size_t>(hp.n_ff);
     const size_t kv = static_cast<size_t>(hp.n_head_kv * hp.head_dim());
@@ -104,7 +106,16 @@ void write_test_model(const std::string & path, const TestModelSpec & spec) {
     meta.name = "forkjoin-test-" + spec.name + "-seed" + std::to_string(spec.seed);
     meta.strings.push_back({"forkjoin.purpose", "random weights for tests and benchmarks; not a trained model"});
     if (!spec.chat_template.empty()) meta.strings.push_back({"tokenizer.chat_template", spec.chat_template});
-    gguf::write_llama_gguf(path, hp, test_vocabulary(), w, spec.matrix_type, meta);
+    gguf::write_llama_gguf(path, hp, test_vocabulary(spec.added_tokens), w, spec.matrix_type, meta);
+}
+
+// FNV-1a over the tags: a stable name part (std::hash may differ between library builds).
+static uint64_t tags_hash(const std::vector<std::string> & tags) {
+    uint64_t h = 1469598103934665603ull;
+    for (const auto & t : tags) {
+        for (unsigned char c : t + '\0') h = (h ^ c) * 1099511628211ull;
+    }
+    return h;
 }
 
 std::string ensure_test_model(const std::string & dir, const TestModelSpec & spec) {
@@ -118,6 +129,7 @@ std::string ensure_test_model(const std::string & dir, const TestModelSpec & spe
                              (spec.matrix_type == gguf::WeightType::f16 ? "-f16" : "-f32") + "-x" +
                              std::to_string(static_cast<int>(spec.logit_scale * 100)) +
                              (spec.chat_template.empty() ? "" : "-chat" + std::to_string(std::hash<std::string>{}(spec.chat_template) % 100000)) +
+                             (spec.added_tokens.empty() ? "" : "-tags" + std::to_string(spec.added_tokens.size()) + "-" + std::to_string(tags_hash(spec.added_tokens) % 100000)) +
                              ".gguf";
     const fs::path path = fs::path(dir) / file;
     if (!fs::exists(path)) {

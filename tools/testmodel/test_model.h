@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace forkjoin::testmodel {
 
@@ -20,13 +21,16 @@ struct TestModelSpec {
     gguf::WeightType matrix_type = gguf::WeightType::f32;
     float logit_scale = 4.0f;  // std of the output logits: larger = more peaked, fewer greedy near-ties
     std::string chat_template;  // written as tokenizer.chat_template when set (tests of chat rendering)
+    // Control tokens appended to the vocabulary, as a checkpoint's added special tokens are (a
+    // dialect's tags: tests then see single tokens where the real checkpoints do).
+    std::vector<std::string> added_tokens;
 };
 
 // Named sizes: "1M" (d 128, 5 layers), "10M" (d 320, 8 layers), "50M" (d 640, 10 layers).
 // Throws forkjoin::Error(invalid_argument) for an unknown name.
 TestModelSpec test_model_spec(const std::string & size, uint64_t seed = 1);
 
-gguf::Vocabulary test_vocabulary();
+gguf::Vocabulary test_vocabulary(const std::vector<std::string> & added_tokens = {});
 
 void write_test_model(const std::string & path, const TestModelSpec & spec);
 
