@@ -91,6 +91,9 @@ public:
     virtual std::unique_ptr<ThreadParser> child_parser(std::string context, const ChildRequest &) const {
         return parser(std::move(context));
     }
+    // How deep its upstream engine nests spawns: a thread at this depth does not spawn (the
+    // runtime's Limits::max_depth, when set, overrides it).
+    virtual int default_max_depth() const { return 1; }
     // The tags this dialect's checkpoints add to their tokenizer as special tokens (upstream's own
     // list); empty when its markup is plain text (APR).
     virtual std::vector<std::string> added_tokens() const { return {}; }

@@ -32,6 +32,12 @@ struct BlockSpec {
     std::string later_drop;  // SpawnRequest::later_drop
     std::string inserted;    // SpawnRequest::inserted
     std::vector<std::string> added_tokens;  // Dialect::added_tokens
+    int max_depth = 1;                      // Dialect::default_max_depth
+    // The format's own limits, as the upstream engine applies them:
+    enum class EmptyPlan { malformed, in_line, end } empty_plan = EmptyPlan::malformed;  // a plan with no items
+    size_t max_items = 0;    // more items than this: the thread ends there (0: no cap)
+    int max_blocks = 0;      // after this many joins the thread ends at block_end_tag (0: no cap)
+    std::string block_end_tag;
 };
 
 // Finds `tag` in the text fed since `scanned` (it may span pieces).
@@ -58,6 +64,13 @@ public:
     BlockParser(const BlockSpec & spec, std::string context, bool is_child) : spec_(spec), is_child_(is_child) {
         text_ = std::move(context);
         scanned_ = prompt_size_ = text_.size();
+        if (spec_.max_blocks > 0 && !is_child_ && !spec_.inserted.empty()) {
+            // A parser starts afresh after each join: the blocks joined so far are the engine's
+            // inserted text in the context.
+            int blocks = 0;
+            for (size_t at = text_.find(spec_.inserted); at != std::string::npos; at = text_.find(spec_.inserted, at + 1)) ++blocks;
+            blocks_done_ = blocks >= spec_.max_blocks;
+        }
     }
 
     std::optional<Event> feed(std::string_view piece) override {
@@ -66,6 +79,11 @@ public:
         scanned_ = text_.size();
         if (ending_ > 0) {  // the child's closing tag came; it keeps a few more tokens (pieces)
             if (--ending_ == 0) return Event{EventKind::end, {}, {}};
+            return std::nullopt;
+        }
+        if (blocks_done_) {
+            // Past the format's last block the thread only writes its summary, then ends.
+            if (find_new(text_, scanned, spec_.block_end_tag) != std::string::npos) return Event{EventKind::end, {}, {}};
             return std::nullopt;
         }
         const size_t spawn_at = find_new(text_, scanned, spec_.close);
@@ -103,7 +121,15 @@ public:
             while (!label.empty() && label.back() == ' ') label.remove_suffix(1);
             add_child(spawn, safe_label(label) ? std::string(label) : std::to_string(spawn.children.size() + 1));
         }
-        if (spawn.children.empty()) return malformed("a plan with no " + spec_.item_open);
+        if (spawn.children.empty()) {
+            switch (spec_.empty_plan) {
+                case BlockSpec::EmptyPlan::in_line: return std::nullopt;  // no child: the thread goes on
+                case BlockSpec::EmptyPlan::end: return Event{EventKind::end, {}, {}};
+                case BlockSpec::EmptyPlan::malformed: break;
+            }
+            return malformed("a plan with no " + spec_.item_open);
+        }
+        if (spec_.max_items > 0 && spawn.children.size() > spec_.max_items) return Event{EventKind::end, {}, {}};
         return Event{EventKind::spawn, std::move(spawn), {}};
     }
 
@@ -120,6 +146,7 @@ private:
     const BlockSpec & spec_;
     bool is_child_;
     int ending_ = 0;  // tokens the child still keeps after its closing tag
+    bool blocks_done_ = false;  // the format's last block was joined
     size_t scanned_ = 0;
     size_t prompt_size_ = 0;
 };
@@ -129,6 +156,7 @@ public:
     explicit BlockDialect(BlockSpec spec) : spec_(std::move(spec)) {}
     std::string name() const override { return spec_.name; }
     std::vector<std::string> added_tokens() const override { return spec_.added_tokens; }
+    int default_max_depth() const override { return spec_.max_depth; }
     std::unique_ptr<ThreadParser> parser(std::string prompt) const override {
         return std::make_unique<BlockParser>(spec_, std::move(prompt), false);
     }
@@ -168,6 +196,9 @@ static std::unique_ptr<Dialect> make_multiverse_engine_dialect(BlockSpec spec, s
     spec.later_drop = "\n";
     spec.inserted = std::move(inserted);
     spec.added_tokens = std::move(added_tokens);
+    // filter_batch forks only while len(parent_start_path_idx_stack) <= 5: threads at depth 6 decode
+    // their blocks in line.
+    spec.max_depth = 6;
     return std::make_unique<BlockDialect>(std::move(spec));
 }
 
@@ -185,12 +216,16 @@ std::unique_ptr<Dialect> make_threadweaver_dialect() {
     spec.inserted = "\n";
     spec.added_tokens = {"<Think>", "</Think>", "<Parallel>", "</Parallel>", "<Outlines>", "</Outlines>",
                          "<Outline>", "</Outline>", "<Thread>", "</Thread>", "<Conclusion>", "</Conclusion>"};
+    spec.empty_plan = BlockSpec::EmptyPlan::in_line;  // no outline numbers: generation stays sequential
     return std::make_unique<BlockDialect>(std::move(spec));
 }
 
 std::unique_ptr<Dialect> make_npr_dialect() {
-    return make_multiverse_engine_dialect(
-        {"npr", "<guideline>", "</guideline>", "<plan>", "</plan>", "\n<step>\n{label}:", "</step>"}, "<takeaway>\n",
+    BlockSpec spec{"npr", "<guideline>", "</guideline>", "<plan>", "</plan>", "\n<step>\n{label}:", "</step>"};
+    // check_finished: a guideline with 0 or more than 5 plans finishes the request there.
+    spec.empty_plan = BlockSpec::EmptyPlan::end;
+    spec.max_items = 5;
+    return make_multiverse_engine_dialect(std::move(spec), "<takeaway>\n",
         {"<guideline>", "</guideline>", "<plan>", "</plan>", "<step>", "</step>", "<takeaway>", "</takeaway>"});
 }
 
@@ -200,6 +235,10 @@ std::unique_ptr<Dialect> make_parallel_r1_dialect(int width) {
     spec.inserted = "</Parallel>\n<Summary>";
     // Its "-Special" checkpoints add these (README); the code takes encode(tag)[0].
     spec.added_tokens = {"<Parallel>", "</Parallel>", "<Path>", "</Path>", "<Summary>", "</Summary>"};
+    // max_iterations_for_parallel_thinking = 4 in its training scripts: the rollout ends right after
+    // the last block's </Summary>.
+    spec.max_blocks = 4;
+    spec.block_end_tag = "</Summary>";
     return std::make_unique<BlockDialect>(std::move(spec));
 }
 

@@ -87,6 +87,40 @@ TEST(ParallelR1Dialect, ParallelForksAFixedWidthOfPaths) {
     EXPECT_THROW(make_dialect("klingon"), forkjoin::Error);
 }
 
+// What each engine does with a plan it cannot fork: ThreadWeaver stays sequential, NPR finishes
+// (0 or more than 5 plans), Multiverse has nothing to run (a malformed block here).
+TEST(Dialects, PlansTheEnginesDoNotForkEndAsTheirEnginesDo) {
+    auto tw = make_threadweaver_dialect()->parser("Q\n");
+    EXPECT_FALSE(tw->feed("<Parallel>\n<Outlines>\nno numbers here\n</Outlines>"));
+    EXPECT_FALSE(tw->feed(" so it goes on"));
+    auto npr = make_npr_dialect()->parser("");
+    auto none = npr->feed("<guideline>\nthinking\n</guideline>");
+    ASSERT_TRUE(none);
+    EXPECT_EQ(none->kind, EventKind::end);
+    std::string six = "<guideline>\n";
+    for (int i = 1; i <= 6; ++i) six += "<plan>" + std::to_string(i) + ": x</plan>\n";
+    auto many = make_npr_dialect()->parser("")->feed(six + "</guideline>");
+    ASSERT_TRUE(many);
+    EXPECT_EQ(many->kind, EventKind::end);
+    auto mv = make_multiverse_dialect()->parser("")->feed("<Goal>\n</Goal>");
+    ASSERT_TRUE(mv);
+    EXPECT_EQ(mv->kind, EventKind::malformed);
+    // Parallel-R1 after its 4th block: no 5th, the summary's close ends the thread.
+    const auto pr1 = make_parallel_r1_dialect();
+    std::string four_blocks = "Q\n";
+    for (int i = 0; i < 4; ++i) four_blocks += "<Parallel><Path> p</Path><Path> q</Path></Parallel>\n<Summary> s</Summary>";
+    auto after = pr1->parser(four_blocks.substr(0, four_blocks.size() - 11));  // before the 4th </Summary>
+    EXPECT_FALSE(after->feed(" <Parallel>"));
+    auto end = after->feed("</Summary>");
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->kind, EventKind::end);
+    auto third = pr1->parser(four_blocks.substr(0, four_blocks.rfind("<Parallel>")));
+    auto spawn = third->feed("<Parallel>");
+    ASSERT_TRUE(spawn);
+    EXPECT_EQ(spawn->kind, EventKind::spawn);
+    EXPECT_EQ(spawn->spawn.children.size(), 2u);
+}
+
 // Every dialect survives any byte sequence: no exception, events carry what they promise.
 TEST(Dialects, SurviveRandomBytesAndFragments) {
     const std::vector<std::string> fragments = {

@@ -231,3 +231,82 @@ TEST(DialectGolden, ParallelR1ContextsMatchItsEngine) {
     root.add(prompt).add("think<Parallel>").add("<Path>").add(path1).add("<Path>").add(path2).add("</Parallel>").add("\n").add("<Summary>");
     expect_same(run.root_after_join, root.c, m, "the root after the join");
 }
+
+// ---- The formats' limits, as the upstream engines apply them -----------------------------------
+
+namespace {
+RequestResult run_with_default_limits(const dialects::Dialect & d, const std::string & prompt,
+                                      const std::function<std::optional<std::string>(const ThreadRecord &)> & script) {
+    const auto model = model_with_tags(d);
+    llama::LlamaBackend backend(model, golden_backend());
+    Runtime rt(backend, d, Limits{});  // max_depth -1: the dialect's own
+    RequestOptions o;
+    o.script = script;
+    const RequestId id = rt.submit(prompt, o);
+    rt.run();
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+    return rt.result(id);
+}
+}  // namespace
+
+// Multiverse and NPR fork while the block stack is at most 5 deep (filter_batch): a path at depth 6
+// writes its block in line (no child, nothing inserted) and goes on.
+TEST(DialectLimits, DepthSixDecodesInLineForMultiverseAndNpr) {
+    struct Case {
+        std::unique_ptr<dialects::Dialect> dialect;
+        std::string plan, path_end, inserted;
+    };
+    Case cases[] = {
+        {dialects::make_multiverse_dialect(), "<Parallel>\n<Goal>\n<Outline>\n1: deeper\n</Outline>\n</Goal>", " leaf\n</Path>\n", "<Conclusion>\n"},
+        {dialects::make_npr_dialect(), "<guideline>\n<plan>1: deeper</plan>\n</guideline>", " leaf\n</step>\n", "<takeaway>\n"},
+    };
+    for (auto & c : cases) {
+        EXPECT_EQ(c.dialect->default_max_depth(), 6);
+        std::map<int, int> calls;
+        const RequestResult r = run_with_default_limits(*c.dialect, "Q\n", [&](const ThreadRecord & t) -> std::optional<std::string> {
+            const int n = calls[t.id]++;
+            if (n == 0) return c.plan;  // every thread plans one child
+            if (t.depth == 6 && n == 1) return "\n in line" + c.path_end;  // refused: it goes on in line
+            if (t.depth == 0) return std::nullopt;
+            return c.path_end;
+        });
+        ASSERT_TRUE(r.ok) << c.dialect->name() << ": " << r.end_reason;
+        int deepest = 0;
+        for (const auto & t : r.threads) deepest = std::max(deepest, t.depth);
+        EXPECT_EQ(deepest, 6) << c.dialect->name();  // threads at depth 0..5 forked; depth 6 did not
+        EXPECT_EQ(r.threads.size(), 7u) << c.dialect->name();
+        const ThreadRecord & deepest_thread = r.threads.back();
+        EXPECT_NE(deepest_thread.text.find("in line"), std::string::npos) << deepest_thread.text;
+        // Its refused block was not joined: nothing was inserted after it.
+        EXPECT_EQ(deepest_thread.text.find(c.inserted, deepest_thread.text.rfind("deeper")), std::string::npos) << deepest_thread.text;
+    }
+}
+
+// NPR's check_finished finishes a request whose guideline has 0 or more than 5 plans, there.
+TEST(DialectLimits, NprWithSixPlansEndsTheRequest) {
+    const auto npr = dialects::make_npr_dialect();
+    std::string plan = "<guideline>\n";
+    for (int i = 1; i <= 6; ++i) plan += "<plan>" + std::to_string(i) + ": try</plan>\n";
+    plan += "</guideline>";
+    const RequestResult r = run_with_default_limits(*npr, "Q\n", [&](const ThreadRecord &) -> std::optional<std::string> {
+        return plan + "\nnever written";
+    });
+    ASSERT_TRUE(r.ok) << r.end_reason;
+    EXPECT_EQ(r.threads.size(), 1u);  // no step ran
+    EXPECT_TRUE(r.text.ends_with("</guideline>")) << r.text;
+}
+
+// Parallel-R1 runs 2 paths a block and ends right after the 4th block's </Summary>
+// (max_iterations_for_parallel_thinking = 4, num_paths = 2).
+TEST(DialectLimits, ParallelR1RunsAtMostFourBlocksOfTwo) {
+    const auto pr1 = dialects::make_parallel_r1_dialect();
+    const RequestResult r = run_with_default_limits(*pr1, "Q\n", [&](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.depth == 1) return std::string(" p</Path>");
+        if (t.text.ends_with("<Summary>")) return std::string(" s</Summary>\n");
+        return std::string("again<Parallel>");  // it would open block after block
+    });
+    ASSERT_TRUE(r.ok) << r.end_reason;
+    EXPECT_EQ(r.threads.size(), 1u + 4u * 2u);
+    for (const auto & t : r.threads) EXPECT_LE(t.depth, 1);
+    EXPECT_TRUE(r.text.ends_with("</Summary>")) << r.text;
+}

@@ -18,7 +18,9 @@ struct Limits {
                                         // Parents waiting on children do not count (they would deadlock)
     int max_threads_per_request = 16;   // running threads of one request; more wait in its queue
     int max_children = 8;               // per spawn: children past this are not run and join as "not run"
-    int max_depth = 1;                  // a thread at this depth may not spawn: its spawn joins at once, nothing run
+    int max_depth = -1;                 // a thread at this depth may not spawn: nothing runs (APR joins the spawn
+                                        // at once, the forked dialects decode the block in line, as their
+                                        // engines do); -1: the dialect's own (Dialect::default_max_depth)
     int thread_token_budget = 2048;     // generated tokens per thread: past it the thread fails ("token budget")
     int64_t total_token_budget = 1000000;  // generated tokens per request: past it the request is cancelled
     int max_context = 0;                // tokens in one thread's context (0: the backend's cache): past it the thread fails

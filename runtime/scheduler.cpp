@@ -80,6 +80,7 @@ RequestId Runtime::submit(const std::string & prompt, const RequestOptions & opt
     r->controller = options.controller.get();
     r->limits = options.limits.value_or(limits_);
     r->limits.max_threads = limits_.max_threads;
+    if (r->limits.max_depth < 0) r->limits.max_depth = r->dialect->default_max_depth();
     r->steps_at_start = steps_;
     r->decoded_at_start = decoded_;
     auto root = std::make_unique<Thread>();
