@@ -24,6 +24,7 @@
 #include "base/error.h"
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -119,6 +120,10 @@ public:
     virtual const std::string & piece(Token token) const = 0;
     virtual bool is_end_of_generation(Token token) const = 0;
     virtual int32_t n_vocab() const = 0;  // valid tokens are [0, n_vocab)
+    // The token a fresh context starts with when the model asks for one (GGUF
+    // tokenizer.ggml.add_bos_token: Llama's <s>), as llama-server starts every prompt; nullopt when
+    // it does not (Qwen, the shipped Countdown model).
+    virtual std::optional<Token> start_token() const = 0;
 };
 
 class Backend {

@@ -86,15 +86,18 @@ void Runtime::admit() {
             std::vector<Token> tokens;
             try {
                 tokens = backend_.vocabulary().tokenize(t.prompt);
+                // A fresh context starts as the model's own tokenizer starts one (BOS where it adds it).
+                if (const auto start = backend_.vocabulary().start_token()) tokens.insert(tokens.begin(), *start);
             } catch (const Error & e) {
                 r.queue.pop_front();
                 end_thread(r, t, ThreadState::failed, std::string("prompt: ") + e.what());
                 continue;
             }
-            if (tokens.empty() || (r.limits.max_context > 0 && static_cast<int>(tokens.size()) >= r.limits.max_context)) {
+            const size_t lead = backend_.vocabulary().start_token() ? 1 : 0;  // BOS spells no text
+            if (tokens.size() <= lead || (r.limits.max_context > 0 && static_cast<int>(tokens.size()) >= r.limits.max_context)) {
                 r.queue.pop_front();
                 end_thread(r, t, ThreadState::failed,
-                           tokens.empty() ? "empty prompt" : "context window: the prompt alone fills it");
+                           tokens.size() <= lead ? "empty prompt" : "context window: the prompt alone fills it");
                 continue;
             }
             const Sampling sampling = sampling_of(r, t);
@@ -110,7 +113,8 @@ void Runtime::admit() {
             t.rec.max_context = t.rec.prompt_tokens;
             t.decoded_seen = 0;
             t.token_end.clear();
-            append_offsets(t, tokens, 0);
+            t.token_end.assign(lead, 0);
+            append_offsets(t, std::vector<Token>(tokens.begin() + static_cast<std::ptrdiff_t>(lead), tokens.end()), 0);
             if (t.token_end.back() != t.prompt.size()) t.token_end.assign(tokens.size(), 0);  // pieces do not add up: never reuse
             started(r, t);
         }

@@ -29,14 +29,15 @@ struct Context {
     std::vector<int32_t> positions;
 };
 
-// A context as an upstream engine builds it: encode() of each piece in turn, positions counted.
+// A context as an upstream engine builds it: the model's start token (BOS where its tokenizer adds
+// one: the engines' first encode() does), then encode() of each piece in turn, positions counted.
 struct Builder {
+    explicit Builder(const llama::Model & m) : model(m) {
+        if (const auto start = m.start_token()) add_token(*start);
+    }
     const llama::Model & model;
     Context c;
-    Builder & add(const std::string & text) {
-        for (Token t : model.tokenize(text, false, /*parse_special=*/true)) add_token(t);
-        return *this;
-    }
+    Builder & add(const std::string & text) { return add_tokens(model.tokenize(text, false, /*parse_special=*/true)); }
     Builder & add_tokens(const std::vector<Token> & tokens) {
         for (Token t : tokens) add_token(t);
         return *this;
@@ -55,6 +56,16 @@ struct Builder {
     int32_t next_pos = 0;
 };
 
+// A piece as the engines encode() it (no start token): the model's added tags are single tokens.
+std::vector<Token> encode(const llama::Model & m, const std::string & text) { return m.tokenize(text, false, true); }
+// A child's own tokens: its seed as the engine encodes it, then what it generated.
+std::vector<Token> encode(const llama::Model & m, const std::string & seed, const std::string & generated) {
+    std::vector<Token> out = encode(m, seed);
+    const auto g = encode(m, generated);
+    out.insert(out.end(), g.begin(), g.end());
+    return out;
+}
+
 struct ScriptedRun {
     std::map<std::string, Context> child_start;  // each child's context when it first generates
     Context root_after_join;                     // the root's context when it goes on after the join
@@ -68,9 +79,10 @@ ScriptedRun run_scripted(llama::LlamaBackend & backend, const dialects::Dialect 
     ScriptedRun run;
     auto context_of = [&](const std::string & text) {
         for (SeqId s = 0; s < static_cast<SeqId>(backend.options().n_seq_max); ++s) {
-            if (backend.live(s) && backend.model().detokenize(backend.tokens(s)) == text) {
-                return Context{backend.tokens(s), backend.positions(s)};
-            }
+            if (!backend.live(s)) continue;
+            std::span<const Token> tokens = backend.tokens(s);
+            if (!tokens.empty() && tokens.front() == backend.model().start_token()) tokens = tokens.subspan(1);  // BOS spells no text
+            if (backend.model().detokenize(tokens) == text) return Context{backend.tokens(s), backend.positions(s)};
         }
         ADD_FAILURE() << "no sequence spells the thread's text: " << text;
         return Context{};
@@ -137,6 +149,7 @@ TEST(DialectGolden, MultiverseContextsMatchItsEngine) {
     const std::string prompt = "Q: 2+3?\n";
     const std::string plan = "<Parallel>\n<Goal>\n<Outline>\n1: add\n</Outline>\n<Outline>\n2: check\n</Outline>\n</Goal>";
     const std::string path1 = " 5\n</Path>\n", path2 = " 2+3=5 ok\n</Path>\n";
+    ASSERT_TRUE(model->start_token().has_value());  // the test vocabulary adds BOS, as Llama's does
     const ScriptedRun run = run_scripted(backend, *mv, prompt, [&](const ThreadRecord & t) -> std::optional<std::string> {
         if (t.depth == 1) return t.label == "1" ? path1 : path2;
         if (t.text.find("</Goal>") == std::string::npos) return plan;
@@ -144,8 +157,8 @@ TEST(DialectGolden, MultiverseContextsMatchItsEngine) {
         return std::nullopt;
     }, "<Conclusion>");
     const auto & m = *model;
-    const auto own1 = Builder{m}.add("\n<Path>\n1:").add(path1).c.tokens;
-    const auto own2 = Builder{m}.add("\n<Path>\n2:").add(path2).c.tokens;
+    const auto own1 = encode(m, "\n<Path>\n1:", path1);
+    const auto own2 = encode(m, "\n<Path>\n2:", path2);
     expect_same(run.child_start.at("1"), Builder{m}.add(prompt).add(plan).add("\n<Path>\n1:").c, m, "path 1 starts");
     expect_same(run.child_start.at("2"), Builder{m}.add(prompt).add(plan).add("\n<Path>\n2:").c, m, "path 2 starts");
     expect_same(run.root_after_join, shared_start_root(m, prompt + plan, own1, own2, "<Conclusion>\n"), m, "the root after the join");
@@ -173,8 +186,8 @@ TEST(DialectGolden, NprContextsMatchItsEngine) {
         return std::nullopt;
     }, "<takeaway>");
     const auto & m = *model;
-    const auto own1 = Builder{m}.add("\n<step>\n1:").add(step1).c.tokens;
-    const auto own2 = Builder{m}.add("\n<step>\n2:").add(step2).c.tokens;
+    const auto own1 = encode(m, "\n<step>\n1:", step1);
+    const auto own2 = encode(m, "\n<step>\n2:", step2);
     expect_same(run.child_start.at("2"), Builder{m}.add(prompt).add(plan).add("\n<step>\n2:").c, m, "step 2 starts");
     expect_same(run.root_after_join, shared_start_root(m, prompt + plan, own1, own2, "<takeaway>\n"), m, "the root after the join");
     EXPECT_EQ(backend.stats().position_shifts, 0);

@@ -225,7 +225,10 @@ namespace {
 // The live sequence whose tokens spell `text` exactly, if any.
 bool some_sequence_spells(const llama::LlamaBackend & backend, const std::string & text) {
     for (llama::SeqId s = 0; s < static_cast<llama::SeqId>(backend.options().n_seq_max); ++s) {
-        if (backend.live(s) && backend.model().detokenize(backend.tokens(s)) == text) return true;
+        if (!backend.live(s)) continue;
+        std::span<const Token> tokens = backend.tokens(s);
+        if (!tokens.empty() && tokens.front() == backend.model().start_token()) tokens = tokens.subspan(1);  // BOS spells no text
+        if (backend.model().detokenize(tokens) == text) return true;
     }
     return false;
 }

@@ -187,6 +187,11 @@ int32_t Model::n_embd() const { return llama_model_n_embd(model_); }
 int32_t Model::n_layer() const { return llama_model_n_layer(model_); }
 uint64_t Model::n_params() const { return llama_model_n_params(model_); }
 Token Model::bos() const { return llama_vocab_bos(vocab_); }
+
+std::optional<Token> Model::start_token() const {
+    if (!llama_vocab_get_add_bos(vocab_) || llama_vocab_bos(vocab_) < 0) return std::nullopt;
+    return llama_vocab_bos(vocab_);
+}
 Token Model::eos() const { return llama_vocab_eos(vocab_); }
 bool Model::is_end_of_generation(Token token) const { return llama_vocab_is_eog(vocab_, token); }
 

@@ -55,6 +55,7 @@ public:
     Token bos() const;
     Token eos() const;
     bool is_end_of_generation(Token token) const override;
+    std::optional<Token> start_token() const override;
     const std::vector<Token> & end_of_generation_tokens() const { return end_of_generation_; }
     bool valid(Token token) const { return token >= 0 && token < n_vocab_; }
     std::string description() const;  // llama.cpp's one-line description, e.g. "llama ?B F32"
