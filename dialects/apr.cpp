@@ -5,7 +5,11 @@
 namespace forkjoin::dialects {
 namespace {
 
+// What the markup means is APR's own inference code (Parallel-Reasoning/APR 5577928,
+// src/eval/eval_apr.py decode_trace, src/eval/parallel_infernce_utils.py _get_subsearch_info,
+// get_main_trace_after_sub_search, get_search_result).
 constexpr std::string_view kCall = "<Calling Sub Searches>";
+constexpr std::string_view kResults = "<Sub Searches>";  // the engine writes it; a model that does is repaired
 constexpr std::string_view kEndCall = "<End Calling Sub Searches>";
 constexpr std::string_view kStart = "<Start Sub Search ";
 constexpr std::string_view kMoving = "Moving to Node #";
@@ -94,18 +98,24 @@ struct StartLine {
     std::string index, level, id;
 };
 
-// "<Start Sub Search 0 at level 1> Moving to Node #0,0"
+// "<Start Sub Search 0 at level 1> Moving to Node #0,0". As _get_subsearch_info: a line with
+// "<Start Sub Search" and "Moving to Node #" names the node after the latter; index and level are
+// read where the tag spells them.
 std::optional<StartLine> parse_start(std::string_view line) {
-    if (!line.starts_with(kStart)) return std::nullopt;
-    auto rest = line.substr(kStart.size());
+    const size_t tag = line.find(kStart);
+    const size_t moving = line.find(kMoving);
+    if (tag == std::string_view::npos || moving == std::string_view::npos || moving < tag) return std::nullopt;
+    StartLine s;
+    s.id = std::string(line.substr(moving + kMoving.size()));
+    while (!s.id.empty() && (s.id.back() == ' ' || s.id.back() == '\r')) s.id.pop_back();
+    const auto rest = line.substr(tag + kStart.size(), moving - tag - kStart.size());
     const size_t at = rest.find(" at level ");
-    const size_t gt = rest.find("> ");
-    if (at == std::string_view::npos || gt == std::string_view::npos || gt < at) return std::nullopt;
-    StartLine s{std::string(rest.substr(0, at)), std::string(rest.substr(at + 10, gt - at - 10)), ""};
-    const auto tail = rest.substr(gt + 2);
-    if (!tail.starts_with(kMoving)) return std::nullopt;
-    s.id = std::string(tail.substr(kMoving.size()));
-    if (s.index.empty() || s.level.empty() || s.id.empty()) return std::nullopt;
+    const size_t gt = rest.find('>');
+    if (at != std::string_view::npos && gt != std::string_view::npos && gt > at) {
+        s.index = std::string(rest.substr(0, at));
+        s.level = std::string(rest.substr(at + 10, gt - at - 10));
+    }
+    if (s.id.empty()) return std::nullopt;
     return s;
 }
 
@@ -118,10 +128,22 @@ public:
 
     std::optional<Event> feed(std::string_view piece) override {
         text_.append(piece);
-        // Look for the closing tag only where it could newly end (it may span pieces).
-        const size_t from = scanned_ >= kEndCall.size() ? scanned_ - kEndCall.size() + 1 : 0;
-        const size_t at = text_.find(kEndCall, from);
+        // Look for a tag only where it could newly end (it may span pieces).
+        auto find_new = [&](std::string_view tag) {
+            return text_.find(tag, scanned_ >= tag.size() ? scanned_ - tag.size() + 1 : 0);
+        };
+        const size_t results = find_new(kResults);
+        const size_t at = find_new(kEndCall);
         scanned_ = text_.size();
+        if (results != std::string::npos && results < at) {
+            // decode_trace stops generation at "<Sub Searches>" (results only the engine may write)
+            // and goes on from "<Calling Sub Searches>" in its place.
+            Event e{EventKind::repair, {}, "the thread wrote \"<Sub Searches>\" itself; APR's engine writes "
+                                            "\"<Calling Sub Searches>\" in its place"};
+            e.repair_from = results;
+            e.repair_text = std::string(kCall);
+            return e;
+        }
         if (at == std::string::npos) return std::nullopt;
         size_t end = at + kEndCall.size();
         if (end < text_.size() && text_[end] == '\n') ++end;
@@ -133,8 +155,8 @@ private:
 
     Event spawn_event(size_t end_tag, size_t end) {
         const size_t begin = text_.rfind(kCall, end_tag);
-        if (begin == std::string::npos || (begin > 0 && text_[begin - 1] != '\n')) {
-            return malformed("\"<End Calling Sub Searches>\" without a \"<Calling Sub Searches>\" line before it");
+        if (begin == std::string::npos) {
+            return malformed("\"<End Calling Sub Searches>\" without a \"<Calling Sub Searches>\" before it");
         }
         const auto block = std::string_view(text_).substr(begin + kCall.size(), end_tag - begin - kCall.size());
         const auto nodes = collect_nodes(std::string_view(text_).substr(0, begin));
@@ -142,9 +164,10 @@ private:
         spawn.block_begin = begin;
         spawn.block_end = end;
         for (const auto & line : split_lines(block)) {
-            if (line.empty()) continue;
+            // _get_subsearch_info reads only the lines with both a start tag and a node; it skips
+            // any other line (an empty block runs nothing and joins empty).
             const auto start = parse_start(line);
-            if (!start) return malformed("unreadable line in the spawn block: \"" + std::string(line) + "\"");
+            if (!start) continue;
             auto node = nodes.find(start->id);
             if (node == nodes.end()) {
                 return malformed("sub search at Node #" + start->id + ", a node this thread never generated");
@@ -155,7 +178,6 @@ private:
                            node->second.target + ":" + node->second.nums + ", Operations: " + node->second.ops + "\n";
             spawn.children.push_back(std::move(child));
         }
-        if (spawn.children.empty()) return malformed("a spawn block with no sub searches");
         return Event{EventKind::spawn, std::move(spawn), {}};
     }
 
@@ -195,7 +217,8 @@ public:
             if (auto s = parse_start(line)) starts.push_back(*s);
         }
         for (size_t i = 0; i < spawn.children.size(); ++i) {
-            const std::string level = i < starts.size() ? starts[i].level : "1";
+            // Upstream nests one level and always writes 1; a deeper forkjoin spawn keeps its own.
+            const std::string level = i < starts.size() && !starts[i].level.empty() ? starts[i].level : "1";
             const std::string where = " in Sub Search " + std::to_string(i) + " at level " + level + " at Node #" +
                                       spawn.children[i].label + ">\n";
             const auto path = i < results.size() ? clean_path(results[i].text) : std::nullopt;

@@ -16,6 +16,12 @@
 //   <End Sub Searches>
 // A child reached its goal when its text says "Goal Reached" twice (the search's goal line, then
 // the clean path it ends with), as in APR's get_search_result.
+// As APR's engine (src/eval/): stray lines in a spawn block are skipped, an empty block joins empty,
+// and a "<Sub Searches>" the model writes itself is repaired into "<Calling Sub Searches>".
+// Where forkjoin differs on purpose: child contexts end with "\n" (APR's end without it and the
+// model writes it), because the shipped Countdown model was trained on forkjoin's rendering; a child
+// at the depth limit that spawns is joined at once and goes on (APR's never nests, so such a child
+// ends with no result there).
 #pragma once
 
 #include "dialects/dialect.h"

@@ -53,13 +53,17 @@ struct SpawnRequest {
 };
 
 // spawn: start children and wait for them. end: the thread's part is over (a forked child closed
-// its path) without an end-of-text token. malformed: markup that cannot be followed.
-enum class EventKind { spawn, end, malformed };
+// its path) without an end-of-text token. malformed: markup that cannot be followed. repair: the
+// upstream engine rewrites what the thread just wrote (APR turns a "<Sub Searches>" the model
+// wrote itself into "<Calling Sub Searches>") and the thread goes on from the rewritten text.
+enum class EventKind { spawn, end, malformed, repair };
 
 struct Event {
     EventKind kind;
     SpawnRequest spawn;  // kind == spawn
-    std::string reason;  // kind == malformed
+    std::string reason;  // kind == malformed, repair (what was repaired, for the trace)
+    size_t repair_from = 0;    // kind == repair: the text from this byte on ...
+    std::string repair_text;   // ... is replaced by this
 };
 
 struct ChildResult {

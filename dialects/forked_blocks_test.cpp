@@ -141,7 +141,7 @@ TEST(Dialects, SurviveRandomBytesAndFragments) {
                 if (!e) continue;
                 if (e->kind == EventKind::malformed) EXPECT_FALSE(e->reason.empty()) << name;
                 if (e->kind == EventKind::spawn) {
-                    EXPECT_FALSE(e->spawn.children.empty()) << name;
+                    if (std::string(name) != "apr") EXPECT_FALSE(e->spawn.children.empty()) << name;  // APR: an empty block joins empty
                     std::vector<ChildResult> results(e->spawn.children.size(), ChildResult{"x", true});
                     EXPECT_NO_THROW(d->join(p->text(), e->spawn, results)) << name;
                 }

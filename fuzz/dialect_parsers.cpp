@@ -1,6 +1,6 @@
 // Every dialect's streaming parser on any bytes, fed in pieces the input chooses, then its join.
 // The contract (dialects/dialect.h): a parser accepts any byte sequence and never throws; what it
-// cannot follow is a `malformed` event. Input: byte 0 picks the dialect, byte 1 seeds the piece
+// cannot follow is a `malformed` event; a `repair` names a byte inside the text. Input: byte 0 picks the dialect, byte 1 seeds the piece
 // sizes, the rest is the thread's generated text.
 #include "dialects/dialect.h"
 
@@ -25,6 +25,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
         at += piece.size();
         const auto event = parser->feed(piece);
         if (!event) continue;
+        if (event->kind == EventKind::repair) {
+            // The runtime goes on from the repaired text, as the upstream engine does.
+            if (event->repair_from > parser->text().size()) __builtin_trap();
+            parser = dialect->parser(parser->text().substr(0, event->repair_from) + event->repair_text);
+            continue;
+        }
         if (event->kind != EventKind::spawn) break;
         // Children answer with slices of the input; the join must take any of them.
         const SpawnRequest & spawn = event->spawn;

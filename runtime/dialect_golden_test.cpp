@@ -5,6 +5,7 @@
 // named in its test (read at the commits listed in dialects/forked_blocks.cpp); the run is the real
 // runtime on llama.cpp with scripted threads (a script is read token by token, as if sampled).
 #include "backends/llama/backend.h"
+#include "dialects/apr.h"
 #include "dialects/dialect.h"
 #include "runtime/scheduler.h"
 #include "tools/testmodel/test_model.h"
@@ -17,6 +18,10 @@ using namespace forkjoin;
 using namespace forkjoin::runtime;
 
 namespace {
+
+std::shared_ptr<const llama::Model> testmodel_model() {
+    return llama::Model::load(testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, testmodel::test_model_spec("1M")));
+}
 
 std::shared_ptr<const llama::Model> model_with_tags(const dialects::Dialect & d) {
     testmodel::TestModelSpec spec = testmodel::test_model_spec("1M");
@@ -163,6 +168,7 @@ TEST(DialectGolden, MultiverseContextsMatchItsEngine) {
     expect_same(run.child_start.at("2"), Builder{m}.add(prompt).add(plan).add("\n<Path>\n2:").c, m, "path 2 starts");
     expect_same(run.root_after_join, shared_start_root(m, prompt + plan, own1, own2, "<Conclusion>\n"), m, "the root after the join");
     EXPECT_EQ(backend.stats().position_shifts, 0);  // shared start: no cell moved
+    EXPECT_EQ(run.result.metrics.total_tokens, backend.stats().tokens);  // every decoded token accounted
     EXPECT_EQ(run.result.text, prompt + plan + "\n<Path>\n1: 5\n</Path>\n<Path>\n2: 2+3=5 ok\n</Path>\n<Conclusion>\n5\n</Conclusion>\n</Parallel>\n");
 }
 
@@ -215,6 +221,7 @@ TEST(DialectGolden, ThreadweaverContextsMatchItsEngine) {
     }, "</Thread>\n");
     const auto & m = *model;
     expect_same(run.child_start.at("1"), Builder{m}.add(prompt).add(plan).add("\n<Thread>\n1:").c, m, "thread 1 starts");
+    EXPECT_EQ(run.result.metrics.total_tokens, backend.stats().tokens);  // the re-read tokens count again
     Builder root{m};
     root.add(prompt).add(plan).add("\n<Thread>\n1:").add(thread1).add("<Thread>\n2:").add(thread2).add("\n");
     expect_same(run.root_after_join, root.c, m, "the root after the join");
@@ -322,4 +329,46 @@ TEST(DialectLimits, ParallelR1RunsAtMostFourBlocksOfTwo) {
     EXPECT_EQ(r.threads.size(), 1u + 4u * 2u);
     for (const auto & t : r.threads) EXPECT_LE(t.depth, 1);
     EXPECT_TRUE(r.text.ends_with("</Summary>")) << r.text;
+}
+
+// APR's engine (Parallel-Reasoning/APR 5577928, src/eval/eval_apr.py decode_trace and
+// src/eval/parallel_infernce_utils.py): every call is bos_token + the text; a "<Sub Searches>" the
+// model writes stops the call and the engine goes on from "<Calling Sub Searches>" in its place;
+// _get_subsearch_info reads only "<Start Sub Search ...> Moving to Node #id" lines;
+// get_main_trace_after_sub_search keeps the text before "<Calling Sub Searches>\n" and writes
+// "<Sub Searches>\n", one "<Goal Reached in Sub Search i at level 1 at Node #id>\n" + path + "\n" or
+// "<No Solution ...>\n" per child, then "<End Sub Searches>\n". The child's context is
+// construct_sub_search_prefix's, plus the "\n" forkjoin's rendering ends it with (see dialects/apr.h).
+TEST(DialectGolden, AprContextsMatchItsEngine) {
+    const auto apr = dialects::make_apr_dialect();
+    const auto model = testmodel_model();
+    llama::LlamaBackend backend(model, golden_backend());
+    const std::string prompt = "Moving to Node #0\nCurrent State: 12:[4, 6, 2], Operations: []\n";
+    const std::string nodes = "Exploring Operation: 4+2=6, Resulting Numbers: [6, 6]\n"
+                              "Generated Node #0,0: 12:[6, 6] Operation: 4+2=6\n";
+    const std::string call = "\n<Start Sub Search 0 at level 1> Moving to Node #0,0\nnoise\n<End Calling Sub Searches>\n";
+    const std::string child = "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n12,12 equal: Goal Reached\n"
+                              "Moving to Node #0,0\nCurrent State: 12:[6, 6], Operations: ['4+2=6']\n"
+                              "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n12,12 equal: Goal Reached\n";
+    const ScriptedRun run = run_scripted(backend, *apr, prompt, [&](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.depth == 1) return t.text.find("Goal Reached") == std::string::npos ? std::optional<std::string>(child) : std::nullopt;
+        if (t.text.find("<End Sub Searches>") != std::string::npos) {
+            return t.text.ends_with("done\n") ? std::nullopt : std::optional<std::string>("done\n");
+        }
+        if (t.text.find("<Calling Sub Searches>") == std::string::npos) return nodes + "<Sub Searches>\n<Goal Reached made up";
+        return call;
+    }, "<End Sub Searches>");
+    const auto & m = *model;
+    ASSERT_EQ(run.result.threads.size(), 2u);
+    expect_same(run.child_start.at("0,0"),
+                Builder{m}.add("Moving to Node #0,0\nCurrent State: 12:[6, 6], Operations: ['4+2=6']\n").c, m, "the sub search starts");
+    const std::string joined = prompt + nodes + "<Sub Searches>\n<Goal Reached in Sub Search 0 at level 1 at Node #0,0>\n" +
+                               "Moving to Node #0,0\nCurrent State: 12:[6, 6], Operations: ['4+2=6']\n"
+                               "Exploring Operation: 6+6=12, Resulting Numbers: [12]\n12,12 equal: Goal Reached\n" +
+                               "<End Sub Searches>\n";
+    expect_same(run.root_after_join, Builder{m}.add(joined).c, m, "the root after the join");
+    EXPECT_EQ(run.result.text, joined + "done\n");
+    bool repaired = false;
+    for (const auto & d : run.result.threads[0].decisions) repaired |= d.kind == "repair";
+    EXPECT_TRUE(repaired);
 }

@@ -161,8 +161,11 @@ void Runtime::feed_scripts() {
                 ++r.generated;
                 t.token_end.push_back(t.parser->text().size() + text.size());
                 emit(r, {.kind = EventKind::text, .thread = t.rec.id, .text = text});
-                on_text(r, t, text, k + 1 == tokens.size());
-                if (t.rec.state == ThreadState::running || k + 1 == tokens.size()) continue;
+                const auto event = on_text(r, t, text, k + 1 == tokens.size());
+                if (k + 1 == tokens.size()) break;
+                // A repair rewrote the context from inside the piece: the rest of it is gone already.
+                if (event == dialects::EventKind::repair) break;
+                if (t.rec.state == ThreadState::running) continue;
                 // Stopped by its markup or a limit: the script's later tokens were never generated.
                 if (t.seq >= 0 && backend_.live(t.seq)) {
                     backend_.truncate(t.seq, backend_.length(t.seq) - static_cast<int32_t>(tokens.size() - k - 1));
@@ -173,22 +176,33 @@ void Runtime::feed_scripts() {
     }
 }
 
-void Runtime::on_text(Request & r, Thread & t, const std::string & piece, bool limits) {
+std::optional<dialects::EventKind> Runtime::on_text(Request & r, Thread & t, const std::string & piece, bool limits) {
     auto event = t.parser->feed(piece);
     t.rec.max_context = std::max<int64_t>(t.rec.max_context, backend_.length(t.seq));
-    if (event && event->kind == dialects::EventKind::malformed) {
-        end_thread(r, t, ThreadState::failed, "malformed markup: " + event->reason);
-        return;
+    if (!event) {
+        if (limits) check_limits(r, t);
+        return std::nullopt;
     }
-    if (event && event->kind == dialects::EventKind::end) {
-        end_thread(r, t, ThreadState::done, "");
-        return;
+    switch (event->kind) {
+        case dialects::EventKind::malformed:
+            end_thread(r, t, ThreadState::failed, "malformed markup: " + event->reason);
+            break;
+        case dialects::EventKind::end:
+            end_thread(r, t, ThreadState::done, "");
+            break;
+        case dialects::EventKind::repair: {
+            const std::string text = t.parser->text().substr(0, event->repair_from) + event->repair_text;
+            decide(r, t, "repair", event->reason);
+            if (!retext(r, t, event->repair_from, text, "repair")) break;
+            t.parser = make_parser(r, t, text);
+            if (limits) check_limits(r, t);
+            break;
+        }
+        case dialects::EventKind::spawn:
+            on_spawn(r, t, std::move(event->spawn));
+            break;
     }
-    if (event) {
-        on_spawn(r, t, std::move(event->spawn));
-        return;
-    }
-    if (limits) check_limits(r, t);
+    return event->kind;
 }
 
 bool Runtime::hit_limit(Request & r, Thread & t, LimitKind kind, int64_t value) {

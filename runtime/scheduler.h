@@ -96,11 +96,16 @@ private:
     void kv_join(Request & r, Thread & parent);
     void resume_after_join(Request & r, Thread & parent, const std::string & text, const std::string & inserted);
     bool join_fits(Request & r, Thread & parent, size_t joined_length);  // false: parent failed
+    // The thread's context becomes `text`, which agrees with the present one up to byte `from`: the
+    // cells of every token that ends by `from` are kept, the rest is tokenized and prefilled (a text
+    // join, a dialect's repair). False: the thread failed (`what` names the step in its reason).
+    bool retext(Request & r, Thread & t, size_t from, const std::string & text, const char * what);
     // Records where each token ends in the thread's text, starting at byte `offset`.
     void append_offsets(Thread & t, const std::vector<Token> & tokens, size_t offset) const;
     void feed_scripts();
     // check_limits false: a scripted piece's inner token (limits are checked between pieces).
-    void on_text(Request & r, Thread & t, const std::string & piece, bool check_limits = true);
+    // Returns the markup event the piece caused, if any.
+    std::optional<dialects::EventKind> on_text(Request & r, Thread & t, const std::string & piece, bool check_limits = true);
     void on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn);
     // Asks the controller about t's pending spawn; queues the children it runs, or leaves it deferred.
     void decide_spawn(Request & r, Thread & t);

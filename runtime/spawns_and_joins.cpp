@@ -266,25 +266,29 @@ void Runtime::try_join(Request & r, Thread & parent) {
     }
     const dialects::SpawnRequest spawn = *parent.spawn;
     const std::string text = r.dialect->join(parent.parser->text(), spawn, results);
-    // Keep the cache cells of every token that ends before the spawn block; prefill the rest.
-    const size_t keep = static_cast<size_t>(
-        std::upper_bound(parent.token_end.begin(), parent.token_end.end(), spawn.block_begin) - parent.token_end.begin());
-    const size_t kept_bytes = keep ? parent.token_end[keep - 1] : 0;
+    if (!retext(r, parent, spawn.block_begin, text, "join")) return;
+    resume_after_join(r, parent, text, text.substr(std::min(text.size(), static_cast<size_t>(spawn.block_begin))));
+}
+
+bool Runtime::retext(Request & r, Thread & t, size_t from, const std::string & text, const char * what) {
+    // Keep the cache cells of every token that ends by `from`; prefill the rest.
+    const size_t keep = static_cast<size_t>(std::upper_bound(t.token_end.begin(), t.token_end.end(), from) - t.token_end.begin());
+    const size_t kept_bytes = keep ? t.token_end[keep - 1] : 0;
     std::vector<Token> tokens;
     try {
         tokens = backend_.vocabulary().tokenize(std::string_view(text).substr(kept_bytes));
-        if (!join_fits(r, parent, keep + tokens.size())) return;
-        backend_.truncate(parent.seq, static_cast<int32_t>(keep));
-        backend_.append(parent.seq, tokens);
+        if (!join_fits(r, t, keep + tokens.size())) return false;
+        backend_.truncate(t.seq, static_cast<int32_t>(keep));
+        backend_.append(t.seq, tokens);
     } catch (const Error & e) {
-        end_thread(r, parent, ThreadState::failed, std::string("join: ") + e.what());
-        return;
+        end_thread(r, t, ThreadState::failed, std::string(what) + ": " + e.what());
+        return false;
     }
-    parent.token_end.resize(keep);
-    append_offsets(parent, tokens, kept_bytes);
-    parent.rec.inserted_tokens += static_cast<int64_t>(tokens.size());
-    parent.decoded_seen = std::min<int64_t>(parent.decoded_seen, static_cast<int64_t>(keep));
-    resume_after_join(r, parent, text, text.substr(std::min(text.size(), static_cast<size_t>(spawn.block_begin))));
+    t.token_end.resize(keep);
+    append_offsets(t, tokens, kept_bytes);
+    t.rec.inserted_tokens += static_cast<int64_t>(tokens.size());
+    t.decoded_seen = std::min<int64_t>(t.decoded_seen, static_cast<int64_t>(keep));
+    return true;
 }
 
 }  // namespace forkjoin::runtime
