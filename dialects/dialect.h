@@ -48,6 +48,9 @@ struct SpawnRequest {
     std::string later_drop;  // children after the first leave out this start of their own text
                              // ("\n" before the tag) where it is whole tokens
     std::string inserted;    // what the engine writes after the children ("<Conclusion>\n")
+    std::string close_cut;   // written after a child whose own text does not end with it: its part was cut
+                             // by an end-of-text token or its length (Parallel-R1 closes such a path with
+                             // </Path>); re-read joins only
 
     bool joins_tokens() const { return join != JoinKind::text; }
 };
@@ -59,6 +62,7 @@ struct SpawnRequest {
 enum class EventKind { spawn, end, malformed, repair };
 
 struct Event {
+    Event(EventKind k, SpawnRequest s = {}, std::string why = {}) : kind(k), spawn(std::move(s)), reason(std::move(why)) {}
     EventKind kind;
     SpawnRequest spawn;  // kind == spawn
     std::string reason;  // kind == malformed, repair (what was repaired, for the trace)
@@ -89,7 +93,8 @@ public:
     virtual ~Dialect() = default;
     virtual std::string name() const = 0;
     // A parser for a thread whose context starts with `prompt` (the prompt is part of text() and
-    // is not scanned for markup).
+    // is not scanned for markup). The parser may read this dialect's spec: the dialect must outlive
+    // every parser it made (the runtime holds both for a request's lifetime).
     virtual std::unique_ptr<ThreadParser> parser(std::string prompt) const = 0;
     // A parser for a child thread (for a forked child, `context` includes the parent's text).
     virtual std::unique_ptr<ThreadParser> child_parser(std::string context, const ChildRequest &) const {
@@ -98,6 +103,9 @@ public:
     // How deep its upstream engine nests spawns: a thread at this depth does not spawn (the
     // runtime's Limits::max_depth, when set, overrides it).
     virtual int default_max_depth() const { return 1; }
+    // Its engine forks only while the thread can still write this many tokens (its token budget and
+    // context window left); with fewer, the block is decoded in line. 0: no such rule.
+    virtual int fork_headroom() const { return 0; }
     // The tags this dialect's checkpoints add to their tokenizer as special tokens (upstream's own
     // list); empty when its markup is plain text (APR).
     virtual std::vector<std::string> added_tokens() const { return {}; }

@@ -19,6 +19,10 @@ namespace forkjoin::dialects {
 namespace {
 
 struct BlockSpec {
+    BlockSpec(std::string name_, std::string open_, std::string close_, std::string item_open_, std::string item_close_,
+              std::string seed_, std::string child_end_, int fixed_width_ = 0)
+        : name(std::move(name_)), open(std::move(open_)), close(std::move(close_)), item_open(std::move(item_open_)),
+          item_close(std::move(item_close_)), seed(std::move(seed_)), child_end(std::move(child_end_)), fixed_width(fixed_width_) {}
     std::string name;
     std::string open;        // opens the block that plans the children ("<Goal>"); empty: no plan
     std::string close;       // the spawn point ("</Goal>"); the children fork right after it
@@ -31,8 +35,10 @@ struct BlockSpec {
     JoinKind join = JoinKind::kv_shared_start;
     std::string later_drop;  // SpawnRequest::later_drop
     std::string inserted;    // SpawnRequest::inserted
+    bool close_cut_children = false;        // SpawnRequest::close_cut is child_end
     std::vector<std::string> added_tokens;  // Dialect::added_tokens
     int max_depth = 1;                      // Dialect::default_max_depth
+    int fork_headroom = 0;                  // Dialect::fork_headroom
     // The format's own limits, as the upstream engine applies them:
     enum class EmptyPlan { malformed, in_line, end } empty_plan = EmptyPlan::malformed;  // a plan with no items
     size_t max_items = 0;    // more items than this: the thread ends there (0: no cap)
@@ -99,6 +105,7 @@ public:
         spawn.join = spec_.join;
         spawn.later_drop = spec_.later_drop;
         spawn.inserted = spec_.inserted;
+        if (spec_.close_cut_children) spawn.close_cut = spec_.child_end;
         spawn.block_begin = spawn.block_end = text_.size();
         if (spec_.fixed_width > 0) {
             for (int i = 1; i <= spec_.fixed_width; ++i) add_child(spawn, std::to_string(i));
@@ -157,6 +164,7 @@ public:
     std::string name() const override { return spec_.name; }
     std::vector<std::string> added_tokens() const override { return spec_.added_tokens; }
     int default_max_depth() const override { return spec_.max_depth; }
+    int fork_headroom() const override { return spec_.fork_headroom; }
     std::unique_ptr<ThreadParser> parser(std::string prompt) const override {
         return std::make_unique<BlockParser>(spec_, std::move(prompt), false);
     }
@@ -190,7 +198,7 @@ private:
 // seeded "\n{tag}\n{n}:", each ends one token after its closing tag, later children join without
 // their "\n", all share their start position, and the engine then writes `inserted`.
 static std::unique_ptr<Dialect> make_multiverse_engine_dialect(BlockSpec spec, std::string inserted,
-                                                                std::vector<std::string> added_tokens) {
+                                                                std::vector<std::string> added_tokens, int fork_headroom) {
     spec.tokens_after_end = 1;
     spec.join = JoinKind::kv_shared_start;
     spec.later_drop = "\n";
@@ -199,6 +207,8 @@ static std::unique_ptr<Dialect> make_multiverse_engine_dialect(BlockSpec spec, s
     // filter_batch forks only while len(parent_start_path_idx_stack) <= 5: threads at depth 6 decode
     // their blocks in line.
     spec.max_depth = 6;
+    // ... and only while right_most_pos - init_input_len < max_new_tokens - headroom.
+    spec.fork_headroom = fork_headroom;
     return std::make_unique<BlockDialect>(std::move(spec));
 }
 
@@ -206,7 +216,8 @@ std::unique_ptr<Dialect> make_multiverse_dialect() {
     return make_multiverse_engine_dialect(
         {"multiverse", "<Goal>", "</Goal>", "<Outline>", "</Outline>", "\n<Path>\n{label}:", "</Path>"}, "<Conclusion>\n",
         {"<Think>", "</Think>", "<Parallel>", "</Parallel>", "<Goal>", "</Goal>", "<Outline>", "</Outline>", "<Path>",
-         "</Path>", "<Conclusion>", "</Conclusion>"});
+         "</Path>", "<Conclusion>", "</Conclusion>"},
+        /*fork_headroom=*/30);
 }
 
 std::unique_ptr<Dialect> make_threadweaver_dialect() {
@@ -226,13 +237,17 @@ std::unique_ptr<Dialect> make_npr_dialect() {
     spec.empty_plan = BlockSpec::EmptyPlan::end;
     spec.max_items = 5;
     return make_multiverse_engine_dialect(std::move(spec), "<takeaway>\n",
-        {"<guideline>", "</guideline>", "<plan>", "</plan>", "<step>", "</step>", "<takeaway>", "</takeaway>"});
+        {"<guideline>", "</guideline>", "<plan>", "</plan>", "<step>", "</step>", "<takeaway>", "</takeaway>"},
+        /*fork_headroom=*/1024);
 }
 
 std::unique_ptr<Dialect> make_parallel_r1_dialect(int width) {
     BlockSpec spec{"parallel-r1", "", "<Parallel>", "", "", "<Path>", "</Path>", std::max(1, width)};
     spec.join = JoinKind::reread;
     spec.inserted = "</Parallel>\n<Summary>";
+    // _gen_single_path: a path that stopped at EOS has it replaced by </Path>, one cut at
+    // max_path_response_length gets </Path> appended.
+    spec.close_cut_children = true;
     // Its "-Special" checkpoints add these (README); the code takes encode(tag)[0].
     spec.added_tokens = {"<Parallel>", "</Parallel>", "<Path>", "</Path>", "<Summary>", "</Summary>"};
     // max_iterations_for_parallel_thinking = 4 in its training scripts: the rollout ends right after

@@ -90,19 +90,23 @@ TEST(ParallelR1Dialect, ParallelForksAFixedWidthOfPaths) {
 // What each engine does with a plan it cannot fork: ThreadWeaver stays sequential, NPR finishes
 // (0 or more than 5 plans), Multiverse has nothing to run (a malformed block here).
 TEST(Dialects, PlansTheEnginesDoNotForkEndAsTheirEnginesDo) {
-    auto tw = make_threadweaver_dialect()->parser("Q\n");
+    // A parser reads its dialect's spec: the dialect outlives it (dialect.h).
+    const auto threadweaver = make_threadweaver_dialect();
+    auto tw = threadweaver->parser("Q\n");
     EXPECT_FALSE(tw->feed("<Parallel>\n<Outlines>\nno numbers here\n</Outlines>"));
     EXPECT_FALSE(tw->feed(" so it goes on"));
-    auto npr = make_npr_dialect()->parser("");
+    const auto npr_dialect = make_npr_dialect();
+    auto npr = npr_dialect->parser("");
     auto none = npr->feed("<guideline>\nthinking\n</guideline>");
     ASSERT_TRUE(none);
     EXPECT_EQ(none->kind, EventKind::end);
     std::string six = "<guideline>\n";
     for (int i = 1; i <= 6; ++i) six += "<plan>" + std::to_string(i) + ": x</plan>\n";
-    auto many = make_npr_dialect()->parser("")->feed(six + "</guideline>");
+    auto many = npr_dialect->parser("")->feed(six + "</guideline>");
     ASSERT_TRUE(many);
     EXPECT_EQ(many->kind, EventKind::end);
-    auto mv = make_multiverse_dialect()->parser("")->feed("<Goal>\n</Goal>");
+    const auto multiverse = make_multiverse_dialect();
+    auto mv = multiverse->parser("")->feed("<Goal>\n</Goal>");
     ASSERT_TRUE(mv);
     EXPECT_EQ(mv->kind, EventKind::malformed);
     // Parallel-R1 after its 4th block: no 5th, the summary's close ends the thread.
@@ -139,9 +143,13 @@ TEST(Dialects, SurviveRandomBytesAndFragments) {
                 std::optional<Event> e;
                 ASSERT_NO_THROW(e = p->feed(piece)) << name;
                 if (!e) continue;
-                if (e->kind == EventKind::malformed) EXPECT_FALSE(e->reason.empty()) << name;
+                if (e->kind == EventKind::malformed) {
+                    EXPECT_FALSE(e->reason.empty()) << name;
+                }
                 if (e->kind == EventKind::spawn) {
-                    if (std::string(name) != "apr") EXPECT_FALSE(e->spawn.children.empty()) << name;  // APR: an empty block joins empty
+                    if (std::string(name) != "apr") {
+                        EXPECT_FALSE(e->spawn.children.empty()) << name;  // APR: an empty block joins empty
+                    }
                     std::vector<ChildResult> results(e->spawn.children.size(), ChildResult{"x", true});
                     EXPECT_NO_THROW(d->join(p->text(), e->spawn, results)) << name;
                 }

@@ -252,6 +252,30 @@ TEST(DialectGolden, ParallelR1ContextsMatchItsEngine) {
     expect_same(run.root_after_join, root.c, m, "the root after the join");
 }
 
+// _gen_single_path closes a path that stopped at EOS (the EOS becomes </Path>) or at its length
+// (</Path> appended): the summary request re-sends the closed path.
+TEST(DialectGolden, ParallelR1ClosesAPathCutByEndOfText) {
+    const auto pr1 = dialects::make_parallel_r1_dialect();
+    const auto model = model_with_tags(*pr1);
+    llama::LlamaBackend backend(model, golden_backend());
+    const std::string prompt = "Q: 3*3?\n";
+    const std::string path1 = " 9</Path>", cut = " 3+3+3=9";
+    const ScriptedRun run = run_scripted(backend, *pr1, prompt, [&](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.depth == 1) {
+            if (t.label == "1") return path1;
+            return t.text.ends_with(cut) ? std::nullopt : std::optional<std::string>(cut);  // then end of text
+        }
+        if (t.text.find("<Parallel>") == std::string::npos) return std::string("think<Parallel>");
+        if (t.text.find("</Summary>") == std::string::npos) return std::string(" 9</Summary>\n9");
+        return std::nullopt;
+    }, "<Summary>");
+    const auto & m = *model;
+    Builder root{m};
+    root.add(prompt).add("think<Parallel>").add("<Path>").add(path1).add("<Path>").add(cut).add("</Path>").add("</Parallel>").add("\n").add("<Summary>");
+    expect_same(run.root_after_join, root.c, m, "the root after the join");
+    EXPECT_NE(run.result.text.find("<Path>" + cut + "</Path></Parallel>"), std::string::npos) << run.result.text;
+}
+
 // ---- The formats' limits, as the upstream engines apply them -----------------------------------
 
 namespace {
@@ -371,4 +395,42 @@ TEST(DialectGolden, AprContextsMatchItsEngine) {
     bool repaired = false;
     for (const auto & d : run.result.threads[0].decisions) repaired |= d.kind == "repair";
     EXPECT_TRUE(repaired);
+}
+
+// Multiverse's filter_batch also stops forking when right_most_pos - init_input_len >=
+// max_new_tokens - 30 (NPR: - 1024): a thread with fewer tokens left writes its block in line.
+TEST(DialectLimits, MultiverseNearItsLengthLimitDecodesInLine) {
+    const auto mv = dialects::make_multiverse_dialect();
+    EXPECT_EQ(mv->fork_headroom(), 30);
+    EXPECT_EQ(dialects::make_npr_dialect()->fork_headroom(), 1024);
+    const auto model = model_with_tags(*mv);
+    const std::string plan = "<Parallel>\n<Goal>\n<Outline>\n1: a\n</Outline>\n</Goal>";
+    const auto plan_tokens = static_cast<int>(model->tokenize(plan, false, true).size());
+    auto run_with_budget = [&](int budget) {
+        llama::LlamaBackend backend(model, golden_backend());
+        Limits limits;
+        limits.thread_token_budget = budget;
+        Runtime rt(backend, *mv, limits);
+        RequestOptions o;
+        std::map<int, int> calls;
+        o.script = [&](const ThreadRecord & t) -> std::optional<std::string> {
+            const int n = calls[t.id]++;
+            if (t.depth == 1) return std::string(" x\n</Path>\n");
+            if (n == 0) return plan;
+            return n == 1 ? std::optional<std::string>(" end") : std::nullopt;
+        };
+        const RequestId id = rt.submit("Q\n", o);
+        rt.run();
+        return rt.result(id);
+    };
+    const RequestResult roomy = run_with_budget(plan_tokens + 30 + 5);
+    ASSERT_TRUE(roomy.ok) << roomy.end_reason;
+    EXPECT_EQ(roomy.threads.size(), 2u);
+    const RequestResult tight = run_with_budget(plan_tokens + 30 - 1);
+    ASSERT_TRUE(tight.ok) << tight.end_reason;
+    EXPECT_EQ(tight.threads.size(), 1u);  // no path forked
+    EXPECT_TRUE(tight.text.ends_with("</Goal> end")) << tight.text;  // in line: nothing inserted
+    bool said = false;
+    for (const auto & d : tight.threads[0].decisions) said |= d.reason.find("forks with 30 to spare") != std::string::npos;
+    EXPECT_TRUE(said);
 }

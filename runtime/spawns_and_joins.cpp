@@ -14,6 +14,22 @@ void Runtime::on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn) {
     t.spawn_deferred = true;
     t.deferrals = 0;
     t.join_rounds = 0;
+    // The forked dialects' engines stop forking near the length limit and decode the block in line.
+    const int headroom = r.dialect->fork_headroom();
+    if (headroom > 0 && t.spawn->joins_tokens()) {
+        int64_t left = r.limits.thread_token_budget - t.rec.generated_tokens;
+        if (r.limits.max_context > 0) left = std::min<int64_t>(left, r.limits.max_context - backend_.length(t.seq));
+        if (left < headroom) {
+            t.spawn_deferred = false;
+            t.spawn_slots.assign(t.spawn->children.size(), -1);
+            t.rec.spawns.push_back({});
+            decide(r, t, "spawn", "spawn of " + std::to_string(t.spawn->children.size()) + " refused: " + std::to_string(left) +
+                                      " tokens left, the " + r.dialect->name() + " engine forks with " +
+                                      std::to_string(headroom) + " to spare; decoded in line");
+            emit(r, {.kind = EventKind::spawned, .thread = t.rec.id, .parent = t.rec.parent, .children = {}});
+            return;  // try_join resumes it in line
+        }
+    }
     decide_spawn(r, t);
 }
 
@@ -150,10 +166,20 @@ void Runtime::kv_join(Request & r, Thread & parent) {
             }
         }
     }
+    const bool kv = spawn.join == dialects::JoinKind::kv_consecutive || spawn.join == dialects::JoinKind::kv_shared_start;
+    const bool reread = !(kv && backend_.can_splice());
     std::vector<Token> inserted;
+    // A re-read child cut before its closing tag (end-of-text, its length) gets the tag (close_cut).
+    std::vector<std::vector<Token>> closing(spliced.size());
+    std::vector<std::string> closing_text(spliced.size());
     try {
         // The engine's own text (tags): the model's added tokens where its vocabulary has them.
         inserted = backend_.vocabulary().tokenize(spawn.inserted, false, /*parse_special=*/true);
+        for (size_t i = 0; i < spliced.size() && reread && !spawn.close_cut.empty(); ++i) {
+            if (spliced[i]->rec.text.ends_with(spawn.close_cut)) continue;
+            closing[i] = backend_.vocabulary().tokenize(spawn.close_cut, false, /*parse_special=*/true);
+            closing_text[i] = spawn.close_cut;
+        }
     } catch (const Error & e) {
         release_children();
         end_thread(r, parent, ThreadState::failed, std::string("join: ") + e.what());
@@ -161,19 +187,19 @@ void Runtime::kv_join(Request & r, Thread & parent) {
     }
     size_t joined_length = static_cast<size_t>(backend_.length(parent.seq)) + inserted.size();
     for (size_t i = 0; i < spliced.size(); ++i) {
-        joined_length += static_cast<size_t>(backend_.length(spliced[i]->seq)) - spliced[i]->parent_tokens - static_cast<size_t>(skip[i]);
+        joined_length += static_cast<size_t>(backend_.length(spliced[i]->seq)) - spliced[i]->parent_tokens - static_cast<size_t>(skip[i]) +
+                         closing[i].size();
     }
     if (!join_fits(r, parent, joined_length)) {
         release_children();
         return;
     }
-    const bool kv = spawn.join == dialects::JoinKind::kv_consecutive || spawn.join == dialects::JoinKind::kv_shared_start;
     // Shared start leaves the parent no last cell: it needs the inserted text to go on from.
     const JoinLayout layout = spawn.join == dialects::JoinKind::kv_shared_start && !inserted.empty()
                                   ? JoinLayout::shared_start
                                   : JoinLayout::consecutive;
     try {
-        if (kv && backend_.can_splice()) {
+        if (!reread) {
             // splice() first decodes what the parent and children still have pending: theirs.
             parent.rec.decoded_tokens += backend_.n_pending(parent.seq);
             for (Thread * c : spliced) c->rec.decoded_tokens += backend_.n_pending(c->seq);
@@ -187,7 +213,8 @@ void Runtime::kv_join(Request & r, Thread & parent) {
                 const auto & own = backend_.tokens(spliced[i]->seq);
                 const auto first = own.begin() + static_cast<std::ptrdiff_t>(spliced[i]->parent_tokens + static_cast<size_t>(skip[i]));
                 backend_.append(parent.seq, std::vector<Token>(first, own.end()));
-                parent.rec.inserted_tokens += static_cast<int64_t>(own.end() - first);
+                backend_.append(parent.seq, closing[i]);
+                parent.rec.inserted_tokens += static_cast<int64_t>(own.end() - first) + static_cast<int64_t>(closing[i].size());
             }
         }
         backend_.append(parent.seq, inserted);
@@ -207,8 +234,10 @@ void Runtime::kv_join(Request & r, Thread & parent) {
         for (size_t k = c.parent_tokens + static_cast<size_t>(skip[i]); k < c.token_end.size(); ++k) {
             parent.token_end.push_back(base + (c.token_end[k] - from));
         }
-        kept_texts += c.rec.text.substr(from);
-        joined.push_back({c.rec.text.substr(from), c.rec.state == ThreadState::done});
+        append_offsets(parent, closing[i], base + (c.rec.text.size() - from));
+        const std::string kept = c.rec.text.substr(from) + closing_text[i];
+        kept_texts += kept;
+        joined.push_back({kept, c.rec.state == ThreadState::done});
         release_seq(r, c);  // the splice closed its sequence; this settles the bookkeeping
     }
     append_offsets(parent, inserted, parent.parser->text().size() + kept_texts.size());
