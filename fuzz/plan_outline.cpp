@@ -1,5 +1,6 @@
-// Plan-execute reads a model's outline, its "(needs ...)" prefixes and workers' "NEEDS: k" markers:
-// any text yields items, a graph (or its error and the sequential fallback) and a marker or none.
+// Plan-execute reads a model's outline, its "(needs ...)" prefixes, workers' "NEEDS: k" markers and a
+// validator's "REDO: ..." verdict: any text yields items, a graph (or its error and the sequential
+// fallback), a marker or none, and a verdict naming only items that exist.
 #include "strategies/plan_graph.h"
 
 #include <cstdint>
@@ -18,5 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
         }
     }
     if (auto k = needs_marker(text)) (void)*k;
+    const Verdict v = read_verdict(text, static_cast<int>(items.size()));
+    for (int k : v.redo) {
+        if (k < 0 || static_cast<size_t>(k) >= items.size()) __builtin_trap();
+    }
     return 0;
 }

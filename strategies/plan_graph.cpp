@@ -1,5 +1,6 @@
 #include "strategies/plan_graph.h"
 
+#include <algorithm>
 #include <cctype>
 #include <functional>
 
@@ -73,6 +74,26 @@ std::optional<int> needs_marker(const std::string & output) {
     while (i < output.size() && output[i] == ' ') ++i;
     if (i >= output.size() || !std::isdigit(static_cast<unsigned char>(output[i]))) return std::nullopt;
     return numbers_in(output.substr(i, 6)).at(0) - 1;
+}
+
+Verdict read_verdict(const std::string & output, int n_items) {
+    Verdict v;
+    const size_t at = output.find("REDO:");
+    if (at != std::string::npos) {
+        v.read = true;
+        const size_t eol = output.find('\n', at);
+        for (int k : numbers_in(output.substr(at + 5, eol == std::string::npos ? std::string::npos : eol - at - 5))) {
+            if (k < 1 || k > n_items) {
+                v.unknown.push_back(k);
+            } else if (std::find(v.redo.begin(), v.redo.end(), k - 1) == v.redo.end()) {
+                v.redo.push_back(k - 1);
+            }
+        }
+        if (v.redo.empty() && v.unknown.empty()) v.read = false;  // "REDO:" and nothing named
+        return v;
+    }
+    v.read = output.find("OK") != std::string::npos;
+    return v;
 }
 
 std::vector<std::string> parse_outline(const std::string & text, int max_items) {

@@ -28,4 +28,13 @@ PlanGraph make_plan_graph(const std::vector<std::string> & items);
 // The item a worker's output says it needs ("NEEDS: 2" -> 1), if any.
 std::optional<int> needs_marker(const std::string & output);
 
+// A validator's verdict on the workers' results (the validate policy on plan-execute).
+struct Verdict {
+    bool read = false;          // false: neither "OK" nor "REDO:" in it
+    std::vector<int> redo;      // the items to run again, 0-based, each once, in order; empty: OK
+    std::vector<int> unknown;   // items it named that the plan does not have (1-based, as written)
+};
+// "REDO: 2, 3" (the first line that has it) -> items 1 and 2; "OK" -> none.
+Verdict read_verdict(const std::string & output, int n_items);
+
 }  // namespace forkjoin::strategies

@@ -42,14 +42,15 @@ PlanExecuteTemplates load_templates(const std::string & path) {
         else if (it.key() == "work") t.work = v;
         else if (it.key() == "result_item") t.result_item = v;
         else if (it.key() == "summarize") t.summarize = v;
-        else throw Error(ErrorCode::invalid_argument, path + ": unknown template \"" + it.key() + "\" (plan, work, result_item, summarize)");
+        else if (it.key() == "validate") t.validate = v;
+        else throw Error(ErrorCode::invalid_argument, path + ": unknown template \"" + it.key() + "\" (plan, work, result_item, summarize, validate)");
     }
     return t;
 }
 
 namespace {
 const char * phase_name(int phase) {
-    static const char * names[] = {"sample", "plan", "work", "summarize"};
+    static const char * names[] = {"sample", "plan", "work", "summarize", "validate"};
     return names[phase];
 }
 std::string trimmed(std::string s) {
@@ -65,16 +66,22 @@ TextProgram::TextProgram(std::string question, TextOptions options) : question_(
     }
     dialect_ = dialects::make_dialect(o_.strategy == "native" ? o_.dialect : "plain");
     controller_ = runtime::make_controller(o_.controller);
+    validating_ = o_.strategy == "plan-execute" &&
+                  (o_.controller.find("validate") != std::string::npos || o_.controller.find("all") != std::string::npos);
     if (o_.strategy == "self-consistency" && o_.sampling.temperature == 0.0f) {
         throw Error(ErrorCode::invalid_argument, "self-consistency needs temperature > 0");
     }
 }
 
 runtime::RequestId TextProgram::call(runtime::ProgramContext & ctx, const std::string & prompt, Phase phase, int index, int parent,
-                                     bool answering) {
+                                     bool answering, float temperature) {
     runtime::RequestOptions ro;
     ro.sampling = o_.sampling;
     ro.sampling.seed = o_.sampling.seed + 1000 * static_cast<uint64_t>(index);
+    if (temperature >= 0) {
+        ro.sampling.temperature = temperature;
+        ro.sampling.seed = ro.sampling.seed * 1000003ull + 7919ull * static_cast<uint64_t>(validate_rounds_);  // a new seed per round
+    }
     ro.limits = o_.limits;
     ro.dialect = dialect_;
     ro.controller = controller_;
@@ -109,13 +116,17 @@ void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId 
         on_worker(ctx, index_of_.at(id), r);
         return;
     }
+    if (phase_ == Phase::validate) {
+        --pending_;
+        on_verdict(ctx, r);
+        return;
+    }
     results_[static_cast<size_t>(index_of_.at(id))] = r;
     if (phase_ == Phase::plan) planner_ = ctx.root_of(id);
     if (--pending_ > 0) return;
     int64_t longest = 0;
     for (const auto & x : results_) longest = std::max(longest, x.metrics.sequential_tokens);
     sequential_ += longest;
-    const auto & t = o_.templates;
     if (phase_ == Phase::plan) {
         const auto & plan = results_[0];
         // The plan template may end inside the first item ("1."): parse the outline with it.
@@ -141,6 +152,7 @@ void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId 
         item_prompt_.assign(n, "");
         item_tokens_.assign(n, 0);
         item_chain_.assign(n, 0);
+        redone_.assign(n, 0);
         out_.outputs.assign(n, "");
         start_ready(ctx);
         return;
@@ -204,11 +216,68 @@ void TextProgram::start_ready(runtime::ProgramContext & ctx) {
         item_prompt_[i] = fill(t.work, {{"question", question_}, {"outline", outline_}, {"needed", needed},
                                         {"index", std::to_string(i + 1)}, {"item", out_.items[i]}});
         item_state_[i] = ItemState::running;
-        call(ctx, item_prompt_[i], Phase::work, static_cast<int>(i), planner_, false);
+        // Re-run by the validator: sampled, with a new seed.
+        call(ctx, item_prompt_[i], Phase::work, static_cast<int>(i), planner_, false, redone_[i] > 0 ? 0.7f : -1.0f);
     }
     bool all = true;
     for (auto st : item_state_) all &= st == ItemState::done || st == ItemState::merged;
-    if (all) summarize(ctx);
+    if (all && pending_ == 0) {
+        if (validating_ && validate_rounds_ < kMaxValidateRounds) {
+            validate(ctx);
+        } else {
+            summarize(ctx);
+        }
+    }
+}
+
+std::string TextProgram::results_text() {
+    std::string results;
+    for (size_t i = 0; i < item_state_.size(); ++i) {
+        size_t at = i;
+        while (item_state_[at] == ItemState::merged) at = static_cast<size_t>(merged_into_[at]);
+        const std::string result = at != i ? "(merged into sub-task " + std::to_string(at + 1) + ") " + trimmed(out_.outputs[at]) : trimmed(out_.outputs[i]);
+        results += fill(o_.templates.result_item, {{"index", std::to_string(i + 1)}, {"item", out_.items[i]}, {"result", result}});
+    }
+    return results;
+}
+
+void TextProgram::validate(runtime::ProgramContext & ctx) {
+    ++validate_rounds_;
+    phase_ = Phase::validate;
+    prompts_ = {fill(o_.templates.validate, {{"question", question_}, {"results", results_text()}, {"outline", outline_}})};
+    call(ctx, prompts_[0], phase_, 0, planner_, false);
+}
+
+void TextProgram::on_verdict(runtime::ProgramContext & ctx, const runtime::RequestResult & r) {
+    const std::string verdict = generation(r, prompts_[0]);
+    sequential_ += r.metrics.sequential_tokens;  // the validator runs after every worker, before the summary
+    const Verdict v = read_verdict(verdict, static_cast<int>(item_state_.size()));
+    const std::string round = " (round " + std::to_string(validate_rounds_) + " of " + std::to_string(kMaxValidateRounds) + ")";
+    std::string unknown;
+    for (int k : v.unknown) unknown += (unknown.empty() ? "" : ", ") + std::to_string(k);
+    if (!unknown.empty()) out_.notes.push_back("validator named items the plan does not have: " + unknown + round);
+    // Merged items are redone through the item they were merged into.
+    std::vector<int> redo;
+    for (int k : v.redo) {
+        while (item_state_[static_cast<size_t>(k)] == ItemState::merged) k = merged_into_[static_cast<size_t>(k)];
+        if (std::find(redo.begin(), redo.end(), k) == redo.end()) redo.push_back(k);
+    }
+    phase_ = Phase::work;
+    if (!v.read || redo.empty()) {
+        out_.notes.push_back(v.read ? "validator: the results hold" + round
+                                    : "validator: no verdict (neither OK nor REDO:): " + trimmed(verdict.substr(0, 80)) + round);
+        summarize(ctx);
+        return;
+    }
+    std::string names;
+    for (int k : redo) names += (names.empty() ? "" : ", ") + std::to_string(k + 1);
+    out_.notes.push_back("validator: redo item" + std::string(redo.size() > 1 ? "s " : " ") + names + round + ", sampled at 0.7 with new seeds");
+    for (int k : redo) {
+        const size_t i = static_cast<size_t>(k);
+        item_state_[i] = ItemState::waiting;
+        redone_[i] = validate_rounds_;
+    }
+    start_ready(ctx);
 }
 
 void TextProgram::on_worker(runtime::ProgramContext & ctx, int item, const runtime::RequestResult & r) {
@@ -246,14 +315,13 @@ void TextProgram::on_worker(runtime::ProgramContext & ctx, int item, const runti
 
 void TextProgram::summarize(runtime::ProgramContext & ctx) {
     const auto & t = o_.templates;
-    std::string results;
+    const std::string results = results_text();
     int64_t longest = 0;
     for (size_t i = 0; i < item_state_.size(); ++i) {
         size_t at = i;
         while (item_state_[at] == ItemState::merged) at = static_cast<size_t>(merged_into_[at]);
         if (at != i) out_.outputs[i] = "(merged into sub-task " + std::to_string(at + 1) + ") " + trimmed(out_.outputs[at]);
         longest = std::max(longest, item_chain_[at]);
-        results += fill(t.result_item, {{"index", std::to_string(i + 1)}, {"item", out_.items[i]}, {"result", trimmed(out_.outputs[i])}});
     }
     sequential_ += longest;
     phase_ = Phase::summarize;

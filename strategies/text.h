@@ -11,6 +11,9 @@
 // (strategies/plan_graph.h): independent items at once, a dependent one after its inputs; a worker
 // that answers "NEEDS: k" is re-queued after item k, or merged into it when k has not started; a
 // cycle or an unknown item runs the items in order. Each such decision is in TextResult::notes.
+// With the validate controller policy (or `all`), a validator thread reads the workers' results before
+// the summary and names the items to redo ("REDO: 2, 3") or says OK; the named items run again, sampled
+// at 0.7 with new seeds, and the validator reads again: at most 2 rounds, each a note.
 #pragma once
 
 #include "backends/backend.h"
@@ -35,9 +38,12 @@ struct PlanExecuteTemplates {
                        "If it cannot be solved without another sub-task's result, write only NEEDS: <its number>.\nResult:";
     std::string result_item = "Sub-task {index}: {item}\nResult: {result}\n";
     std::string summarize = "Question: {question}\n{results}Using these results, give the final answer.\nFinal answer:";
+    std::string validate = "Question: {question}\nPlan:\n{outline}{results}Check these results against each other and against "
+                           "the question. If any is wrong or contradicts another, write REDO: and their numbers (e.g. REDO: 2, 3); "
+                           "if they all hold, write OK.\nVerdict:";
 };
 
-// Reads a JSON object with any of the keys plan, work, result_item, summarize; other keys are an error.
+// Reads a JSON object with any of the keys plan, work, result_item, summarize, validate; other keys are an error.
 PlanExecuteTemplates load_templates(const std::string & path);
 
 struct TextOptions {
@@ -49,7 +55,7 @@ struct TextOptions {
     int samples = 5;
     int max_items = 6;
     PlanExecuteTemplates templates;
-    // Tests: a scripted stream per phase ("plan", "work", "summarize", "sample") and index.
+    // Tests: a scripted stream per phase ("plan", "work", "validate", "summarize", "sample") and index.
     std::function<std::optional<std::string>(const std::string & phase, int index, const runtime::ThreadRecord &)> script;
 };
 
@@ -60,6 +66,7 @@ struct TextResult {
     std::vector<std::string> items;     // plan-execute: the outline
     std::vector<std::string> outputs;   // per worker / sample: its generation (plan-execute: per item, its last)
     std::vector<std::string> notes;     // plan-execute: the graph's decisions (order, reorder, merge, fallback)
+                                        // and the validator's verdicts
     runtime::Metrics metrics;           // all threads together; sequential = the dependency chain
     std::string error;
 };
@@ -74,12 +81,18 @@ public:
     const TextResult & result() const { return out_; }
 
 private:
-    enum class Phase { sample, plan, work, summarize };
-    runtime::RequestId call(runtime::ProgramContext & ctx, const std::string & prompt, Phase phase, int index, int parent, bool answering);
+    enum class Phase { sample, plan, work, summarize, validate };
+    static constexpr int kMaxValidateRounds = 2;
+    // temperature < 0: the request's sampling
+    runtime::RequestId call(runtime::ProgramContext & ctx, const std::string & prompt, Phase phase, int index, int parent, bool answering,
+                            float temperature = -1);
     void finish(runtime::ProgramContext & ctx);
     void on_worker(runtime::ProgramContext & ctx, int item, const runtime::RequestResult & r);
     void start_ready(runtime::ProgramContext & ctx);
     void summarize(runtime::ProgramContext & ctx);
+    void validate(runtime::ProgramContext & ctx);
+    void on_verdict(runtime::ProgramContext & ctx, const runtime::RequestResult & r);
+    std::string results_text();
     enum class ItemState { waiting, running, done, merged };
     PlanGraph graph_;
     std::vector<ItemState> item_state_;
@@ -87,6 +100,9 @@ private:
     std::vector<bool> requeued_;
     std::vector<std::string> item_prompt_;
     std::vector<int64_t> item_tokens_, item_chain_;
+    std::vector<int> redone_;                          // per item: the validator round that last re-ran it (0: none)
+    bool validating_ = false;                          // the validate policy is on
+    int validate_rounds_ = 0;
     std::string question_;
     TextOptions o_;
     std::shared_ptr<const dialects::Dialect> dialect_;

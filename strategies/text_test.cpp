@@ -130,10 +130,14 @@ struct PlanRun {
     std::map<int, std::string> context;  // each item's last worker context
     std::string summary_context;
 };
-PlanRun run_plan(const std::string & plan, std::function<std::string(int, const std::string &, int attempt)> work) {
+// With `verdict`, the validate policy is on and the validator answers verdict(round) (rounds from 1).
+PlanRun run_plan(const std::string & plan, std::function<std::string(int, const std::string &, int attempt)> work,
+                 std::function<std::string(int round)> verdict = {}) {
     PlanRun out;
     TextOptions o;
     o.strategy = "plan-execute";
+    int rounds = 0;
+    if (verdict) o.controller = "validate";
     o.limits.thread_token_budget = 400;
     std::map<int, std::vector<std::string>> pieces;  // per item: what its worker still has to write
     o.script = [&](const std::string & phase, int index, const runtime::ThreadRecord & t) -> std::optional<std::string> {
@@ -144,6 +148,7 @@ PlanRun run_plan(const std::string & plan, std::function<std::string(int, const 
         }
         if (!(t.text.ends_with(":") || t.text.ends_with("1."))) return std::nullopt;
         if (phase == "plan") return plan;
+        if (phase == "validate") return " " + verdict(++rounds);
         if (phase == "work") {
             out.fed_at[index].push_back(backend().stats().steps);
             out.context[index] = t.text;
@@ -218,4 +223,51 @@ TEST(PlanExecute, ACyclicPlanFallsBackToOrder) {
     ASSERT_EQ(p.r.notes.size(), 1u);
     EXPECT_NE(p.r.notes[0].find("cycle"), std::string::npos);
     EXPECT_GT(p.fed_at.at(1)[0], p.fed_at.at(0)[0]);
+}
+
+// The validate policy on plan-execute: a validator reads the workers' results before the summary; the
+// items it names run again (a second worker call), and it reads again; at most two rounds.
+TEST(PlanExecute, AValidatorNamesItemsToRedoInBoundedRounds) {
+    auto work = [](int i, const std::string &, int attempt) { return "part " + std::to_string(i + 1) + (attempt > 0 ? " again" : ""); };
+    const auto redone = run_plan(" add the tens\n2. add the ones\n", work, [](int round) {
+        return round == 1 ? std::string("REDO: 2") : std::string("OK");
+    });
+    ASSERT_TRUE(redone.r.ok) << redone.r.error;
+    EXPECT_EQ(redone.fed_at.at(0).size(), 1u);
+    ASSERT_EQ(redone.fed_at.at(1).size(), 2u);  // item 2 ran again
+    EXPECT_EQ(redone.r.outputs.at(1), " part 2 again");
+    EXPECT_EQ(redone.r.notes, (std::vector<std::string>{"validator: redo item 2 (round 1 of 2), sampled at 0.7 with new seeds",
+                                                        "validator: the results hold (round 2 of 2)"}));
+    EXPECT_NE(redone.summary_context.find("Result: part 2 again"), std::string::npos) << redone.summary_context;
+
+    // A validator that never approves: two rounds, then the summary of what there is; items the plan
+    // does not have are named in a note and not run.
+    const auto stubborn = run_plan(" add the tens\n2. add the ones\n", work, [](int) { return std::string("REDO: 1, 9"); });
+    ASSERT_TRUE(stubborn.r.ok) << stubborn.r.error;
+    EXPECT_EQ(stubborn.fed_at.at(0).size(), 3u);
+    EXPECT_EQ(stubborn.fed_at.at(1).size(), 1u);
+    ASSERT_EQ(stubborn.r.notes.size(), 4u);
+    EXPECT_EQ(stubborn.r.notes[0], "validator named items the plan does not have: 9 (round 1 of 2)");
+    EXPECT_EQ(stubborn.r.notes[3], "validator: redo item 1 (round 2 of 2), sampled at 0.7 with new seeds");
+
+    // No verdict in its answer: said so, and the summary goes on.
+    const auto vague = run_plan(" add the tens\n2. add the ones\n", work, [](int) { return std::string("hmm"); });
+    ASSERT_TRUE(vague.r.ok) << vague.r.error;
+    ASSERT_EQ(vague.r.notes.size(), 1u);
+    EXPECT_TRUE(vague.r.notes[0].starts_with("validator: no verdict")) << vague.r.notes[0];
+
+    // Without the policy there is no validator at all.
+    const auto plain = run_plan(" add the tens\n2. add the ones\n", work);
+    EXPECT_TRUE(plain.r.notes.empty());
+    EXPECT_EQ(plain.fed_at.at(1).size(), 1u);
+}
+
+TEST(PlanGraph, VerdictsAreRead) {
+    EXPECT_EQ(read_verdict(" REDO: 2, 3\nbecause", 3).redo, (std::vector<int>{1, 2}));
+    EXPECT_EQ(read_verdict("REDO: 3 and 3", 3).redo, (std::vector<int>{2}));
+    EXPECT_EQ(read_verdict("REDO: 4", 3).unknown, (std::vector<int>{4}));
+    EXPECT_TRUE(read_verdict(" OK", 3).read);
+    EXPECT_TRUE(read_verdict(" OK", 3).redo.empty());
+    EXPECT_FALSE(read_verdict("REDO: none", 3).read);
+    EXPECT_FALSE(read_verdict("no idea", 3).read);
 }
