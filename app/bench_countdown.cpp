@@ -74,7 +74,7 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
         ->capture_default_str();
     cmd.add_option("--trace", a.trace_path, "write the thread trees as Chrome trace JSON (Perfetto)");
     cmd.add_option("--controller", a.controller,
-                   "controller policies, comma-separated: default, adaptive-width, early-stop, all (see runtime/policies.h)")
+                   "controller policies, comma-separated: default, split, adaptive-width, early-stop, validate, context-rot, all (see runtime/policies.h)")
         ->capture_default_str();
     cmd.add_option("--max-total-tokens", a.max_total_tokens, "generated tokens per problem, all threads together (0: no limit)")
         ->capture_default_str();

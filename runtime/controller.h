@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace forkjoin::runtime {
@@ -40,6 +41,7 @@ struct Usage {
     int64_t children_tokens = 0;     // the tokens they generated
     int64_t free_cells = 0;          // KV cells neither used nor claimed
     int64_t total_cells = 0;
+    int64_t free_sequences = 0;      // backend sequences not open (every request's threads hold theirs)
 
     // Tokens a child is expected to cost: the mean of this request's finished children, else the prior
     // min(thread budget, kExpectedThreadTokensCap).
@@ -60,13 +62,27 @@ struct SpawnContext {
     Usage usage;
 };
 
+// A child run as a search of its own sub-problem instead of the one its parent asked for (the split
+// policy): it starts from `prompt` (a fresh context in the terms of its sub-problem), may spawn one
+// level deeper than the request's max_depth allows, and its final text is rewritten by `read_back`
+// into what the parent's join expects from the child it asked for. Fresh children only (a forked
+// child shares its parent's context and cannot start elsewhere).
+struct NestedChild {
+    int slot = 0;                                         // which child of the spawn
+    std::string prompt;
+    std::function<std::string(const std::string &)> read_back;  // its text, sub-problem -> parent's terms
+};
+
 struct SpawnDecision {
+    SpawnDecision(int run_ = 0, std::string reason_ = {}, bool defer_ = false) : run(run_), reason(std::move(reason_)), defer(defer_) {}
     int run = 0;                // children to run, the first `run` of those asked for (0: refused)
     std::string reason;
     bool defer = false;         // not now: the parent waits and the controller is asked again next step
                                 // (request limits, timeout and cancellation still end it)
     std::vector<int> order;     // when set: the indices of the children to run, in the order they start
                                 // (most promising first); `run` is then its size, the rest are not run
+    std::vector<NestedChild> nested;  // children (of those run) that run as searches of their own; a
+                                      // re-exploration of such a slot runs nested again
 };
 
 // A child ended; its siblings may still run.

@@ -9,7 +9,7 @@
 namespace forkjoin::runtime {
 
 const std::vector<std::string> & policy_names() {
-    static const std::vector<std::string> names = {"default", "adaptive-width", "early-stop", "validate", "context-rot", "all"};
+    static const std::vector<std::string> names = {"default", "split", "adaptive-width", "early-stop", "validate", "context-rot", "all"};
     return names;
 }
 
@@ -29,7 +29,8 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
         }
         if (name == "all") {
             // context-rot is not in `all` until its threshold is calibrated per model (see policies.h).
-            chosen.insert(chosen.end(), {"adaptive-width", "early-stop", "validate"});
+            // split first: it nests among the children the others let run.
+            chosen.insert(chosen.end(), {"split", "adaptive-width", "early-stop", "validate"});
         } else if (name != "default") {
             chosen.push_back(name);
         }
@@ -41,6 +42,7 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
         if (*it == "early-stop") c = std::make_shared<EarlyStop>(c, hooks);
         if (*it == "validate") c = std::make_shared<Validate>(c, hooks);
         if (*it == "context-rot") c = std::make_shared<ContextRot>(c, hooks);
+        if (*it == "split") c = std::make_shared<Split>(c, hooks);
     }
     return c;
 }
@@ -75,6 +77,55 @@ SpawnDecision AdaptiveWidth::on_spawn(const SpawnContext & c) {
         idx.resize(static_cast<size_t>(run));
         d.order = idx;
         d.reason += "; most promising first";
+    }
+    return d;
+}
+
+SpawnDecision Split::on_spawn(const SpawnContext & c) {
+    if (c.parent.nested) {
+        // A nested search spawns as the root of its sub-problem would: one level deeper than the
+        // request allows, and only into sequences that are free now (its parent and siblings hold
+        // theirs while they wait; children that could never open one would wait forever).
+        Limits deeper = c.limits;
+        deeper.max_depth = std::max(deeper.max_depth, c.parent.depth + 1);
+        SpawnDecision d = next_->on_spawn({.parent = c.parent, .requested = c.requested, .limits = deeper, .children = c.children, .usage = c.usage});
+        if (d.defer || d.run <= 0) return d;
+        const int64_t free = std::max<int64_t>(0, c.usage.free_sequences);
+        if (free == 0) return {0, "spawn of " + std::to_string(c.requested) + " refused: no backend sequence free for a nested search's children"};
+        if (d.run > free) {
+            d.reason += "; " + std::to_string(free) + " run: backend sequences free";
+            d.run = static_cast<int>(free);
+            if (!d.order.empty()) d.order.resize(static_cast<size_t>(free));
+        }
+        return d;
+    }
+    SpawnDecision d = next_->on_spawn(c);
+    if (!hooks_.split || d.defer || d.run <= 0) return d;
+    std::vector<int> chosen = d.order;
+    if (chosen.empty()) {
+        for (int i = 0; i < std::min<int>(d.run, static_cast<int>(c.children.size())); ++i) chosen.push_back(i);
+    }
+    // Each nested child is expected to spawn up to max_children of its own.
+    const int64_t per_child = c.usage.child_tokens(c.limits);
+    const int64_t grandchildren = std::max(1, c.limits.max_children);
+    int64_t affordable = c.usage.affordable_children(per_child) - static_cast<int64_t>(chosen.size());
+    int64_t sequences = c.usage.free_sequences - static_cast<int64_t>(chosen.size());
+    int worth = 0;
+    for (int slot : chosen) {
+        auto n = hooks_.split(c.children[static_cast<size_t>(slot)]);
+        if (!n) continue;
+        ++worth;
+        if (affordable < grandchildren || sequences < grandchildren) continue;
+        affordable -= grandchildren;
+        sequences -= grandchildren;
+        n->slot = slot;
+        d.nested.push_back(std::move(*n));
+    }
+    if (worth > 0) {
+        d.reason += "; " + std::to_string(d.nested.size()) + " of " + std::to_string(worth) +
+                    " worth splitting run as searches of their own (each may spawn " + std::to_string(grandchildren) +
+                    "; budget left " + std::to_string(c.usage.budget_left) + " at ~" + std::to_string(per_child) +
+                    " tokens per child, " + std::to_string(c.usage.free_sequences) + " sequences free)";
     }
     return d;
 }

@@ -11,7 +11,15 @@
 //                   Countdown, a sub search whose path the verifier accepts), the unsettled ones (and any
 //                   never run) run again, sampled at temperature 0.7 with new seeds, before the join; at
 //                   most 2 rounds, and only while the remaining budget pays for them at the measured cost
-//                   per child. Without a settles hook it never fires.
+//                   per child. Without a settles hook it never fires here; plan-execute, where no verifier
+//                   exists, runs a validator thread over its workers' results instead (strategies/text.h).
+//   split           a child whose part is itself worth splitting (TaskHooks::split: Countdown, a state of
+//                   3 or more numbers) runs as a search of its own sub-problem (a root of it, in parallel
+//                   mode) instead of the search its parent asked for; it may spawn one level deeper than
+//                   the request's max_depth, and its text is read back into the join the parent expects.
+//                   Only while the budget left pays for each nested child's own children (max_children
+//                   at the measured cost per child) and the backend has a sequence free for each of them;
+//                   the most promising children first.
 //   context-rot     the monitor: every 64 generated tokens (and at the start, the baseline) a throwaway
 //                   fork of the thread scores a recall probe (TaskHooks::probe_text: Countdown restates
 //                   the thread's own "Current State:" line; otherwise the start of its context restated);
@@ -20,7 +28,7 @@
 //                   not built yet, and the threshold is not calibrated per model yet: on the shipped model
 //                   the probe's NLL moves by more than 1 nat with the position in the trace alone, so the
 //                   policy is opt-in and not part of `all`.
-//   all             adaptive-width, early-stop and validate.
+//   all             split, adaptive-width, early-stop and validate.
 // Policies compose: each decides what it knows about and hands the rest to the next, the last one being
 // the default. Every decision carries its reason into the trace.
 //
@@ -46,6 +54,9 @@ struct TaskHooks {
     std::function<std::optional<std::string>(const ThreadRecord & child)> settles;
     // The context-rot probe for a thread starting with `context`; empty: the generic one.
     std::function<std::string(const std::string & context)> probe_text;
+    // This child run as a search of its own sub-problem (its prompt and read-back; `slot` is set by the
+    // policy), or nullopt when its part is not worth splitting.
+    std::function<std::optional<NestedChild>(const dialects::ChildRequest &)> split;
 };
 
 // "a,b,c" -> the composed controller. Throws Error(invalid_argument) naming an unknown policy.
@@ -87,6 +98,12 @@ public:
     static constexpr int kMaxRounds = 2;
     using Policy::Policy;
     JoinDecision on_join(const JoinContext & c) override;
+};
+
+class Split final : public Policy {
+public:
+    using Policy::Policy;
+    SpawnDecision on_spawn(const SpawnContext & c) override;
 };
 
 class ContextRot final : public Policy {

@@ -154,7 +154,9 @@ TEST(Policies, EarlyStopCancelsTheSiblingsOfAChildThatSettlesIt) {
     // Without the policy the siblings run to their budget.
     const Outcome all = run("default", hooks, 3, limits, child);
     for (size_t i = 1; i < all.result.threads.size(); ++i) {
-        if (first_number(all.result.threads[i].text) != 11) EXPECT_EQ(all.result.threads[i].end_reason, "token budget (400)");
+        if (first_number(all.result.threads[i].text) != 11) {
+            EXPECT_EQ(all.result.threads[i].end_reason, "token budget (400)");
+        }
     }
     EXPECT_LT(stopped.result.metrics.generated_tokens, all.result.metrics.generated_tokens);
 }
@@ -292,4 +294,93 @@ TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
     ASSERT_EQ(spawn.size(), 1u);
     EXPECT_NE(spawn[0].find("narrowed to 1"), std::string::npos) << spawn[0];
     EXPECT_EQ(fired.second.threads.size(), 2u);  // root and one child
+}
+
+// Split: a child whose part is worth splitting runs as a search of its own sub-problem (its own prompt,
+// one level deeper than the request allows), and the parent's join reads its text back in the parent's
+// terms; a child run as asked keeps the depth limit; without budget or sequences for the nested search's
+// children it runs as asked.
+TEST(Policies, SplitRunsAChildAsASearchOfItsOwnAndReadsItBack) {
+    const std::string sub = "SUB\nMoving to Node #0\nCurrent State: 24:[10, 4], Operations: []\n";
+    auto read_back = [](const std::string & text) {
+        std::string out;
+        for (size_t i = 0; i < text.size();) {
+            if (text.compare(i, 7, "Node #0") == 0) {
+                out += "Node #0,0";
+                i += 7;
+            } else {
+                out += text[i++];
+            }
+        }
+        return out;
+    };
+    TaskHooks hooks;
+    hooks.split = [&](const dialects::ChildRequest & c) -> std::optional<NestedChild> {
+        if (first_number(c.prompt) != 10) return std::nullopt;  // only node 0,0 is worth it
+        NestedChild n;
+        n.prompt = sub;
+        n.read_back = read_back;
+        return n;
+    };
+    const std::string found = "24,24 equal: Goal Reached\nMoving to Node #0,1\n24,24 equal: Goal Reached\n";
+    auto run_split = [&](Limits limits, uint32_t sequences) {
+        llama::BackendOptions bo = backend_options();
+        bo.n_seq_max = sequences;
+        llama::LlamaBackend backend(tiny_model(), bo);
+        Runtime rt(backend);
+        RequestOptions o;
+        o.dialect = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+        o.limits = limits;
+        o.controller = make_controller("split", hooks);
+        o.script = [&](const ThreadRecord & t) -> std::optional<std::string> {
+            const bool joined = t.text.find("<Sub Searches>") != std::string::npos;
+            const bool called = t.text.find("<Calling") != std::string::npos;
+            if (t.depth == 0) return joined ? (t.text.ends_with("Done\n") ? std::nullopt : std::optional<std::string>("Done\n")) : spawn_block("0", 2);
+            if (t.depth == 2) return t.text.find("Goal Reached") != std::string::npos ? std::nullopt : std::optional<std::string>(found);
+            if (!called && !joined) return spawn_block(t.nested ? "0" : t.label, 2);  // both try to split further
+            if (t.text.ends_with("Goal Reached\n") || t.text.ends_with("found.\n")) return std::nullopt;
+            return std::string(t.nested ? "24,24 equal: Goal Reached\nMoving to Node #0\n24,24 equal: Goal Reached\n" : "No solution found.\n");
+        };
+        const RequestId id = rt.submit(kRoot, o);
+        rt.run();
+        RequestResult result = rt.result(id);
+        EXPECT_EQ(result.metrics.total_tokens, backend.stats().tokens);  // every decoded token accounted
+        EXPECT_EQ(backend.usage().live_sequences, 0u);
+        return result;
+    };
+    Limits limits;
+    limits.max_children = 2;
+    const RequestResult split = run_split(limits, 8);
+    ASSERT_TRUE(split.ok) << split.end_reason;
+    const auto & t = split.threads;
+    ASSERT_EQ(t.size(), 5u);  // root, two children, the nested search's two
+    EXPECT_NE(reasons(t[0], "spawn").at(0).find("1 of 1 worth splitting run as searches of their own"), std::string::npos)
+        << reasons(t[0], "spawn").at(0);
+    const ThreadRecord & nested = t[1];
+    EXPECT_TRUE(nested.nested);
+    EXPECT_TRUE(nested.text.starts_with(sub)) << nested.text;
+    EXPECT_EQ(nested.spawns.size(), 1u);  // spawned at depth 1, past the request's max_depth of 1
+    EXPECT_FALSE(t[2].nested);
+    EXPECT_NE(reasons(t[2], "spawn").at(0).find("refused: depth limit 1"), std::string::npos) << reasons(t[2], "spawn").at(0);
+    for (int id : nested.spawns.at(0)) {
+        const ThreadRecord & g = t[static_cast<size_t>(id)];
+        EXPECT_EQ(g.depth, 2);
+        EXPECT_TRUE(g.text.starts_with("Moving to Node #0,")) << g.text;                 // its own terms
+        EXPECT_TRUE(g.in_request_terms().starts_with("Moving to Node #0,0,")) << g.in_request_terms();  // the request's
+    }
+    // The root's join reads the nested search back: its path is a path from node 0,0.
+    EXPECT_NE(split.text.find("<Goal Reached in Sub Search 0 at level 1 at Node #0,0>\nMoving to Node #0,0\n24,24 equal: Goal Reached\n"),
+              std::string::npos)
+        << split.text;
+    EXPECT_NE(split.text.find("<No Solution in Sub Search 1 at level 1 at Node #0,1>"), std::string::npos) << split.text;
+
+    // Not enough budget for the nested search's children, or no sequences for them: run as asked.
+    Limits poor = limits;
+    poor.total_token_budget = t[0].generated_tokens + 3 * 256;
+    const RequestResult unsplit = run_split(poor, 8);
+    EXPECT_NE(reasons(unsplit.threads[0], "spawn").at(0).find("0 of 1 worth splitting"), std::string::npos) << reasons(unsplit.threads[0], "spawn").at(0);
+    EXPECT_EQ(unsplit.threads.size(), 3u);
+    const RequestResult crowded = run_split(limits, 4);
+    EXPECT_NE(reasons(crowded.threads[0], "spawn").at(0).find("0 of 1 worth splitting"), std::string::npos);
+    EXPECT_FALSE(crowded.threads[1].nested);
 }

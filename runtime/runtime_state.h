@@ -23,6 +23,8 @@ struct Runtime::Thread {
     std::optional<dialects::SpawnRequest> spawn;
     std::vector<int> spawn_slots;   // child id per requested child; -1: not run (limits)
     dialects::ChildRequest request; // how its parent asked for it (children only)
+    std::vector<std::optional<NestedChild>> nested_slots;  // per child of its current spawn: run nested
+    std::function<std::string(const std::string &)> read_back;  // a nested child: its text -> its parent's terms
     size_t own_from = 0;            // forked child: where its own text starts
     size_t parent_tokens = 0;       // forked child: the parent's tokens when forked
     bool awaiting_splice = false;   // forked child that ended: its cells wait for the KV join

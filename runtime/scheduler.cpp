@@ -293,6 +293,11 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
     t.rec.end_reason = reason;
     t.rec.end_s = now_s(r);
     t.rec.text = t.parser->text();
+    // At or under a nested search: the text read back through each nested search up to the root.
+    t.rec.request_text.clear();
+    for (const Thread * at = &t; at; at = at->rec.parent >= 0 ? r.threads[static_cast<size_t>(at->rec.parent)].get() : nullptr) {
+        if (at->read_back) t.rec.request_text = at->read_back(t.rec.in_request_terms());
+    }
     emit(r, {.kind = EventKind::thread_ended, .thread = t.rec.id, .parent = t.rec.parent, .label = t.rec.label, .text = reason, .state = state});
     if (t.rec.id == 0) {
         r.root_ended = true;

@@ -44,6 +44,13 @@ void Runtime::decide_spawn(Request & r, Thread & t) {
     }
     t.spawn_deferred = false;
     t.spawn_slots.assign(spawn.children.size(), -1);
+    t.nested_slots.assign(spawn.children.size(), std::nullopt);
+    for (const NestedChild & n : d.nested) {
+        if (n.slot >= 0 && static_cast<size_t>(n.slot) < spawn.children.size() && !spawn.children[static_cast<size_t>(n.slot)].forked &&
+            !n.prompt.empty() && n.read_back) {
+            t.nested_slots[static_cast<size_t>(n.slot)] = n;
+        }
+    }
     // Which children run, in the order they start: the controller's order, else the first `run`.
     std::vector<size_t> chosen;
     if (!d.order.empty()) {
@@ -80,7 +87,14 @@ int Runtime::add_child(Request & r, Thread & t, size_t slot) {
     child->rec.label = request.label;
     child->request = request;
     child->prompt = request.prompt;
-    if (child->request.forked) {
+    const bool nested = slot < t.nested_slots.size() && t.nested_slots[slot].has_value();
+    if (nested) {
+        // A search of its own sub-problem: it starts as a root of that problem would.
+        child->prompt = t.nested_slots[slot]->prompt;
+        child->read_back = t.nested_slots[slot]->read_back;
+        child->rec.nested = true;
+        child->parser = r.dialect->parser(child->prompt);
+    } else if (child->request.forked) {
         child->own_from = t.parser->text().size();
         child->parser = r.dialect->child_parser(t.parser->text() + child->prompt, child->request);
     } else {
@@ -99,7 +113,8 @@ Usage Runtime::usage_of(const Request & r) const {
             .children_finished = r.children_finished,
             .children_tokens = r.children_tokens,
             .free_cells = static_cast<int64_t>(kv.cells_total) - kv.cells_used - kv.pending_tokens,
-            .total_cells = kv.cells_total};
+            .total_cells = kv.cells_total,
+            .free_sequences = static_cast<int64_t>(backend_.max_sequences()) - kv.live_sequences};
 }
 
 bool Runtime::reexplore(Request & r, Thread & parent) {
@@ -263,6 +278,7 @@ void Runtime::resume_after_join(Request & r, Thread & parent, const std::string 
     parent.parser = make_parser(r, parent, text);
     parent.spawn.reset();
     parent.spawn_slots.clear();
+    parent.nested_slots.clear();
     parent.rec.state = ThreadState::running;
     if (!r.options.script) backend_.set_generating(parent.seq, true);
     parent.rec.max_context = std::max<int64_t>(parent.rec.max_context, backend_.length(parent.seq));
@@ -279,7 +295,8 @@ void Runtime::try_join(Request & r, Thread & parent) {
         }
         const Thread & c = *r.threads[static_cast<size_t>(id)];
         if (!ended(c.rec.state)) return;
-        results.push_back({c.rec.text, c.rec.state == ThreadState::done});
+        // A nested search's text is read back into what this parent asked for.
+        results.push_back({c.read_back ? c.read_back(c.rec.text) : c.rec.text, c.rec.state == ThreadState::done});
     }
     if (reexplore(r, parent)) return;  // the controller wants some children run again first
     if (parent.spawn->joins_tokens() &&

@@ -39,6 +39,11 @@ struct ThreadRecord {
     int64_t max_context = 0;       // longest its context grew
     double start_s = 0, end_s = 0; // since the request started
     std::string text;              // its final context
+    bool nested = false;           // runs a sub-problem as a search of its own (SpawnDecision::nested):
+                                   // `text` is in the sub-problem's terms
+    std::string request_text;      // under or at a nested search: `text` read back into the request's own
+                                   // terms (what the root's task would read); empty: `text` already is
+    const std::string & in_request_terms() const { return request_text.empty() ? text : request_text; }
     std::vector<Probe> probes;         // the context-rot monitor's probes, the first one the baseline
     int64_t probe_tokens = 0;          // what probing cost: tokens evaluated on throwaway forks, and
     double probe_s = 0;                // the wall time it took

@@ -2,6 +2,7 @@
 
 #include "dialects/apr.h"
 #include "tasks/countdown/search_trace.h"
+#include "tasks/countdown/sub_problem.h"
 #include "tasks/countdown/verifier.h"
 
 #include <algorithm>
@@ -37,8 +38,11 @@ bool sampled(CountdownStrategy s) { return s == CountdownStrategy::self_consiste
 llama::BackendOptions countdown_backend_options(const CountdownOptions & o) {
     llama::BackendOptions b;
     b.kv_layout = llama::KvLayout::per_sequence;
+    // The split policy nests a search in each child, whose children need sequences of their own.
+    const int children = std::max(0, o.limits.max_children);
+    const bool nests = o.controller.find("split") != std::string::npos || o.controller.find("all") != std::string::npos;
     const int per_request = sampled(o.strategy)                   ? std::max(1, o.samples)
-                            : o.strategy == CountdownStrategy::native ? 1 + std::max(0, o.limits.max_children)
+                            : o.strategy == CountdownStrategy::native ? 1 + children + (nests ? children * children : 0)
                                                                        : 1;
     b.n_seq_max = static_cast<uint32_t>(std::clamp(o.concurrent_requests * per_request, 1, 256));
     const int64_t window = o.limits.max_context > 0 ? o.limits.max_context : int64_t{o.limits.thread_token_budget} + 512;
@@ -46,7 +50,7 @@ llama::BackendOptions countdown_backend_options(const CountdownOptions & o) {
     return b;
 }
 
-runtime::TaskHooks countdown_hooks(const countdown::Problem & problem) {
+runtime::TaskHooks countdown_hooks(const countdown::Problem & problem, countdown::PromptStyle style) {
     runtime::TaskHooks h;
     const int target = problem.target;
     h.child_score = [target](const dialects::ChildRequest & child) {
@@ -54,9 +58,19 @@ runtime::TaskHooks countdown_hooks(const countdown::Problem & problem) {
         return nums.empty() ? 1e18 : countdown::mult_heuristic(nums, target);
     };
     h.settles = [problem](const runtime::ThreadRecord & child) -> std::optional<std::string> {
-        const auto path = countdown::extract_subsearch_solution(child.text);
+        // Under a nested search the child's text counts from its sub-problem: read back, it counts from the problem's.
+        const auto path = countdown::extract_subsearch_solution(child.in_request_terms());
         if (!path.error.empty() || !countdown::verify(problem, path.steps).ok) return std::nullopt;
         return "thread " + std::to_string(child.id) + " reached the target: " + countdown::to_expression(problem, path.steps) + " verified";
+    };
+    h.split = [style](const dialects::ChildRequest & child) -> std::optional<runtime::NestedChild> {
+        auto node = countdown::node_problem(child.prompt);
+        // Two numbers leave one operation to try per pair: nothing to split.
+        if (!node || node->problem.nums.size() < 3) return std::nullopt;
+        runtime::NestedChild n;
+        n.prompt = countdown::root_context(node->problem, /*parallel=*/true, style);
+        n.read_back = [node = *node](const std::string & text) { return countdown::read_back(text, node); };
+        return n;
     };
     h.probe_text = [](const std::string & context) {
         const size_t at = context.find("Current State: ");
@@ -79,7 +93,7 @@ CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions 
     apr.child_prefix = countdown::child_context_prefix(options_.style);
     dialect_ = dialects::make_apr_dialect(apr);
     prompt_ = countdown::root_context(problem_, options_.strategy == CountdownStrategy::native, options_.style);
-    controller_ = runtime::make_controller(options_.controller, countdown_hooks(problem_));
+    controller_ = runtime::make_controller(options_.controller, countdown_hooks(problem_, options_.style));
     expected_ = sampled(options_.strategy) ? std::max(1, options_.samples) : 1;
     outcome_.problem = problem_;
 }

@@ -35,9 +35,12 @@ struct CountdownOptions {
     std::string controller = "default";  // controller policies (runtime/policies.h), e.g. "early-stop"
 };
 
-// What Countdown tells the controller policies: children ranked by APR's heuristic on their state, and
-// a child settles its parent when its sub search reaches the target by a path the verifier accepts.
-runtime::TaskHooks countdown_hooks(const countdown::Problem & problem);
+// What Countdown tells the controller policies: children ranked by APR's heuristic on their state; a
+// child settles its parent when its sub search reaches the target by a path the verifier accepts; a
+// child whose state has 3 or more numbers may run as a parallel-mode search of that state (split),
+// read back into the sub search its parent asked for (tasks/countdown/sub_problem.h).
+runtime::TaskHooks countdown_hooks(const countdown::Problem & problem,
+                                   countdown::PromptStyle style = countdown::PromptStyle::forkjoin);
 
 struct CountdownOutcome {
     countdown::Problem problem;

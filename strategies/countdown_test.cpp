@@ -122,7 +122,9 @@ TEST(CountdownStrategies, EarlyStopCancelsSiblingsOfAVerifiedChildAndSpendsLess)
                 ++stops;
                 EXPECT_NE(d.reason.find("verified"), std::string::npos) << d.reason;
             }
-            if (t.state == runtime::ThreadState::cancelled && t.end_reason.starts_with("stopped early")) EXPECT_GT(t.parent, -1);
+            if (t.state == runtime::ThreadState::cancelled && t.end_reason.starts_with("stopped early")) {
+                EXPECT_GT(t.parent, -1);
+            }
         }
     }
     EXPECT_GT(stops, 0);
@@ -166,4 +168,30 @@ TEST(CountdownStrategies, NativeBeatsSequentialOnFourNumbersAtTheSameWindow) {
     std::printf("4 numbers, window %d: sequential %d/32, native %d/32\n", window, sequential, native);
     EXPECT_GE(native, 2);  // 5 of these 32 when cd-v5 was shipped
     EXPECT_GE(native - sequential, 2);
+}
+
+// Split on the shipped model: children whose state has 3 numbers run as parallel-mode searches of
+// that state, spawn children of their own (depth 2: nesting the model was never trained to emit), and
+// are read back into the root's join. Whatever the answers, every answer reported is verified and
+// every nested search starts as a parallel root of its sub-problem.
+TEST(CountdownStrategies, SplitNestsParallelSearchesOfThreeNumberStates) {
+    const auto four = problems(kEval4Set, 3);
+    const auto out = run(CountdownStrategy::native, 1024, 1, 0, four, "split");
+    int nested = 0, deep = 0;
+    for (const auto & o : out) {
+        for (const auto & t : o.threads) {
+            if (t.nested) {
+                ++nested;
+                EXPECT_EQ(t.depth, 1);
+                EXPECT_TRUE(t.text.starts_with(std::string(countdown::kParallelTag) + "Moving to Node #0\nCurrent State: ")) << t.text;
+                // Read back, it is a search from the node its parent named.
+                EXPECT_TRUE(t.in_request_terms().find("Moving to Node #" + t.label + "\n") != std::string::npos) << t.in_request_terms();
+            }
+            deep += t.depth == 2;
+            EXPECT_LE(t.depth, 2);
+        }
+    }
+    EXPECT_GT(nested, 0);
+    EXPECT_GT(deep, 0) << "nested searches spawn children of their own";
+    solved(out);
 }

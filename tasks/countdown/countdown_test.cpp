@@ -3,7 +3,9 @@
 #include "tasks/countdown/arithmetic.h"
 #include "tasks/countdown/problem.h"
 #include "tasks/countdown/search_trace.h"
+#include "tasks/countdown/prompts.h"
 #include "tasks/countdown/solver.h"
+#include "tasks/countdown/sub_problem.h"
 #include "tasks/countdown/verifier.h"
 
 #include <gtest/gtest.h>
@@ -269,4 +271,56 @@ TEST(Verifier, SubSearchPathsAreReadFromTheirNode) {
                      .error.empty());
     EXPECT_EQ(state_numbers(child), (std::vector<int>{6, 6}));
     EXPECT_TRUE(state_numbers("no state here").empty());
+}
+
+// The split policy's read-back: a search of a node's sub-problem (ids from #0, operations from []),
+// rewritten, is a search from that node: its path verifies against the original problem, in both the
+// sequential and the parallel (joined) form.
+TEST(SubProblem, ASearchOfANodesStateReadsBackAsASearchFromTheNode) {
+    GeneratorOptions four;
+    four.count = 4;
+    ProblemGenerator gen(5, four);
+    int checked = 0;
+    for (int i = 0; i < 60; ++i) {
+        const Problem p = gen.next();
+        const auto solution = solve(p);
+        ASSERT_TRUE(solution);
+        // The node after the solution's first step: its state is a 3-number problem with a solution.
+        const Operation first = solution->front();
+        std::vector<int> rest = p.nums;
+        rest.erase(std::find(rest.begin(), rest.end(), first.lhs));
+        rest.erase(std::find(rest.begin(), rest.end(), first.rhs));
+        rest.push_back(first.result);
+        const std::string context = std::string(kSequentialTag) + child_prompt("0,2", p.target, rest, {first});
+        const auto node = node_problem(context);
+        ASSERT_TRUE(node) << context;
+        EXPECT_EQ(node->node_id, "0,2");
+        EXPECT_EQ(node->ops, "['" + first.to_string() + "']");
+        EXPECT_EQ(node->problem, (Problem{rest, p.target}));
+        for (bool parallel : {false, true}) {
+            SearchOptions o;
+            o.parallel = parallel;
+            o.seed = static_cast<uint64_t>(i);
+            const SearchTrace t = write_search_trace(node->problem, o);
+            const std::string read = read_back(t.main_calls.back(), *node);
+            // It starts where the parent's child would: at the node, with the node's operations.
+            ASSERT_EQ(read.rfind(child_prompt("0,2", p.target, rest, {first}), 0), 0u) << read;
+            EXPECT_EQ(read.find("Node #0\n"), std::string::npos) << read;
+            EXPECT_EQ(read.find("Operations: []"), std::string::npos) << read;
+            if (!t.solved) continue;
+            ++checked;
+            const auto path = extract_subsearch_solution(read);
+            ASSERT_TRUE(path.error.empty()) << path.error << "\n" << read;
+            EXPECT_EQ(path.steps.front(), first);
+            EXPECT_TRUE(verify(p, path.steps).ok) << verify(p, path.steps).reason << "\n" << read;
+            // Unread, the sub-problem's own path does not verify against the problem.
+            EXPECT_FALSE(verify(p, extract_subsearch_solution(t.main_calls.back()).steps).ok);
+            if (parallel && !t.sub_calls.empty()) {
+                EXPECT_NE(read.find("at Node #0,2,"), std::string::npos) << read;  // the join's tags read back too
+            }
+        }
+    }
+    EXPECT_GT(checked, 40);
+    EXPECT_FALSE(node_problem("no node here"));
+    EXPECT_FALSE(node_problem("Moving to Node #0\nCurrent State: x:[1, 2], Operations: []\n"));
 }
