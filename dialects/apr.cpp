@@ -175,7 +175,8 @@ private:
             ChildRequest child;
             child.label = start->id;
             child.prompt = options_.child_prefix + std::string(kMoving) + start->id + "\n" + std::string(kState) +
-                           node->second.target + ":" + node->second.nums + ", Operations: " + node->second.ops + "\n";
+                           node->second.target + ":" + node->second.nums + ", Operations: " + node->second.ops +
+                           (options_.state_line_newline ? "\n" : "");
             spawn.children.push_back(std::move(child));
         }
         return Event{EventKind::spawn, std::move(spawn), {}};

@@ -18,10 +18,11 @@
 // the clean path it ends with), as in APR's get_search_result.
 // As APR's engine (src/eval/): stray lines in a spawn block are skipped, an empty block joins empty,
 // and a "<Sub Searches>" the model writes itself is repaired into "<Calling Sub Searches>".
-// Where forkjoin differs on purpose: child contexts end with "\n" (APR's end without it and the
-// model writes it), because the shipped Countdown model was trained on forkjoin's rendering; a child
-// at the depth limit that spawns is joined at once and goes on (APR's never nests, so such a child
-// ends with no result there).
+// Child contexts end with the state line's "\n" in forkjoin's rendering, which the shipped Countdown
+// model was trained on; APR's engine (construct_sub_search_prefix) ends them before it and the model
+// writes it: AprOptions::state_line_newline = false, as the apr prompt style sets.
+// Where forkjoin differs on purpose: a child at the depth limit that spawns is joined at once and goes
+// on (APR's never nests, so such a child ends with no result there).
 #pragma once
 
 #include "dialects/dialect.h"
@@ -32,6 +33,9 @@ struct AprOptions {
     // Prepended to every child's context. APR's checkpoints use none; forkjoin's Countdown model
     // puts its sequential-mode tag here.
     std::string child_prefix;
+    // A child's context ends after its state line's "\n" (forkjoin's Countdown model) or before it
+    // (APR's checkpoints: the model writes it).
+    bool state_line_newline = true;
 };
 
 std::unique_ptr<Dialect> make_apr_dialect(const AprOptions & options = {});

@@ -2,6 +2,7 @@
 // on streamed input, and on malformed and random bytes.
 #include "base/random.h"
 #include "dialects/apr.h"
+#include "tasks/countdown/prompts.h"
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/solver.h"
 
@@ -99,6 +100,23 @@ TEST(AprDialect, ChildPrefixAndATagSplitAcrossPieces) {
     // A parser made from the joined context does not see the old block again.
     auto again = apr->parser(joined);
     EXPECT_FALSE(again->feed("12,12 equal: Goal Reached\n"));
+}
+
+// APR's engine ends a child's context before the state line's newline (construct_sub_search_prefix)
+// and its root prompt too (eval_apr.py): the apr prompt style.
+TEST(AprDialect, AprsOwnContextsEndBeforeTheStateLinesNewline) {
+    AprOptions options;
+    options.state_line_newline = false;
+    const auto apr = make_apr_dialect(options);
+    const std::string root = countdown::root_context({{4, 6, 2}, 12}, /*parallel=*/true, countdown::PromptStyle::apr);
+    EXPECT_EQ(root, "Moving to Node #0\nCurrent State: 12:[4, 6, 2], Operations: []");
+    auto p = apr->parser(root);
+    const auto event = p->feed("\nExploring Operation: 4+2=6, Resulting Numbers: [6, 6]\nGenerated Node #0,0: 12:[6, 6] Operation: 4+2=6\n"
+                               "<Calling Sub Searches>\n<Start Sub Search 0 at level 1> Moving to Node #0,0\n<End Calling Sub Searches>\n");
+    ASSERT_TRUE(event && event->kind == EventKind::spawn);
+    EXPECT_EQ(event->spawn.children.at(0).prompt, "Moving to Node #0,0\nCurrent State: 12:[6, 6], Operations: ['4+2=6']");
+    // forkjoin's own rendering keeps the newline.
+    EXPECT_TRUE(countdown::root_context({{4, 6, 2}, 12}, true, countdown::PromptStyle::forkjoin).ends_with("Operations: []\n"));
 }
 
 TEST(AprDialect, MalformedSpawnsSayWhy) {

@@ -91,6 +91,7 @@ CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions 
     }
     dialects::AprOptions apr;
     apr.child_prefix = countdown::child_context_prefix(options_.style);
+    apr.state_line_newline = options_.style != countdown::PromptStyle::apr;
     dialect_ = dialects::make_apr_dialect(apr);
     prompt_ = countdown::root_context(problem_, options_.strategy == CountdownStrategy::native, options_.style);
     controller_ = runtime::make_controller(options_.controller, countdown_hooks(problem_, options_.style));

@@ -2,7 +2,8 @@
 //
 // forkjoin's own model reads a mode tag first: "<|sequential|>" threads never spawn,
 // "<|parallel|>" threads spawn sub searches after expanding the root (APR). Children are
-// sequential searches and carry the sequential tag. APR's published checkpoints read no tag.
+// sequential searches and carry the sequential tag. APR's published checkpoints read no tag, and
+// their contexts end before the state line's "\n" (APR's src/eval), which the model writes.
 #pragma once
 
 #include "tasks/countdown/problem.h"
