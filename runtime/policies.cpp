@@ -142,7 +142,9 @@ ChildEndDecision EarlyStop::on_child_ended(const ChildEndContext & c) {
 namespace forkjoin::runtime {
 
 JoinDecision Validate::on_join(const JoinContext & c) {
-    if (!hooks_.settles || c.round >= kMaxRounds) return next_->on_join(c);
+    // A nested search (split) is validated as a whole, by its parent's join: re-exploring inside it as
+    // well multiplies the rounds.
+    if (!hooks_.settles || c.round >= kMaxRounds || c.parent.nested) return next_->on_join(c);
     std::vector<int> unsettled;
     for (size_t i = 0; i < c.children.size(); ++i) {
         const ThreadRecord * child = c.children[i];

@@ -36,7 +36,8 @@ std::optional<NodeProblem> node_problem(std::string_view context) {
     return n;
 }
 
-std::string read_back(std::string_view sub_search, const NodeProblem & node) {
+namespace {
+std::string rewrite(std::string_view sub_search, const NodeProblem & node) {
     const std::string ops_inside = node.ops.size() >= 2 ? node.ops.substr(1, node.ops.size() - 2) : std::string();
     std::string out;
     out.reserve(sub_search.size() + sub_search.size() / 4);
@@ -58,6 +59,31 @@ std::string read_back(std::string_view sub_search, const NodeProblem & node) {
         out.push_back(sub_search[i++]);
     }
     return out;
+}
+}  // namespace
+
+std::string read_back(std::string_view sub_search, const NodeProblem & node) {
+    const std::string text = rewrite(sub_search, node);
+    // The node's own two lines: "Moving to Node #id\nCurrent State: ...\n".
+    const size_t moving = text.find(kMoving);
+    size_t head_end = moving == std::string::npos ? std::string::npos : text.find('\n', text.find(kState, moving));
+    const std::string head = moving == std::string::npos ? std::string() : text.substr(moving, head_end == std::string::npos ? std::string::npos : head_end - moving) + "\n";
+    // What the search wrote itself, after its last joined block of sub search results (whose
+    // "Goal Reached" lines are its children's, not its own).
+    constexpr std::string_view kEndResults = "<End Sub Searches>\n";
+    const size_t last_join = text.rfind(kEndResults);
+    const std::string_view own = std::string_view(text).substr(last_join == std::string::npos ? 0 : last_join + kEndResults.size());
+    // Its own goal line and then its clean path: that path is the answer, written twice as a
+    // search from the node that went straight to the goal would write it (the search, then its path).
+    constexpr std::string_view kGoal = "Goal Reached";
+    const size_t last = own.rfind(kGoal);
+    const size_t before = last == std::string_view::npos || last == 0 ? std::string_view::npos : own.rfind(kGoal, last - 1);
+    if (before == std::string_view::npos) return head + "No solution found.\n";
+    std::string_view path = own.substr(before + kGoal.size());
+    if (!path.empty() && path.front() == '\n') path.remove_prefix(1);
+    std::string out(path.substr(0, path.find(kGoal) + kGoal.size()));
+    out += "\n";
+    return out + out;
 }
 
 }  // namespace forkjoin::countdown

@@ -6,9 +6,12 @@
 //   Moving to Node #0,2
 //   Current State: 24:[4, 6, 9], Operations: ['3*2=6']
 // Its sub-problem is {nums: [4, 6, 9], target: 24}; a search of it writes its own ids from "#0" and
-// its operations from "[]". read_back() rewrites that text so every "Node #0..." is "Node #0,2..." and
-// every "Operations: [...]" starts with '3*2=6': the text a search started at the node would have
-// written, so APR's join and the strict verifier read it as the child the parent asked for.
+// its operations from "[]". read_back() rewrites ids and operations ("Node #0..." -> "Node #0,2...",
+// every "Operations: [...]" starting with '3*2=6') and reduces the search to its result, as a search
+// from the node that went straight to it would have written it: the clean path twice (the search, then
+// its path: APR's join reads the second, the strict verifier the first), or the node's lines and
+// "No solution found." The search's own joined sub search results are left out: their "Goal Reached"
+// lines are its children's, and a search cancelled before its own goal has none.
 #pragma once
 
 #include "tasks/countdown/problem.h"
