@@ -74,7 +74,7 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
         ->capture_default_str();
     cmd.add_option("--trace", a.trace_path, "write the thread trees as Chrome trace JSON (Perfetto)");
     cmd.add_option("--controller", a.controller,
-                   "controller policies, comma-separated: default, split, adaptive-width, early-stop, validate, context-rot, all (see runtime/policies.h)")
+                   "controller policies, comma-separated: default, split, adaptive-width, early-stop, validate, context-rot, confidence, all (see runtime/policies.h)")
         ->capture_default_str();
     cmd.add_option("--max-total-tokens", a.max_total_tokens, "generated tokens per problem, all threads together (0: no limit)")
         ->capture_default_str();
@@ -111,6 +111,9 @@ struct Summary {
     size_t n = 0;
     double accuracy = 0, total_tokens = 0, sequential_tokens = 0, max_context_tokens = 0, latency_s = 0, threads = 0;
     double probe_tokens = 0;  // evaluated by the context-rot monitor's probes (not in total_tokens)
+    // Self-consistency under the confidence policy, per problem: samples stopped for low confidence,
+    // and samples cancelled or never started once the vote settled.
+    double samples_stopped = 0, samples_not_needed = 0;
     double run_wall_s = 0;  // the whole run's wall time divided by n: throughput, all requests in flight
     // The engine against its physical limit: tokens decoded per second over the whole run, and raw
     // batched decode on the same backend at the run's mean batch size and mean context per token.
@@ -138,9 +141,14 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
         s.latency_s += o.metrics.wall_s;
         s.threads += o.metrics.threads;
         for (const auto & t : o.threads) s.probe_tokens += static_cast<double>(t.probe_tokens);
+        s.samples_stopped += o.stopped;
+        s.samples_not_needed += o.not_needed;
     }
     const double n = static_cast<double>(s.n);
-    for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads, &s.probe_tokens}) *v /= n;
+    for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads,
+                       &s.probe_tokens, &s.samples_stopped, &s.samples_not_needed}) {
+        *v /= n;
+    }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.run_wall_s = wall / n;
     const DecodeStats st = backend.stats();
@@ -175,7 +183,8 @@ nlohmann::json remote_json(const remote::RemoteStats & r) {
 nlohmann::json to_json(const Summary & s) {
     nlohmann::json j = {{"n", s.n}, {"strategy", s.strategy}, {"controller", s.controller}, {"context", s.context}, {"accuracy", s.accuracy},
             {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens}, {"probe_tokens", s.probe_tokens},
-            {"max_context_tokens", s.max_context_tokens}, {"wall_seconds", s.latency_s},
+            {"max_context_tokens", s.max_context_tokens}, {"samples_stopped", s.samples_stopped},
+            {"samples_not_needed", s.samples_not_needed}, {"wall_seconds", s.latency_s},
             {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads},
             {"run_tokens_per_s", s.run_tokens_per_s}, {"mean_batch", s.mean_batch}, {"mean_context", s.mean_context},
             {"raw_tokens_per_s", s.raw_tokens_per_s},
@@ -226,6 +235,10 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
                         "max context %.0f, %.1f threads, latency %.2f s (%.2f s of the run)\n",
                         s.strategy.c_str(), s.context, 100.0 * s.accuracy, s.n, s.total_tokens, s.sequential_tokens,
                         s.max_context_tokens, s.threads, s.latency_s, s.run_wall_s);
+            if (s.samples_stopped > 0 || s.samples_not_needed > 0) {
+                std::printf("  confidence: per problem %.2f samples stopped for low confidence, %.2f not needed once the vote settled\n",
+                            s.samples_stopped, s.samples_not_needed);
+            }
             if (s.remote) {
                 std::printf("  throughput %.0f tokens/s (prompt tokens sent and tokens generated, per second of the run)\n%s\n",
                             s.run_tokens_per_s, remote_report(*s.remote).c_str());

@@ -100,7 +100,7 @@ void Runtime::admit() {
                            tokens.size() <= lead ? "empty prompt" : "context window: the prompt alone fills it");
                 continue;
             }
-            const Sampling sampling = sampling_of(r, t);
+            const Sampling sampling = start_sampling(r, t);
             try {
                 t.seq = backend_.open(tokens, sampling, /*generating=*/!r.options.script);
             } catch (const Error & e) {
@@ -124,7 +124,7 @@ void Runtime::admit() {
 bool Runtime::admit_forked(Request & r, Thread & t) {
     Thread & parent = *r.threads[static_cast<size_t>(t.rec.parent)];
     std::vector<Token> seed;
-    const Sampling sampling = sampling_of(r, t);
+    const Sampling sampling = start_sampling(r, t);
     try {
         // A forked child's seed is the dialect's text (its tags: the model's added tokens where it has them).
         seed = backend_.vocabulary().tokenize(t.request.prompt, false, /*parse_special=*/true);

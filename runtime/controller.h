@@ -1,7 +1,7 @@
 // The controller: every policy decision the runtime takes, in one place.
 //
 // The runtime (runtime/scheduler.h) enforces what a controller decides; it never decides itself.
-// Three questions reach the controller:
+// These questions reach the controller:
 //   - a thread asked to spawn: run how many of its children (all, fewer: trimmed, none: refused), or
 //     not yet (deferred: asked again each step)?
 //   - a queued thread could start: admit it now, let it wait, or fail it?
@@ -9,6 +9,8 @@
 //     with a larger budget?
 //   - a child ended: do its running siblings still matter, or has it settled the parent's question?
 //   - a spawn's children all ended: join them, or re-explore some first (validation)?
+//   - a thread's confidence fell (DeepConf's group confidence): stop it now?
+// and two observations: a thread's probe result (the context-rot monitor) and a thread's end.
 // Each answer carries its reason; the runtime records it in the thread's trace (ThreadRecord::
 // decisions), so a run can always say why its tree has the shape it has.
 //
@@ -163,6 +165,25 @@ struct ProbeResult {
     double baseline = 0;             // the same at the thread's start
 };
 
+// The confidence signal (DeepConf): asked once, when a thread starts. top_k > 0 makes the backend
+// report the k most likely tokens' log-probabilities with each sampled token (Sampling::top_logprobs),
+// from which the runtime keeps ThreadRecord::confidence; on_confidence is asked after each token once
+// `window` tokens filled the first group.
+struct ConfidencePlan {
+    int top_k = 0;                   // 0: not measured
+    int window = 0;
+};
+
+struct ConfidenceContext {
+    const ThreadRecord & thread;     // its confidence so far (lowest_group: of the full windows so far)
+    double group = 0;                // the group confidence now: the last `window` tokens' mean
+};
+
+struct ConfidenceDecision {
+    bool stop = false;               // end the thread now: cancelled, "low confidence: <reason>"
+    std::string reason;
+};
+
 class Controller {
 public:
     virtual ~Controller() = default;
@@ -178,6 +199,11 @@ public:
     // After each probe; a non-empty answer is a decision recorded for the thread (the policy acts
     // through its other answers, e.g. narrower spawns).
     virtual std::string on_probe(const ProbeResult &) { return {}; }
+    // Default: no confidence measured.
+    virtual ConfidencePlan confidence_plan(const ThreadRecord &) { return {}; }
+    virtual ConfidenceDecision on_confidence(const ConfidenceContext &) { return {}; }
+    // Any thread of the request ended (done, failed or cancelled); its record is final.
+    virtual void on_thread_ended(const ThreadRecord &) {}
 };
 
 // The fixed policy: spawns run up to max_children below max_depth; a thread starts when the thread

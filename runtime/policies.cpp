@@ -9,11 +9,13 @@
 namespace forkjoin::runtime {
 
 const std::vector<std::string> & policy_names() {
-    static const std::vector<std::string> names = {"default", "split", "adaptive-width", "early-stop", "validate", "context-rot", "all"};
+    static const std::vector<std::string> names = {"default", "split", "adaptive-width", "early-stop", "validate", "context-rot", "confidence", "all"};
     return names;
 }
 
-std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks hooks) {
+namespace {
+// The policies `names` chooses, `all` expanded, in order; throws on an unknown name.
+std::vector<std::string> chosen_policies(const std::string & names) {
     std::vector<std::string> chosen;
     size_t start = 0;
     while (start <= names.size()) {
@@ -28,13 +30,25 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
             throw Error(ErrorCode::invalid_argument, "unknown controller policy '" + name + "' (" + known + ")");
         }
         if (name == "all") {
-            // context-rot is not in `all` until its threshold is calibrated per model (see policies.h).
+            // context-rot is not in `all` until its threshold is calibrated per model (see policies.h);
+            // confidence belongs to sampled strategies (the context-rot issue's), not to this set.
             // split first: it nests among the children the others let run.
             chosen.insert(chosen.end(), {"split", "adaptive-width", "early-stop", "validate"});
         } else if (name != "default") {
             chosen.push_back(name);
         }
     }
+    return chosen;
+}
+}  // namespace
+
+bool has_policy(const std::string & names, const std::string & policy) {
+    const auto chosen = chosen_policies(names);
+    return std::find(chosen.begin(), chosen.end(), policy) != chosen.end();
+}
+
+std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks hooks) {
+    const std::vector<std::string> chosen = chosen_policies(names);
     std::shared_ptr<Controller> c = std::make_shared<DefaultController>();
     // Innermost last: the first named policy sees each question first.
     for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
@@ -43,6 +57,7 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
         if (*it == "validate") c = std::make_shared<Validate>(c, hooks);
         if (*it == "context-rot") c = std::make_shared<ContextRot>(c, hooks);
         if (*it == "split") c = std::make_shared<Split>(c, hooks);
+        if (*it == "confidence") c = std::make_shared<ConfidencePruning>(c, hooks);
     }
     return c;
 }
@@ -200,6 +215,40 @@ SpawnDecision ContextRot::on_spawn(const SpawnContext & c) {
     d.run = narrowed;
     if (!d.order.empty()) d.order.resize(static_cast<size_t>(narrowed));
     return d;
+}
+
+}  // namespace forkjoin::runtime
+
+namespace forkjoin::runtime {
+
+double percentile(std::vector<double> values, double p) {
+    if (values.empty()) throw Error(ErrorCode::invalid_argument, "percentile of no values");
+    std::sort(values.begin(), values.end());
+    const double rank = std::clamp(p, 0.0, 100.0) / 100.0 * static_cast<double>(values.size() - 1);
+    const size_t lo = static_cast<size_t>(rank);
+    const size_t hi = std::min(lo + 1, values.size() - 1);
+    return values[lo] + (rank - static_cast<double>(lo)) * (values[hi] - values[lo]);
+}
+
+ConfidencePlan ConfidencePruning::confidence_plan(const ThreadRecord & thread) {
+    if (thread.parent >= 0) return next_->confidence_plan(thread);
+    return {kTopK, window_};
+}
+
+void ConfidencePruning::on_thread_ended(const ThreadRecord & thread) {
+    next_->on_thread_ended(thread);
+    // A cancelled root (stopped, or its job ended) says nothing about how whole traces go.
+    if (thread.parent >= 0 || thread.state == ThreadState::cancelled || threshold_ || thread.confidence.tokens == 0) return;
+    calibration_.push_back(thread.confidence.lowest_group);
+    if (static_cast<int>(calibration_.size()) >= warmup_) threshold_ = percentile(calibration_, kPercentile);
+}
+
+ConfidenceDecision ConfidencePruning::on_confidence(const ConfidenceContext & c) {
+    if (c.thread.parent >= 0 || !threshold_ || c.group >= *threshold_) return next_->on_confidence(c);
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "group confidence %.3f below %.3f (the %.0fth percentile of the first %zu samples' lowest) after %lld tokens",
+                  c.group, *threshold_, kPercentile, calibration_.size(), static_cast<long long>(c.thread.confidence.tokens));
+    return {true, buf};
 }
 
 }  // namespace forkjoin::runtime

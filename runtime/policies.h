@@ -28,6 +28,15 @@
 //                   not built yet, and the threshold is not calibrated per model yet: on the shipped model
 //                   the probe's NLL moves by more than 1 nat with the position in the trace alone, so the
 //                   policy is opt-in and not part of `all`.
+//   confidence      DeepConf's online pruning (Fu et al. 2025) for sampled strategies: each root's
+//                   confidence from the model's 20 most likely tokens per position, over a sliding window
+//                   of 128 tokens (ThreadRecord::confidence). The first `warmup` roots to end (not
+//                   cancelled) calibrate the threshold: the 10th percentile of their lowest group
+//                   confidence (DeepConf-high, which keeps about 90% of traces); a root whose group
+//                   confidence falls below it afterwards is stopped. Children are not judged. One
+//                   controller must serve all of a job's samples (the strategies make one per job); the
+//                   strategy runs the warm-up samples first and weighs the answers by confidence
+//                   (strategies/confident_sampling.h).
 //   all             split, adaptive-width, early-stop and validate.
 // Policies compose: each decides what it knows about and hands the rest to the next, the last one being
 // the default. Every decision carries its reason into the trace.
@@ -61,6 +70,9 @@ struct TaskHooks {
 
 // "a,b,c" -> the composed controller. Throws Error(invalid_argument) naming an unknown policy.
 std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks hooks = {});
+// Whether the policies named in `names` (as make_controller reads them) include `policy`, `all` counted
+// as the policies it stands for.
+bool has_policy(const std::string & names, const std::string & policy);
 // The names make_controller knows, for help texts and errors.
 const std::vector<std::string> & policy_names();
 
@@ -75,6 +87,9 @@ public:
     JoinDecision on_join(const JoinContext & c) override { return next_->on_join(c); }
     ProbePlan probe_plan(const ThreadRecord & t, const std::string & context) override { return next_->probe_plan(t, context); }
     std::string on_probe(const ProbeResult & p) override { return next_->on_probe(p); }
+    ConfidencePlan confidence_plan(const ThreadRecord & t) override { return next_->confidence_plan(t); }
+    ConfidenceDecision on_confidence(const ConfidenceContext & c) override { return next_->on_confidence(c); }
+    void on_thread_ended(const ThreadRecord & t) override { next_->on_thread_ended(t); }
 
 protected:
     std::shared_ptr<Controller> next_;
@@ -122,5 +137,30 @@ private:
     int flagged_ = 0;  // threads of this request whose probe crossed the threshold
     std::vector<int> flagged_threads_;
 };
+
+class ConfidencePruning final : public Policy {
+public:
+    static constexpr int kTopK = 20;
+    static constexpr int kWindow = 128;
+    static constexpr int kWarmup = 2;
+    static constexpr double kPercentile = 10;  // of the warm-up roots' lowest group confidence
+    ConfidencePruning(std::shared_ptr<Controller> next, TaskHooks hooks, int warmup = kWarmup, int window = kWindow)
+        : Policy(std::move(next), std::move(hooks)), warmup_(warmup), window_(window) {}
+    ConfidencePlan confidence_plan(const ThreadRecord & thread) override;
+    ConfidenceDecision on_confidence(const ConfidenceContext & c) override;
+    void on_thread_ended(const ThreadRecord & thread) override;
+    // The stop threshold once the warm-up ended; nullopt before.
+    std::optional<double> threshold() const { return threshold_; }
+
+private:
+    int warmup_;
+    int window_;
+    std::vector<double> calibration_;  // the warm-up roots' lowest group confidence
+    std::optional<double> threshold_;
+};
+
+// The p-th percentile (0..100) of `values`, interpolated linearly between ranks (numpy's default).
+// Throws Error(invalid_argument) when values is empty.
+double percentile(std::vector<double> values, double p);
 
 }  // namespace forkjoin::runtime

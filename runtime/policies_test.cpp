@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 using namespace forkjoin;
 using namespace forkjoin::runtime;
 
@@ -383,4 +385,101 @@ TEST(Policies, SplitRunsAChildAsASearchOfItsOwnAndReadsItBack) {
     const RequestResult crowded = run_split(limits, 4);
     EXPECT_NE(reasons(crowded.threads[0], "spawn").at(0).find("0 of 1 worth splitting"), std::string::npos);
     EXPECT_FALSE(crowded.threads[1].nested);
+}
+
+TEST(Policies, PercentileInterpolatesBetweenRanks) {
+    EXPECT_DOUBLE_EQ(percentile({3.0, 1.0, 2.0}, 50), 2.0);
+    EXPECT_DOUBLE_EQ(percentile({2.0, 3.0}, 10), 2.1);
+    EXPECT_DOUBLE_EQ(percentile({5.0}, 90), 5.0);
+    EXPECT_DOUBLE_EQ(percentile({1.0, 2.0, 3.0, 4.0, 5.0}, 100), 5.0);
+    EXPECT_THROW(percentile({}, 10), Error);
+}
+
+// DeepConf's pruning as a policy: no stop before the warm-up roots ended, a threshold at the 10th
+// percentile of their lowest group confidence, cancelled roots and children never counted or judged.
+TEST(Policies, ConfidenceCalibratesOnTheFirstRootsThenStopsThoseBelow) {
+    ConfidencePruning p(std::make_shared<DefaultController>(), TaskHooks{}, /*warmup=*/2, /*window=*/8);
+    auto root = [](int id, ThreadState state, double lowest) {
+        ThreadRecord t;
+        t.id = id;
+        t.state = state;
+        t.confidence = {.window = 8, .tokens = 40, .mean = lowest + 1, .last_group = lowest + 1, .lowest_group = lowest};
+        return t;
+    };
+    ThreadRecord child = root(1, ThreadState::running, 0);
+    child.parent = 0;
+    EXPECT_EQ(p.confidence_plan(root(0, ThreadState::running, 0)).top_k, ConfidencePruning::kTopK);
+    EXPECT_EQ(p.confidence_plan(root(0, ThreadState::running, 0)).window, 8);
+    EXPECT_EQ(p.confidence_plan(child).top_k, 0);
+    const ThreadRecord running = root(0, ThreadState::running, 0);
+    EXPECT_FALSE(p.on_confidence({.thread = running, .group = 0.01}).stop);  // not calibrated yet
+    p.on_thread_ended(root(0, ThreadState::cancelled, 0.5));  // stopped or cut by its job: not a whole trace
+    p.on_thread_ended(root(0, ThreadState::done, 2.0));
+    EXPECT_FALSE(p.threshold());
+    EXPECT_FALSE(p.on_confidence({.thread = running, .group = 0.01}).stop);
+    p.on_thread_ended(root(0, ThreadState::failed, 3.0));  // a trace cut by its window is a whole trace
+    ASSERT_TRUE(p.threshold());
+    EXPECT_DOUBLE_EQ(*p.threshold(), 2.1);
+    const auto low = p.on_confidence({.thread = running, .group = 2.05});
+    EXPECT_TRUE(low.stop);
+    EXPECT_NE(low.reason.find("below 2.100"), std::string::npos) << low.reason;
+    EXPECT_FALSE(p.on_confidence({.thread = running, .group = 2.2}).stop);
+    EXPECT_FALSE(p.on_confidence({.thread = child, .group = 0.01}).stop);
+    p.on_thread_ended(root(0, ThreadState::done, 0.1));  // later roots do not move the threshold
+    EXPECT_DOUBLE_EQ(*p.threshold(), 2.1);
+}
+
+// Measuring confidence changes no token (the top-k read-out is beside the sampler), measures every
+// sampled token, and a stop ends the thread where the controller said, with its reason in the trace.
+TEST(Policies, ConfidenceIsMeasuredOnEveryTokenAndAStopEndsTheThread) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    struct Measure : Policy {
+        Measure() : Policy(std::make_shared<DefaultController>(), TaskHooks{}) {}
+        int stop_at = -1;  // tokens; -1: never
+        std::vector<double> groups;
+        ConfidencePlan confidence_plan(const ThreadRecord &) override { return {20, 16}; }
+        ConfidenceDecision on_confidence(const ConfidenceContext & c) override {
+            groups.push_back(c.group);
+            if (stop_at >= 0 && c.thread.confidence.tokens >= stop_at) return {true, "enough"};
+            return {};
+        }
+    };
+    auto run_with = [&](std::shared_ptr<Controller> controller) {
+        Runtime rt(backend);
+        RequestOptions o;
+        o.sampling.temperature = 0.8f;
+        o.sampling.seed = 5;
+        o.sampling.ignore_eos = true;
+        Limits l;
+        l.thread_token_budget = 80;
+        o.limits = l;
+        o.controller = std::move(controller);
+        const RequestId id = rt.submit("a question to be sure about: ", o);
+        rt.run();
+        return rt.result(id);
+    };
+    const auto plain = run_with(nullptr);
+    auto measure = std::make_shared<Measure>();
+    const auto measured = run_with(measure);
+    EXPECT_EQ(measured.text, plain.text);
+    const Confidence & c = measured.threads[0].confidence;
+    EXPECT_EQ(c.window, 16);
+    EXPECT_EQ(c.tokens, 80);
+    // Asked once per token from the first full window on, while the thread runs: the 80th token ends
+    // it at its budget, so its group is recorded but not asked about.
+    EXPECT_EQ(measure->groups.size(), 80u - 16u);
+    EXPECT_GT(c.lowest_group, 0.0);
+    EXPECT_LE(c.lowest_group, *std::min_element(measure->groups.begin(), measure->groups.end()));
+    EXPECT_GE(c.last_group, c.lowest_group);
+    EXPECT_EQ(plain.threads[0].confidence.tokens, 0);  // not asked for: not measured
+
+    auto stopper = std::make_shared<Measure>();
+    stopper->stop_at = 30;
+    const auto stopped = run_with(stopper);
+    const ThreadRecord & root = stopped.threads[0];
+    EXPECT_EQ(root.state, ThreadState::cancelled);
+    EXPECT_EQ(root.end_reason, "low confidence: enough");
+    EXPECT_EQ(root.generated_tokens, 30);
+    EXPECT_EQ(reasons(root, "confidence"), std::vector<std::string>{"enough"});
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
 }

@@ -1,7 +1,7 @@
 // The runtime's private state (runtime/scheduler.h's Runtime::Thread and Runtime::Request), shared by
 // the files that implement it: scheduler.cpp (the loop, ends, limits, results), admission.cpp (which
 // queued thread starts), spawns_and_joins.cpp (spawns, re-exploration, joins), probes.cpp (the
-// context-rot monitor). Not a public header: nothing outside runtime/ includes it.
+// context-rot monitor), confidence.cpp (DeepConf's signal). Not a public header: nothing outside runtime/ includes it.
 #pragma once
 
 #include "runtime/scheduler.h"
@@ -33,6 +33,9 @@ struct Runtime::Thread {
     ProbePlan probe;                   // the context-rot monitor's plan for it
     std::vector<Token> probe_tokens;
     int64_t next_probe_at = -1;        // generated tokens at the next probe; -1: none
+    ConfidencePlan confidence;         // DeepConf's signal: the controller's plan for it, and
+    std::deque<double> confidence_window;  // the token confidences of its current group
+    double confidence_sum = 0;
     int join_rounds = 0;            // re-explorations of its current spawn (JoinDecision)
     bool spawn_deferred = false;    // its spawn waits for the controller's answer (SpawnDecision::defer)
     int64_t deferrals = 0;

@@ -293,11 +293,13 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
     t.rec.end_reason = reason;
     t.rec.end_s = now_s(r);
     t.rec.text = t.parser->text();
+    finish_confidence(t);
     // At or under a nested search: the text read back through each nested search up to the root.
     t.rec.request_text.clear();
     for (const Thread * at = &t; at; at = at->rec.parent >= 0 ? r.threads[static_cast<size_t>(at->rec.parent)].get() : nullptr) {
         if (at->read_back) t.rec.request_text = at->read_back(t.rec.in_request_terms());
     }
+    controller_of(r).on_thread_ended(t.rec);
     emit(r, {.kind = EventKind::thread_ended, .thread = t.rec.id, .parent = t.rec.parent, .label = t.rec.label, .text = reason, .state = state});
     if (t.rec.id == 0) {
         r.root_ended = true;
@@ -422,10 +424,12 @@ void Runtime::backend_step() {
             end_thread(r, t, ThreadState::done, "");
             continue;
         }
+        const bool ask = observe_confidence(r, t, s);
         const std::string & piece = backend_.vocabulary().piece(s.token);
         t.token_end.push_back(t.parser->text().size() + piece.size());
         emit(r, {.kind = EventKind::text, .thread = t.rec.id, .text = piece});
         on_text(r, t, piece);
+        if (ask) ask_confidence(r, t);
     }
     // The context-rot monitor: threads at a probe point are probed now (a throwaway fork each).
     for (auto & [seq, owner] : by_seq_) {

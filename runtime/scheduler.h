@@ -130,6 +130,15 @@ private:
     Controller & controller_of(const Request & r) const;
     // The context-rot monitor: probes t when it reached its next probe point (runtime/controller.h).
     void probe(Request & r, Thread & t);
+    // DeepConf's signal: the controller's plan for t, and the sampling t starts with (top-k log-probs
+    // when the plan measures confidence).
+    Sampling start_sampling(Request & r, Thread & t);
+    // One sampled token's confidence into t's record; true when a full group is there to ask about.
+    bool observe_confidence(Request & r, Thread & t, const SampledToken & s);
+    // The controller on t's group confidence (after the token was read): may end t.
+    void ask_confidence(Request & r, Thread & t);
+    // At t's end: lowest_group for a thread shorter than one window.
+    void finish_confidence(Thread & t);
     void emit(Request & r, Event e);
     double now_s(const Request & r) const;
 

@@ -17,10 +17,24 @@ struct Probe {
     double nll = 0;         // mean negative log-likelihood per probe token (nats)
 };
 
+// A thread's confidence the way DeepConf measures it (Fu et al. 2025, "Deep Think with Confidence"):
+// per sampled token, the mean negative log-probability of the model's k most likely tokens there
+// (high: the model was sure; a flat distribution gives a low value); a "group" is the mean over a
+// sliding window of the last `window` tokens. Measured only when the request's controller asks for it
+// (Controller::confidence_plan).
+struct Confidence {
+    int window = 0;             // tokens per group; 0: not measured
+    int64_t tokens = 0;         // tokens measured
+    double mean = 0;            // over all of them
+    double last_group = 0;      // the latest full window's
+    double lowest_group = 0;    // the lowest full window's; a thread that ended before one window filled
+                                // has its mean here
+};
+
 // A controller decision taken for a thread (runtime/controller.h), as the trace records it.
 struct Decision {
     double t_s = 0;      // since the request started
-    std::string kind;    // "spawn", "admit", "limit", "stop" (siblings cancelled early), "validate" (re-exploration)
+    std::string kind;    // "spawn", "admit", "limit", "stop" (siblings cancelled early), "validate" (re-exploration), "confidence" (stopped: low confidence)
     std::string reason;
 };
 
@@ -44,6 +58,7 @@ struct ThreadRecord {
     std::string request_text;      // under or at a nested search: `text` read back into the request's own
                                    // terms (what the root's task would read); empty: `text` already is
     const std::string & in_request_terms() const { return request_text.empty() ? text : request_text; }
+    Confidence confidence;
     std::vector<Probe> probes;         // the context-rot monitor's probes, the first one the baseline
     int64_t probe_tokens = 0;          // what probing cost: tokens evaluated on throwaway forks, and
     double probe_s = 0;                // the wall time it took

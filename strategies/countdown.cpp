@@ -4,6 +4,7 @@
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/sub_problem.h"
 #include "tasks/countdown/verifier.h"
+#include "tasks/answer.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -40,7 +41,7 @@ llama::BackendOptions countdown_backend_options(const CountdownOptions & o) {
     b.kv_layout = llama::KvLayout::per_sequence;
     // The split policy nests a search in each child, whose children need sequences of their own.
     const int children = std::max(0, o.limits.max_children);
-    const bool nests = o.controller.find("split") != std::string::npos || o.controller.find("all") != std::string::npos;
+    const bool nests = runtime::has_policy(o.controller, "split");
     const int per_request = sampled(o.strategy)                   ? std::max(1, o.samples)
                             : o.strategy == CountdownStrategy::native ? 1 + children + (nests ? children * children : 0)
                                                                        : 1;
@@ -84,7 +85,10 @@ runtime::TaskHooks countdown_hooks(const countdown::Problem & problem, countdown
 }
 
 CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions options)
-    : problem_(std::move(problem)), options_(std::move(options)) {
+    : problem_(std::move(problem)),
+      options_(std::move(options)),
+      confident_(options_.strategy == CountdownStrategy::self_consistency ? options_.controller : "default",
+                 sampled(options_.strategy) ? options_.samples : 1) {
     if (sampled(options_.strategy) && options_.sampling.temperature == 0.0f) {
         throw Error(ErrorCode::invalid_argument,
                     std::string(countdown_strategy_name(options_.strategy)) + " needs sampling (temperature > 0)");
@@ -100,26 +104,51 @@ CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions 
 }
 
 void CountdownProgram::start(runtime::ProgramContext & ctx) {
+    for (int i = 0; i < confident_.first() && i < expected_; ++i) start_sample(ctx, i);
+}
+
+void CountdownProgram::start_sample(runtime::ProgramContext & ctx, int i) {
     runtime::Limits limits = options_.limits;
     if (options_.strategy != CountdownStrategy::native) limits.max_depth = 0;
-    for (int i = 0; i < expected_; ++i) {
-        runtime::RequestOptions request;
-        request.sampling = options_.sampling;
-        request.sampling.seed = options_.sampling.seed * 1000003ull + static_cast<uint64_t>(i) * 7919ull;
-        request.dialect = dialect_;
-        request.limits = limits;
-        request.controller = controller_;
-        // The first sample streams; the answer may come from another one (see conclude()).
-        ctx.call(prompt_, request, -1, i == 0);
-    }
+    runtime::RequestOptions request;
+    request.sampling = options_.sampling;
+    request.sampling.seed = options_.sampling.seed * 1000003ull + static_cast<uint64_t>(i) * 7919ull;
+    request.dialect = dialect_;
+    request.limits = limits;
+    request.controller = controller_;
+    // The first sample streams; the answer may come from another one (see conclude()).
+    ctx.call(prompt_, request, -1, i == 0);
+    ++started_;
 }
 
 void CountdownProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId, const runtime::RequestResult & result) {
     samples_.push_back(result);
-    if (static_cast<int>(samples_.size()) == expected_) conclude(ctx);
+    const int ended = static_cast<int>(samples_.size());
+    if (ended == expected_) {
+        conclude(ctx);
+        return;
+    }
+    if (options_.strategy == CountdownStrategy::self_consistency && confident_.on()) {
+        std::vector<std::string> answers;
+        std::vector<double> weights;
+        for (const auto & s : samples_) {
+            const auto path = countdown::extract_solution(s.text);
+            answers.push_back(path.error.empty() ? countdown::to_expression(problem_, path.steps) : std::string());
+            weights.push_back(confident_.weight(s));
+        }
+        std::string why;
+        if (confident_.settled(tasks::weighted_vote(answers, weights), ended, why)) {
+            conclude(ctx, why);
+            return;
+        }
+    }
+    // The warm-up (or the last wave) ended: the next wave starts.
+    if (ended == started_) {
+        for (int n = confident_.next(started_); n > 0; --n) start_sample(ctx, started_);
+    }
 }
 
-void CountdownProgram::conclude(runtime::ProgramContext & ctx) {
+void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note) {
     struct Claim {
         size_t sample;
         countdown::ExtractedPath path;
@@ -145,17 +174,22 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx) {
         }
         if (!chosen && !claims.empty()) chosen = claims.front().sample;
     } else if (options_.strategy == CountdownStrategy::self_consistency) {
-        std::map<std::string, int> votes;
-        for (const auto & c : claims) ++votes[countdown::to_expression(problem_, c.path.steps)];
-        int best = 0;
-        for (const auto & c : claims) {  // ties: the earliest sample's answer
-            const int v = votes[countdown::to_expression(problem_, c.path.steps)];
-            if (v > best) {
-                best = v;
-                chosen = c.sample;
+        // Weighed by confidence under the confidence policy, else one vote each; ties: the answer
+        // that reached the winning weight first.
+        std::vector<std::string> answers;
+        std::vector<double> weights;
+        for (const auto & c : claims) {
+            answers.push_back(countdown::to_expression(problem_, c.path.steps));
+            weights.push_back(confident_.weight(samples_[c.sample]));
+        }
+        const tasks::Vote vote = tasks::weighted_vote(answers, weights);
+        for (size_t k = 0; k < claims.size() && !vote.answer.empty(); ++k) {
+            if (answers[k] == vote.answer) {
+                chosen = claims[k].sample;
+                break;
             }
         }
-        outcome_.votes = best;
+        outcome_.votes = vote.count;
     } else if (!claims.empty()) {
         chosen = claims.front().sample;
     }
@@ -178,6 +212,10 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx) {
     job.text = outcome_.run.text.size() >= prompt_.size() ? outcome_.run.text.substr(prompt_.size()) : outcome_.run.text;
     job.finish_reason = runtime::finish_reason(outcome_.run);
     for (const auto & s : samples_) job.metrics.sequential_tokens = std::max(job.metrics.sequential_tokens, s.metrics.sequential_tokens);
+    for (const auto & s : samples_) outcome_.stopped += s.end_reason.rfind("low confidence", 0) == 0;
+    outcome_.not_needed = expected_ - static_cast<int>(samples_.size());
+    if (outcome_.stopped > 0) job.notes.push_back(std::to_string(outcome_.stopped) + " samples stopped for low confidence");
+    if (!note.empty()) job.notes.push_back(note + "; " + std::to_string(outcome_.not_needed) + " samples not needed");
     ctx.finish(std::move(job));
 }
 

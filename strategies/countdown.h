@@ -7,6 +7,9 @@
 //               picks, the verifier only grades.
 //   best-of-n:  the same samples, but the verifier picks: solved when any sample verifies. That is an
 //               oracle's upper bound (a verifier the model does not have), reported under its name.
+// With the `confidence` controller policy, self-consistency runs as DeepConf does online
+// (strategies/confident_sampling.h): warm-up samples first, low-confidence samples stopped, answers
+// weighed by confidence, sampling stopped at consensus.
 // For both sampled strategies costs add up (total tokens) and the chain is the longest sample.
 #pragma once
 
@@ -14,6 +17,7 @@
 #include "runtime/engine.h"
 #include "runtime/policies.h"
 #include "runtime/program.h"
+#include "strategies/confident_sampling.h"
 #include "tasks/countdown/prompts.h"
 
 #include <string>
@@ -51,6 +55,8 @@ struct CountdownOutcome {
     runtime::Metrics metrics;      // the problem's cost, all samples together
     std::vector<runtime::ThreadRecord> threads;  // the job's whole tree (every sample)
     int votes = 0;                 // self-consistency: samples that gave the chosen answer
+    int stopped = 0;               // samples the confidence policy stopped (low confidence), and
+    int not_needed = 0;            // samples cancelled or never started once the vote settled
 };
 
 // One problem as a job. After the job ends, outcome() holds the verdict.
@@ -62,7 +68,8 @@ public:
     const CountdownOutcome & outcome() const { return outcome_; }
 
 private:
-    void conclude(runtime::ProgramContext & ctx);
+    void conclude(runtime::ProgramContext & ctx, std::string note = {});
+    void start_sample(runtime::ProgramContext & ctx, int i);
     countdown::Problem problem_;
     CountdownOptions options_;
     std::shared_ptr<const dialects::Dialect> dialect_;
@@ -70,6 +77,8 @@ private:
     std::string prompt_;
     std::vector<runtime::RequestResult> samples_;
     int expected_ = 1;
+    int started_ = 0;
+    ConfidentSampling confident_;
     CountdownOutcome outcome_;
 };
 

@@ -155,6 +155,43 @@ TEST(CountdownStrategies, SelfConsistencyRunsSamplesAndNeedsSampling) {
     EXPECT_THROW(run(CountdownStrategy::self_consistency, 0, 4, 0.0f), Error);
 }
 
+// DeepConf's online self-consistency on the shipped model (the confidence policy): every sample that
+// ran measured its confidence on every token it sampled; a sample ends whole, stopped for low
+// confidence, or cancelled once the vote settled, and the outcome counts each kind; the samples saved
+// show in the tokens.
+TEST(CountdownStrategies, SelfConsistencyWithConfidenceAccountsForEverySample) {
+    const auto batch = problems(kEvalSet, 12);
+    const auto plain = run(CountdownStrategy::self_consistency, 0, 8, 0.8f, batch);
+    const auto pruned = run(CountdownStrategy::self_consistency, 0, 8, 0.8f, batch, "confidence");
+    int64_t plain_tokens = 0, pruned_tokens = 0;
+    int stopped = 0, not_needed = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+        const auto & o = pruned[i];
+        plain_tokens += plain[i].metrics.total_tokens;
+        pruned_tokens += o.metrics.total_tokens;
+        stopped += o.stopped;
+        not_needed += o.not_needed;
+        int roots = 0, low = 0, cut = 0;
+        for (const auto & t : o.threads) {
+            if (t.parent >= 0) continue;
+            ++roots;
+            EXPECT_EQ(t.confidence.window, runtime::ConfidencePruning::kWindow);
+            // Every sampled token but an end-of-text one, which is not part of the text.
+            EXPECT_LE(t.confidence.tokens, t.generated_tokens);
+            EXPECT_GE(t.confidence.tokens, t.generated_tokens - 1);
+            if (t.end_reason.starts_with("low confidence")) ++low;
+            if (t.end_reason == "job finished") ++cut;
+        }
+        EXPECT_EQ(low, o.stopped);
+        // Samples that ended count; the rest were cancelled or never started.
+        EXPECT_EQ(roots - cut, 8 - o.not_needed);
+        EXPECT_LE(roots, 8);
+    }
+    std::printf("confidence: %lld tokens against %lld plain; %d samples stopped, %d not needed; solved %d vs %d\n",
+                static_cast<long long>(pruned_tokens), static_cast<long long>(plain_tokens), stopped, not_needed, solved(pruned), solved(plain));
+    EXPECT_LT(pruned_tokens, plain_tokens);
+}
+
 // The Countdown issue's goal, guarded: on 4 numbers at a 1,024-token window per thread, parallel mode
 // solves problems that sequential mode, whose traces outgrow the window, does not (the card: 500
 // problems, native 21.8% against sequential 0.0%). On the first 32: 7.0 +- 2.3 expected (binomial),

@@ -60,14 +60,16 @@ std::string trimmed(std::string s) {
 }
 }  // namespace
 
-TextProgram::TextProgram(std::string question, TextOptions options) : question_(std::move(question)), o_(std::move(options)) {
+TextProgram::TextProgram(std::string question, TextOptions options)
+    : question_(std::move(question)),
+      o_(std::move(options)),
+      confident_(o_.strategy == "self-consistency" ? o_.controller : "default", o_.strategy == "self-consistency" ? o_.samples : 1) {
     if (o_.strategy != "sequential" && o_.strategy != "native" && o_.strategy != "self-consistency" && o_.strategy != "plan-execute") {
         throw Error(ErrorCode::invalid_argument, "unknown strategy '" + o_.strategy + "' (sequential, native, self-consistency, plan-execute)");
     }
     dialect_ = dialects::make_dialect(o_.strategy == "native" ? o_.dialect : "plain");
     controller_ = runtime::make_controller(o_.controller);
-    validating_ = o_.strategy == "plan-execute" &&
-                  (o_.controller.find("validate") != std::string::npos || o_.controller.find("all") != std::string::npos);
+    validating_ = o_.strategy == "plan-execute" && runtime::has_policy(o_.controller, "validate");
     if (o_.strategy == "self-consistency" && o_.sampling.temperature == 0.0f) {
         throw Error(ErrorCode::invalid_argument, "self-consistency needs temperature > 0");
     }
@@ -103,11 +105,57 @@ void TextProgram::start(runtime::ProgramContext & ctx) {
         prompts_ = {fill(o_.templates.plan, {{"question", question_}, {"max_items", std::to_string(o_.max_items)}})};
     } else {
         phase_ = Phase::sample;
-        const int n = o_.strategy == "self-consistency" ? std::max(1, o_.samples) : 1;
-        prompts_.assign(static_cast<size_t>(n), question_);
+        prompts_.assign(static_cast<size_t>(confident_.samples()), question_);
     }
     results_.assign(prompts_.size(), {});
-    for (size_t i = 0; i < prompts_.size(); ++i) call(ctx, prompts_[i], phase_, static_cast<int>(i), -1, i == 0 && phase_ == Phase::sample);
+    // Self-consistency under the confidence policy starts its warm-up samples first.
+    const size_t first = phase_ == Phase::sample ? static_cast<size_t>(confident_.first()) : prompts_.size();
+    for (size_t i = 0; i < first; ++i) call(ctx, prompts_[i], phase_, static_cast<int>(i), -1, i == 0 && phase_ == Phase::sample);
+    started_ = static_cast<int>(first);
+}
+
+void TextProgram::on_sample(runtime::ProgramContext & ctx, int index, const runtime::RequestResult & r) {
+    results_[static_cast<size_t>(index)] = r;
+    --pending_;
+    ++ended_;
+    std::vector<std::string> answers, outputs;
+    std::vector<double> weights;
+    for (const auto & x : results_) {
+        outputs.push_back(x.finished ? generation(x, question_) : std::string());
+        answers.push_back(x.finished ? tasks::extract_answer(outputs.back()) : std::string());
+        weights.push_back(x.finished ? confident_.weight(x) : 0.0);
+    }
+    const tasks::Vote vote = tasks::weighted_vote(answers, weights);
+    std::string why;
+    const bool settled = confident_.settled(vote, ended_, why);
+    if (!settled && pending_ > 0) return;
+    if (!settled && started_ < confident_.samples()) {
+        // The warm-up (or the last wave) ended: the next wave starts.
+        for (int n = confident_.next(started_); n > 0; --n, ++started_) {
+            call(ctx, prompts_[static_cast<size_t>(started_)], phase_, started_, -1, false);
+        }
+        return;
+    }
+    int64_t longest = 0;
+    int stopped = 0;
+    for (const auto & x : results_) {
+        longest = std::max(longest, x.metrics.sequential_tokens);
+        stopped += x.finished && x.end_reason.rfind("low confidence", 0) == 0;
+    }
+    sequential_ += longest;
+    if (stopped > 0) out_.notes.push_back(std::to_string(stopped) + " samples stopped for low confidence");
+    if (settled) out_.notes.push_back(why + "; " + std::to_string(confident_.samples() - ended_) + " samples not needed");
+    out_.outputs = outputs;
+    out_.answer = vote.answer;
+    out_.ok = !out_.answer.empty();
+    if (!out_.ok) out_.error = "no sample gave an answer";
+    for (size_t i = 0; i < answers.size(); ++i) {
+        if (!vote.answer.empty() && answers[i] == vote.answer) {
+            out_.text = outputs[i];
+            break;
+        }
+    }
+    finish(ctx);
 }
 
 void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId id, const runtime::RequestResult & r) {
@@ -119,6 +167,10 @@ void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId 
     if (phase_ == Phase::validate) {
         --pending_;
         on_verdict(ctx, r);
+        return;
+    }
+    if (phase_ == Phase::sample && o_.strategy == "self-consistency") {
+        on_sample(ctx, index_of_.at(id), r);
         return;
     }
     results_[static_cast<size_t>(index_of_.at(id))] = r;
@@ -168,29 +220,12 @@ void TextProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId 
         finish(ctx);
         return;
     }
-    // Samples: one (sequential, native) or a majority vote.
-    if (o_.strategy != "self-consistency") {
-        out_.text = generation(results_[0], question_);
-        out_.answer = tasks::extract_answer(out_.text);
-        out_.ok = results_[0].ok;
-        out_.error = results_[0].end_reason;
-        finish_reason_ = runtime::finish_reason(results_[0]);
-    } else {
-        std::vector<std::string> answers;
-        for (const auto & x : results_) {
-            out_.outputs.push_back(generation(x, question_));
-            answers.push_back(tasks::extract_answer(out_.outputs.back()));
-        }
-        out_.answer = tasks::majority_vote(answers);
-        out_.ok = !out_.answer.empty();
-        if (!out_.ok) out_.error = "no sample gave an answer";
-        for (size_t i = 0; i < answers.size(); ++i) {
-            if (answers[i] == out_.answer) {
-                out_.text = out_.outputs[i];
-                break;
-            }
-        }
-    }
+    // One sample (sequential, native); self-consistency ends in on_sample.
+    out_.text = generation(results_[0], question_);
+    out_.answer = tasks::extract_answer(out_.text);
+    out_.ok = results_[0].ok;
+    out_.error = results_[0].end_reason;
+    finish_reason_ = runtime::finish_reason(results_[0]);
     finish(ctx);
 }
 

@@ -2,7 +2,8 @@
 // parallelism:
 //   sequential:       one thread that never spawns
 //   native:           one root thread in the model's dialect: the model decides when to spawn
-//   self-consistency: N sampled threads; the answer is the majority over extracted answers
+//   self-consistency: N sampled threads; the answer is the majority over extracted answers (with the
+//                     confidence policy: DeepConf's online form, strategies/confident_sampling.h)
 //   plan-execute:     a planner thread writes a numbered outline of independent sub-tasks; one worker
 //                     thread per item (question and outline in its context), all in flight together;
 //                     a summarizer thread writes the final answer from their results
@@ -19,6 +20,7 @@
 #include "backends/backend.h"
 #include "runtime/engine.h"
 #include "runtime/policies.h"
+#include "strategies/confident_sampling.h"
 #include "strategies/plan_graph.h"
 #include "runtime/program.h"
 
@@ -88,6 +90,7 @@ private:
                             float temperature = -1);
     void finish(runtime::ProgramContext & ctx);
     void on_worker(runtime::ProgramContext & ctx, int item, const runtime::RequestResult & r);
+    void on_sample(runtime::ProgramContext & ctx, int index, const runtime::RequestResult & r);
     void start_ready(runtime::ProgramContext & ctx);
     void summarize(runtime::ProgramContext & ctx);
     void validate(runtime::ProgramContext & ctx);
@@ -105,6 +108,8 @@ private:
     int validate_rounds_ = 0;
     std::string question_;
     TextOptions o_;
+    ConfidentSampling confident_;                      // self-consistency: who samples when, votes' weights
+    int started_ = 0, ended_ = 0;                      // self-consistency: samples started, ended
     std::shared_ptr<const dialects::Dialect> dialect_;
     std::shared_ptr<runtime::Controller> controller_;
     Phase phase_ = Phase::sample;

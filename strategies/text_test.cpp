@@ -106,6 +106,64 @@ TEST(SelfConsistency, MajorityOverExtractedAnswers) {
     EXPECT_THROW(run_text(backend(), "Q: ", o), Error);
 }
 
+TEST(Answer, WeightedVoteWeighsAnswersAndBreaksTiesByWhoGotThereFirst) {
+    const auto v = tasks::weighted_vote({"7", "8", "", "8", "7"}, {3.0, 1.0, 9.0, 1.5, 0.5});
+    EXPECT_EQ(v.answer, "7");  // 3.5 against 2.5; the empty answer's weight counts for nothing
+    EXPECT_EQ(v.count, 2);
+    EXPECT_DOUBLE_EQ(v.weight, 3.5);
+    EXPECT_DOUBLE_EQ(v.share, 3.5 / 6.0);
+    // All weights 1: the majority; a tie goes to the answer that reached it first.
+    EXPECT_EQ(tasks::weighted_vote({"a", "b", "b", "a"}).answer, "b");
+    EXPECT_EQ(tasks::weighted_vote({"", ""}).answer, "");
+    EXPECT_DOUBLE_EQ(tasks::weighted_vote({"", ""}).share, 0.0);
+    EXPECT_THROW(tasks::weighted_vote({"a"}, {1.0, 2.0}), Error);
+}
+
+// Self-consistency under the confidence policy runs as DeepConf does online: the warm-up samples
+// first, the rest once they ended, and it stops once the answers agree (the samples still running are
+// cancelled and said so). Scripted samples carry no confidence, so each weighs 1.
+TEST(SelfConsistency, WithConfidenceWarmsUpFirstAndStopsAtConsensus) {
+    TextOptions o;
+    o.strategy = "self-consistency";
+    o.samples = 5;
+    o.sampling.temperature = 0.8f;
+    o.controller = "confidence";
+    std::vector<bool> ended(5, false);
+    bool waited_for_warmup = true;
+    std::vector<bool> seen(5, false);
+    o.script = [&](const std::string &, int index, const runtime::ThreadRecord & t) -> std::optional<std::string> {
+        const size_t i = static_cast<size_t>(index);
+        if (!seen[i] && index >= 2) waited_for_warmup &= ended[0] && ended[1];
+        seen[i] = true;
+        if (index <= 2) {  // three quick samples that agree
+            if (t.text.find("answer: 7") != std::string::npos) {
+                ended[i] = true;
+                return std::nullopt;
+            }
+            return std::string("answer: 7");
+        }
+        return std::string(" still thinking");  // two slow ones, until their budget
+    };
+    o.limits.thread_token_budget = 200;
+    const auto r = run_text(backend(), "Q: ", o);
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.answer, "7");
+    EXPECT_TRUE(waited_for_warmup);
+    ASSERT_EQ(r.notes.size(), 1u);
+    EXPECT_NE(r.notes[0].find("consensus after 3 of 5 samples: 3 gave the leading answer"), std::string::npos) << r.notes[0];
+    EXPECT_NE(r.notes[0].find("2 samples not needed"), std::string::npos) << r.notes[0];
+    // Without the policy all five start at once and all are waited for.
+    o.controller = "default";
+    std::fill(ended.begin(), ended.end(), false);
+    std::fill(seen.begin(), seen.end(), false);
+    waited_for_warmup = true;
+    const auto plain = run_text(backend(), "Q: ", o);
+    EXPECT_EQ(plain.answer, "7");
+    EXPECT_FALSE(waited_for_warmup);
+    EXPECT_TRUE(plain.notes.empty());
+    EXPECT_GT(plain.metrics.generated_tokens, r.metrics.generated_tokens);
+}
+
 TEST(PlanGraph, NeedsAreReadAndBadGraphsRunInOrder) {
     const auto g = make_plan_graph({"add the tens", "(needs 1) add the ones", "(needs 1, 2) combine them"});
     EXPECT_EQ(g.items, (std::vector<std::string>{"add the tens", "add the ones", "combine them"}));

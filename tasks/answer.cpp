@@ -1,5 +1,7 @@
 #include "tasks/answer.h"
 
+#include "base/error.h"
+
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -59,18 +61,27 @@ std::string extract_answer(std::string_view text) {
     return n;
 }
 
-std::string majority_vote(const std::vector<std::string> & answers) {
-    std::map<std::string, int> counts;
-    std::string best;
-    int best_count = 0;
-    for (const auto & a : answers) {
-        if (a.empty()) continue;
-        const int c = ++counts[a];
-        if (c > best_count) {
-            best_count = c;
-            best = a;
-        }
+std::string majority_vote(const std::vector<std::string> & answers) { return weighted_vote(answers).answer; }
+
+Vote weighted_vote(const std::vector<std::string> & answers, const std::vector<double> & weights) {
+    if (!weights.empty() && weights.size() != answers.size()) {
+        throw Error(ErrorCode::invalid_argument, "weighted_vote: " + std::to_string(weights.size()) + " weights for " +
+                                                     std::to_string(answers.size()) + " answers");
     }
+    std::map<std::string, std::pair<double, int>> totals;
+    Vote best;
+    double all = 0;
+    for (size_t i = 0; i < answers.size(); ++i) {
+        if (answers[i].empty()) continue;
+        const double w = weights.empty() ? 1.0 : std::max(0.0, weights[i]);
+        auto & [weight, count] = totals[answers[i]];
+        weight += w;
+        ++count;
+        all += w;
+        if (weight > best.weight || best.answer.empty()) best = {answers[i], weight, 0, count};
+        else if (answers[i] == best.answer) best.count = count;
+    }
+    best.share = all > 0 ? best.weight / all : 0.0;
     return best;
 }
 

@@ -4,6 +4,7 @@
 #include "runtime/scheduler.h"
 #include "tools/testmodel/test_model.h"
 #include "trace/chrome_trace.h"
+#include "trace/thread_tree.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -41,4 +42,17 @@ TEST(ChromeTrace, OneSlicePerThreadWithItsTokens) {
         EXPECT_GE(e["dur"].get<double>(), 0.0);
     }
     EXPECT_EQ(slices, 2);
+}
+
+// The tree carries a thread's confidence where it was measured, and nothing where it was not.
+TEST(ThreadTree, CarriesConfidenceWhereMeasured) {
+    runtime::ThreadRecord measured, plain;
+    measured.confidence = {.window = 128, .tokens = 300, .mean = 4.5, .last_group = 4.2, .lowest_group = 3.9};
+    plain.id = 1;
+    const auto j = trace::thread_tree_json({measured, plain}, false);
+    ASSERT_EQ(j.size(), 2u);
+    EXPECT_EQ(j[0]["confidence"]["window"].get<int>(), 128);
+    EXPECT_EQ(j[0]["confidence"]["tokens"].get<int64_t>(), 300);
+    EXPECT_DOUBLE_EQ(j[0]["confidence"]["lowest_group"].get<double>(), 3.9);
+    EXPECT_FALSE(j[1].contains("confidence"));
 }

@@ -33,6 +33,10 @@ nlohmann::json thread_tree_json(const std::vector<runtime::ThreadRecord> & threa
             node["probe_tokens"] = t.probe_tokens;
             node["probe_s"] = t.probe_s;
         }
+        if (t.confidence.window > 0 && t.confidence.tokens > 0) {
+            node["confidence"] = {{"window", t.confidence.window}, {"tokens", t.confidence.tokens}, {"mean", t.confidence.mean},
+                                  {"lowest_group", t.confidence.lowest_group}, {"last_group", t.confidence.last_group}};
+        }
         if (include_text) node["text"] = t.text;
         tree.push_back(std::move(node));
     }
