@@ -32,7 +32,8 @@ strategies::CountdownOptions options_from(const CountdownArgs & a) {
     o.strategy = strategies::parse_countdown_strategy(a.strategy);
     if (a.prompt_style == "apr") o.style = countdown::PromptStyle::apr;
     else if (a.prompt_style != "forkjoin") throw Error(ErrorCode::invalid_argument, "--prompt-style is forkjoin or apr");
-    o.limits.max_context = a.context;
+    // Distractors take no room from the search: the window grows by them.
+    o.limits.max_context = a.context > 0 ? a.context + a.distractors : 0;
     o.limits.thread_token_budget = a.context > 0 ? a.context : 4096;
     o.limits.max_children = a.max_children;
     o.concurrent_requests = a.concurrency;
@@ -91,6 +92,12 @@ void add_bench_countdown_options(CLI::App & cmd, CountdownArgs & a) {
         ->capture_default_str();
     cmd.add_option("--sweep-contexts", a.sweep_contexts, "per-thread context windows")->capture_default_str();
     cmd.add_option("--report", a.report, "sweep report path without extension")->capture_default_str();
+    cmd.add_option("--distractors", a.distractors,
+                   "context rot: tokens of other problems' search traces before each problem's root context (the window "
+                   "grows by as many; children start fresh without them)")
+        ->capture_default_str();
+    cmd.add_option("--sweep-distractors", a.sweep_distractors,
+                   "sweep distractor token counts (e.g. 0,512,1024,2048) at --context instead of --sweep-contexts");
 }
 
 namespace {
@@ -108,12 +115,14 @@ struct Summary {
     std::string strategy;
     std::string controller;
     int context = 0;
+    int distractors = 0;
     size_t n = 0;
     double accuracy = 0, total_tokens = 0, sequential_tokens = 0, max_context_tokens = 0, latency_s = 0, threads = 0;
     double probe_tokens = 0;  // evaluated by the context-rot monitor's probes (not in total_tokens)
     // Self-consistency under the confidence policy, per problem: samples stopped for low confidence,
     // and samples cancelled or never started once the vote settled.
     double samples_stopped = 0, samples_not_needed = 0;
+    double compactions = 0;  // per problem: threads' contexts the context-rot monitor compacted
     double run_wall_s = 0;  // the whole run's wall time divided by n: throughput, all requests in flight
     // The engine against its physical limit: tokens decoded per second over the whole run, and raw
     // batched decode on the same backend at the run's mean batch size and mean context per token.
@@ -126,12 +135,15 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
     const std::unique_ptr<Backend> owned = make_backend(a.backend, model, backend_for(a));
     Backend & backend = *owned;
     const auto t0 = std::chrono::steady_clock::now();
-    const auto outcomes = strategies::run_countdown(backend, problems, options_from(a));
+    strategies::CountdownOptions options = options_from(a);
+    options.distractors = strategies::countdown_distractors(backend.vocabulary(), a.distractors);
+    const auto outcomes = strategies::run_countdown(backend, problems, options);
     write_trace(a, outcomes);
     Summary s;
     s.strategy = a.strategy;
     s.controller = a.controller;
     s.context = a.context;
+    s.distractors = a.distractors;
     s.n = outcomes.size();
     for (const auto & o : outcomes) {
         s.accuracy += o.solved;
@@ -140,13 +152,16 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
         s.max_context_tokens += static_cast<double>(o.metrics.max_context_tokens);
         s.latency_s += o.metrics.wall_s;
         s.threads += o.metrics.threads;
-        for (const auto & t : o.threads) s.probe_tokens += static_cast<double>(t.probe_tokens);
+        for (const auto & t : o.threads) {
+            s.probe_tokens += static_cast<double>(t.probe_tokens);
+            s.compactions += t.compactions;
+        }
         s.samples_stopped += o.stopped;
         s.samples_not_needed += o.not_needed;
     }
     const double n = static_cast<double>(s.n);
     for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads,
-                       &s.probe_tokens, &s.samples_stopped, &s.samples_not_needed}) {
+                       &s.probe_tokens, &s.samples_stopped, &s.samples_not_needed, &s.compactions}) {
         *v /= n;
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -181,9 +196,9 @@ nlohmann::json remote_json(const remote::RemoteStats & r) {
 }
 
 nlohmann::json to_json(const Summary & s) {
-    nlohmann::json j = {{"n", s.n}, {"strategy", s.strategy}, {"controller", s.controller}, {"context", s.context}, {"accuracy", s.accuracy},
+    nlohmann::json j = {{"n", s.n}, {"strategy", s.strategy}, {"controller", s.controller}, {"context", s.context}, {"distractors", s.distractors}, {"accuracy", s.accuracy},
             {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens}, {"probe_tokens", s.probe_tokens},
-            {"max_context_tokens", s.max_context_tokens}, {"samples_stopped", s.samples_stopped},
+            {"max_context_tokens", s.max_context_tokens}, {"samples_stopped", s.samples_stopped}, {"compactions", s.compactions},
             {"samples_not_needed", s.samples_not_needed}, {"wall_seconds", s.latency_s},
             {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads},
             {"run_tokens_per_s", s.run_tokens_per_s}, {"mean_batch", s.mean_batch}, {"mean_context", s.mean_context},
@@ -235,6 +250,10 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
                         "max context %.0f, %.1f threads, latency %.2f s (%.2f s of the run)\n",
                         s.strategy.c_str(), s.context, 100.0 * s.accuracy, s.n, s.total_tokens, s.sequential_tokens,
                         s.max_context_tokens, s.threads, s.latency_s, s.run_wall_s);
+            if (s.probe_tokens > 0) {
+                std::printf("  context rot: per problem %.0f probe tokens (%.1f%% of the tokens), %.2f compactions\n", s.probe_tokens,
+                            100.0 * s.probe_tokens / std::max(1.0, s.total_tokens), s.compactions);
+            }
             if (s.samples_stopped > 0 || s.samples_not_needed > 0) {
                 std::printf("  confidence: per problem %.2f samples stopped for low confidence, %.2f not needed once the vote settled\n",
                             s.samples_stopped, s.samples_not_needed);
@@ -255,8 +274,10 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     // ("self-consistency@0.8"), so greedy baselines and sampled ones share one report. Every point
     // is parsed before the first one runs: a typo fails at once, not an hour in.
     std::vector<std::pair<std::string, CountdownArgs>> plan;  // series label, its point
+    const bool by_distractors = !a.sweep_distractors.empty();
+    const std::string axis = by_distractors ? a.sweep_distractors : a.sweep_contexts;
     for (const auto & strategy : split(a.sweep_strategies)) {
-        for (const auto & ctx : split(a.sweep_contexts)) {
+        for (const auto & ctx : split(axis)) {
             // "native+early-stop+validate@0.8": a strategy, its controller policies, its temperature.
             CountdownArgs point = a;
             const size_t at = strategy.find('@');
@@ -270,7 +291,11 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
                 runtime::make_controller(point.controller);
             }
             if (at != std::string::npos) point.temperature = parse_item<float>(strategy.substr(at + 1), "--sweep-strategies");
-            point.context = parse_item<int>(ctx, "--sweep-contexts");
+            if (by_distractors) {
+                point.distractors = parse_item<int>(ctx, "--sweep-distractors");
+            } else {
+                point.context = parse_item<int>(ctx, "--sweep-contexts");
+            }
             plan.emplace_back(strategy, point);
         }
     }
@@ -279,27 +304,29 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
         points.push_back(measure(point, model, problems));
         points.back().strategy = series;
         if (!json) {
-            std::printf("  %s context %d: accuracy %.1f%%\n", series.c_str(), point.context, 100.0 * points.back().accuracy);
+            std::printf("  %s context %d, distractors %d: accuracy %.1f%%\n", series.c_str(), point.context, point.distractors,
+                        100.0 * points.back().accuracy);
             std::fflush(stdout);
         }
     }
-    std::string md = "| strategy | context | accuracy | total tokens | sequential tokens | max context | threads | latency s |\n"
-                     "|---|---|---|---|---|---|---|---|\n";
+    std::string md = "| strategy | context | distractors | accuracy | total tokens | sequential tokens | max context | threads | latency s | probe tokens | compactions |\n"
+                     "|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto & p : points) {
-        char row[256];
-        std::snprintf(row, sizeof row, "| %s | %d | %.1f%% | %.0f | %.0f | %.0f | %.1f | %.2f |\n", p.strategy.c_str(),
-                      p.context, 100.0 * p.accuracy, p.total_tokens, p.sequential_tokens, p.max_context_tokens, p.threads,
-                      p.latency_s);
+        char row[320];
+        std::snprintf(row, sizeof row, "| %s | %d | %d | %.1f%% | %.0f | %.0f | %.0f | %.1f | %.2f | %.0f | %.2f |\n", p.strategy.c_str(),
+                      p.context, p.distractors, 100.0 * p.accuracy, p.total_tokens, p.sequential_tokens, p.max_context_tokens,
+                      p.threads, p.latency_s, p.probe_tokens, p.compactions);
         md += row;
     }
-    std::vector<trace::Panel> panels = {{"per-thread context window", "tokens", true, {}},
+    std::vector<trace::Panel> panels = {{by_distractors ? "distractor tokens before each problem" : "per-thread context window", "tokens",
+                                         !by_distractors, {}},
                                         {"total tokens per problem", "tokens", true, {}},
                                         {"latency per problem", "seconds", true, {}}};
     for (const auto & strategy : split(a.sweep_strategies)) {
         trace::Series by_ctx{strategy, {}, {}}, by_total{strategy, {}, {}}, by_wall{strategy, {}, {}};
         for (const auto & p : points) {
             if (p.strategy != strategy) continue;
-            by_ctx.x.push_back(p.context);
+            by_ctx.x.push_back(by_distractors ? p.distractors : p.context);
             by_total.x.push_back(p.total_tokens);
             by_wall.x.push_back(p.latency_s);
             for (auto * ser : {&by_ctx, &by_total, &by_wall}) ser->y.push_back(p.accuracy);

@@ -60,6 +60,8 @@ struct CountdownArgs {
     bool sweep = false;
     std::string sweep_strategies = "sequential,native";
     std::string sweep_contexts = "256,512,1024,2048";
+    int distractors = 0;              // tokens of other problems' traces before each root's context
+    std::string sweep_distractors;    // the sweep's x axis instead of the context: distractor tokens
     std::string report = "countdown-sweep";
     std::string trace_path;  // write the runs' thread trees as Chrome trace JSON
     int threads = 0;         // CPU threads per decode (0: adapt to the free cores)

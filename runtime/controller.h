@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace forkjoin::runtime {
@@ -153,16 +154,30 @@ struct LimitDecision {
 
 // A probe of a thread's attention (the context-rot monitor): a throwaway fork of the thread scores
 // `text` after the thread's context. Asked once, when the thread starts; the first probe is at once
-// (the baseline), then one every `every` generated tokens.
+// (the baseline), then one every `every` generated tokens. With a `reference` context, the same text
+// is also scored once after it on a fresh sequence: what the model gives the probe where nothing
+// distracts it (the task says what a clean context is), against which rot is measured.
 struct ProbePlan {
     int every = 0;                   // 0: never probe this thread
     std::string text;
+    std::string reference;           // empty: none
 };
 
 struct ProbeResult {
     const ThreadRecord & thread;
     double nll = 0;                  // mean negative log-likelihood per probe token, now
-    double baseline = 0;             // the same at the thread's start
+    double baseline = 0;             // the same at the thread's start (or its last compaction)
+    std::optional<double> reference; // the same after the reference context, when the plan has one
+};
+
+// What the monitor does about a probe.
+struct ProbeDecision {
+    std::string reason;                     // non-empty: recorded as a "probe" decision
+    // Replace the thread's context by this text and go on from it (compaction): the runtime keeps the
+    // cells of the common prefix, prefills the rest, records what was dropped, and takes the next
+    // probe as the new baseline. Refused (and said so) for a thread that has spawned (its joins would
+    // be lost) and for a forked child (it shares its parent's context).
+    std::optional<std::string> compact_to;
 };
 
 // The confidence signal (DeepConf): asked once, when a thread starts. top_k > 0 makes the backend
@@ -196,9 +211,9 @@ public:
     virtual JoinDecision on_join(const JoinContext &) { return {}; }
     // Default: no probes. `context` is the thread's starting context.
     virtual ProbePlan probe_plan(const ThreadRecord &, const std::string & /*context*/) { return {}; }
-    // After each probe; a non-empty answer is a decision recorded for the thread (the policy acts
-    // through its other answers, e.g. narrower spawns).
-    virtual std::string on_probe(const ProbeResult &) { return {}; }
+    // After each probe: a reason is recorded for the thread; a compaction is applied (the policy may
+    // also act through its other answers, e.g. narrower spawns).
+    virtual ProbeDecision on_probe(const ProbeResult &) { return {}; }
     // Default: no confidence measured.
     virtual ConfidencePlan confidence_plan(const ThreadRecord &) { return {}; }
     virtual ConfidenceDecision on_confidence(const ConfidenceContext &) { return {}; }

@@ -192,19 +192,26 @@ ProbePlan ContextRot::probe_plan(const ThreadRecord & thread, const std::string 
     }
     ProbePlan p = next_->probe_plan(thread, context);
     if (p.every > 0) return p;  // a policy further in already probes
-    return {every_, text};
+    return {every_, text, hooks_.probe_reference ? hooks_.probe_reference(context) : std::string()};
 }
 
-std::string ContextRot::on_probe(const ProbeResult & p) {
-    next_->on_probe(p);
-    if (p.nll - p.baseline <= threshold_) return {};
-    if (std::find(flagged_threads_.begin(), flagged_threads_.end(), p.thread.id) != flagged_threads_.end()) return {};
+ProbeDecision ContextRot::on_probe(const ProbeResult & p) {
+    ProbeDecision inner = next_->on_probe(p);
+    const double against = p.reference.value_or(p.baseline);
+    const double threshold = p.reference ? threshold_ : drift_threshold_;
+    if (p.nll - against <= threshold) return inner;
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "context rot: probe NLL %.3f vs %.3f %s (threshold +%.2f)", p.nll, against,
+                  p.reference ? "after a clean context" : "at the start", threshold);
+    std::string why = buf;
+    // Compact where the task can and the thread has not been compacted too often; else narrow.
+    if (hooks_.compact && p.thread.compactions < kMaxCompactions) {
+        if (auto compacted = hooks_.compact(p.thread.text)) return {why + ": compacted", std::move(compacted)};
+    }
+    if (std::find(flagged_threads_.begin(), flagged_threads_.end(), p.thread.id) != flagged_threads_.end()) return inner;
     flagged_threads_.push_back(p.thread.id);
     ++flagged_;
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "context rot: probe NLL %.3f vs %.3f at the start (threshold +%.2f): this request's next spawns run at half width",
-                  p.nll, p.baseline, threshold_);
-    return buf;
+    return {why + ": this request's next spawns run at half width", std::nullopt};
 }
 
 SpawnDecision ContextRot::on_spawn(const SpawnContext & c) {

@@ -92,6 +92,17 @@ std::vector<std::string> reasons(const ThreadRecord & t, const std::string & kin
     return out;
 }
 
+// A request that generates exactly `budget` tokens (end-of-text banned) under `controller`.
+RequestOptions budgeted(int budget, std::shared_ptr<Controller> controller) {
+    RequestOptions o;
+    o.sampling.ignore_eos = true;
+    Limits l;
+    l.thread_token_budget = budget;
+    o.limits = l;
+    o.controller = std::move(controller);
+    return o;
+}
+
 auto finishes_after(int pieces) {
     return [pieces](const ThreadRecord & t) -> std::optional<std::string> {
         int written = 0;
@@ -255,12 +266,7 @@ TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
     llama::LlamaBackend backend(tiny_model(), backend_options());
     auto run_with = [&](std::shared_ptr<Controller> controller) {
         Runtime rt(backend);
-        RequestOptions greedy;
-        greedy.sampling.ignore_eos = true;
-        Limits l;
-        l.thread_token_budget = 50;
-        greedy.limits = l;
-        greedy.controller = controller;
+        const RequestOptions greedy = budgeted(50, controller);
         RequestOptions spawner;
         spawner.dialect = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
         spawner.controller = controller;
@@ -277,7 +283,7 @@ TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
         return std::make_pair(rt.result(a), rt.result(b));
     };
     const auto plain = run_with(nullptr);
-    const auto quiet = run_with(std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, 1e9));
+    const auto quiet = run_with(std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, 1e9, 1e9));
     EXPECT_EQ(quiet.first.text, plain.first.text);
     EXPECT_EQ(quiet.second.text, plain.second.text);
     const auto & probes = quiet.first.threads[0].probes;
@@ -287,7 +293,7 @@ TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
     EXPECT_TRUE(reasons(quiet.first.threads[0], "probe").empty());
 
     // A threshold every probe crosses: one decision per thread, and the next spawn runs at half width.
-    auto loud = std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, -1e9);
+    auto loud = std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, -1e9, -1e9);
     const auto fired = run_with(loud);
     int rot = 0;
     for (const auto & d : fired.first.threads[0].decisions) rot += d.reason.starts_with("context rot");
@@ -446,14 +452,9 @@ TEST(Policies, ConfidenceIsMeasuredOnEveryTokenAndAStopEndsTheThread) {
     };
     auto run_with = [&](std::shared_ptr<Controller> controller) {
         Runtime rt(backend);
-        RequestOptions o;
+        RequestOptions o = budgeted(80, std::move(controller));
         o.sampling.temperature = 0.8f;
         o.sampling.seed = 5;
-        o.sampling.ignore_eos = true;
-        Limits l;
-        l.thread_token_budget = 80;
-        o.limits = l;
-        o.controller = std::move(controller);
         const RequestId id = rt.submit("a question to be sure about: ", o);
         rt.run();
         return rt.result(id);
@@ -481,5 +482,49 @@ TEST(Policies, ConfidenceIsMeasuredOnEveryTokenAndAStopEndsTheThread) {
     EXPECT_EQ(root.end_reason, "low confidence: enough");
     EXPECT_EQ(root.generated_tokens, 30);
     EXPECT_EQ(reasons(root, "confidence"), std::vector<std::string>{"enough"});
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+}
+
+// Compaction: past the threshold the monitor replaces the thread's context by the task's compacted
+// one (here the last 8 bytes of its text, after a marker), the runtime records what was dropped,
+// takes the next probe as the new baseline, and the thread goes on to its budget; at most
+// kMaxCompactions times. With a reference context the monitor measures against it.
+TEST(Policies, ContextRotCompactsTheThreadAndMeasuresAgainstTheReference) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    struct Capture : Policy {
+        Capture() : Policy(std::make_shared<DefaultController>(), TaskHooks{}) {}
+        std::vector<std::optional<double>> references;
+        std::vector<double> baselines;
+        ProbeDecision on_probe(const ProbeResult & p) override {
+            references.push_back(p.reference);
+            baselines.push_back(p.baseline);
+            return {};
+        }
+    };
+    auto capture = std::make_shared<Capture>();
+    TaskHooks hooks;
+    hooks.probe_reference = [](const std::string &) { return std::string("a clean start: "); };
+    hooks.compact = [](const std::string & text) -> std::optional<std::string> { return "compacted: " + text.substr(text.size() - 8); };
+    Runtime rt(backend);
+    const RequestOptions o = budgeted(80, std::make_shared<ContextRot>(capture, hooks, 16, -1e9, -1e9));  // fires on every probe
+    const RequestId id = rt.submit("a question for the monitor, long enough to drop: ", o);
+    rt.run();
+    const ThreadRecord & t = rt.result(id).threads[0];
+    EXPECT_EQ(t.state, ThreadState::failed);  // at its budget
+    EXPECT_EQ(t.generated_tokens, 80);
+    EXPECT_EQ(t.compactions, ContextRot::kMaxCompactions);
+    const auto compacted = reasons(t, "compact");
+    ASSERT_EQ(compacted.size(), 2u);
+    EXPECT_NE(compacted[0].find("dropped"), std::string::npos) << compacted[0];
+    EXPECT_TRUE(t.text.starts_with("compacted: ")) << t.text;
+    // Every probe saw the reference, scored once.
+    ASSERT_FALSE(capture->references.empty());
+    for (const auto & r : capture->references) {
+        ASSERT_TRUE(r.has_value());
+        EXPECT_DOUBLE_EQ(*r, *capture->references.front());
+    }
+    // After each compaction the next probe is the new baseline.
+    ASSERT_GE(t.probes.size(), 4u);
+    EXPECT_NE(capture->baselines.back(), capture->baselines.front());
     EXPECT_EQ(backend.usage().live_sequences, 0u);
 }

@@ -130,6 +130,10 @@ private:
     Controller & controller_of(const Request & r) const;
     // The context-rot monitor: probes t when it reached its next probe point (runtime/controller.h).
     void probe(Request & r, Thread & t);
+    // The probe's NLL after the plan's reference context, on a fresh sequence (nullopt: none, or no room).
+    std::optional<double> reference_nll(Thread & t);
+    // Replaces t's context by `text` (ProbeDecision::compact_to).
+    void compact(Request & r, Thread & t, const std::string & text);
     // DeepConf's signal: the controller's plan for t, and the sampling t starts with (top-k log-probs
     // when the plan measures confidence).
     Sampling start_sampling(Request & r, Thread & t);

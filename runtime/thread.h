@@ -34,7 +34,8 @@ struct Confidence {
 // A controller decision taken for a thread (runtime/controller.h), as the trace records it.
 struct Decision {
     double t_s = 0;      // since the request started
-    std::string kind;    // "spawn", "admit", "limit", "stop" (siblings cancelled early), "validate" (re-exploration), "confidence" (stopped: low confidence)
+    std::string kind;    // "spawn", "admit", "limit", "stop" (siblings cancelled early), "validate" (re-exploration), "confidence" (stopped: low confidence),
+                         // "probe", "compact"
     std::string reason;
 };
 
@@ -60,6 +61,7 @@ struct ThreadRecord {
     const std::string & in_request_terms() const { return request_text.empty() ? text : request_text; }
     Confidence confidence;
     std::vector<Probe> probes;         // the context-rot monitor's probes, the first one the baseline
+    int compactions = 0;               // times the monitor replaced its context (decisions say what went)
     int64_t probe_tokens = 0;          // what probing cost: tokens evaluated on throwaway forks, and
     double probe_s = 0;                // the wall time it took
     std::vector<Decision> decisions;  // the controller's decisions for it: spawns run, trimmed or refused,

@@ -51,6 +51,19 @@ llama::BackendOptions countdown_backend_options(const CountdownOptions & o) {
     return b;
 }
 
+std::string countdown_distractors(const Vocabulary & vocabulary, int tokens) {
+    if (tokens <= 0) return {};
+    constexpr uint64_t kSeed = 20261202;  // problems no eval set draws (their seeds are 4242 and up)
+    for (size_t chars = static_cast<size_t>(tokens) * 4;; chars *= 2) {
+        const std::string traces = countdown::distractor_traces(kSeed, chars);
+        const std::vector<Token> all = vocabulary.tokenize(traces);
+        if (all.size() < static_cast<size_t>(tokens)) continue;
+        std::string text = vocabulary.detokenize(std::span<const Token>(all.data(), static_cast<size_t>(tokens)));
+        text.resize(text.rfind('\n') + 1);  // whole lines
+        return text;
+    }
+}
+
 runtime::TaskHooks countdown_hooks(const countdown::Problem & problem, countdown::PromptStyle style) {
     runtime::TaskHooks h;
     const int target = problem.target;
@@ -73,13 +86,52 @@ runtime::TaskHooks countdown_hooks(const countdown::Problem & problem, countdown
         n.read_back = [node = *node](const std::string & text) { return countdown::read_back(text, node); };
         return n;
     };
-    h.probe_text = [](const std::string & context) {
-        const size_t at = context.find("Current State: ");
+    // The probe restates the thread's own state: a root's is the problem's (distractor traces before
+    // it hold other problems' states), a child's is the first in its context.
+    const std::string root_state = [&] {
+        const std::string prompt = countdown::root_prompt(problem);
+        const size_t at = prompt.find("Current State: ");
+        return prompt.substr(at, prompt.find('\n', at) - at);
+    }();
+    h.probe_text = [root_state](const std::string & context) {
+        size_t at = context.find(root_state);
+        if (at == std::string::npos) at = context.find("Current State: ");
         if (at == std::string::npos) return std::string();
         const size_t end = context.find('\n', at);
         std::string probe = "\n";  // (appending, not "\n" + substr: GCC 12 warns falsely on that form)
         probe += context.substr(at, end == std::string::npos ? std::string::npos : end - at);
         return probe;
+    };
+    // A root's clean context is its own root context, without what came before it (distractors).
+    auto own_root = [problem, style](const std::string & context) -> std::optional<size_t> {
+        for (const bool parallel : {false, true}) {
+            const std::string own = countdown::root_context(problem, parallel, style);
+            const size_t at = context.rfind(own);
+            if (at != std::string::npos) return at;
+        }
+        return std::nullopt;
+    };
+    h.probe_reference = [own_root](const std::string & context) {
+        const auto at = own_root(context);
+        return at && *at > 0 ? context.substr(*at) : std::string();
+    };
+    // Compaction: the thread restarts from its current node's state line, as an APR child starts there
+    // (a root still at node #0 restarts as its own root context), dropping what came before its own
+    // start and the dead ends it explored since.
+    h.compact = [own_root, style](const std::string & text) -> std::optional<std::string> {
+        const size_t start = own_root(text).value_or(0);
+        const size_t move = text.rfind("Moving to Node #");
+        if (move == std::string::npos || move < start) return std::nullopt;
+        const size_t state = text.find("\nCurrent State: ", move);
+        if (state == std::string::npos) return std::nullopt;
+        const size_t state_end = text.find('\n', state + 1);
+        if (state_end == std::string::npos) return std::nullopt;  // the state line is not written yet
+        const std::string node = text.substr(move, state_end - move);  // "Moving to Node #..\nCurrent State: .."
+        std::string compacted = node.starts_with("Moving to Node #0\n") ? text.substr(start, move - start) : countdown::child_context_prefix(style);
+        compacted += node;
+        if (style != countdown::PromptStyle::apr) compacted += "\n";  // APR's contexts end before the state line's newline
+        if (compacted.size() >= text.size()) return std::nullopt;  // nothing to drop
+        return compacted;
     };
     return h;
 }
@@ -97,10 +149,27 @@ CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions 
     apr.child_prefix = countdown::child_context_prefix(options_.style);
     apr.state_line_newline = options_.style != countdown::PromptStyle::apr;
     dialect_ = dialects::make_apr_dialect(apr);
-    prompt_ = countdown::root_context(problem_, options_.strategy == CountdownStrategy::native, options_.style);
+    prompt_ = options_.distractors + countdown::root_context(problem_, options_.strategy == CountdownStrategy::native, options_.style);
     controller_ = runtime::make_controller(options_.controller, countdown_hooks(problem_, options_.style));
     expected_ = sampled(options_.strategy) ? std::max(1, options_.samples) : 1;
     outcome_.problem = problem_;
+}
+
+countdown::ExtractedPath CountdownProgram::claimed_path(const runtime::RequestResult & sample) const {
+    const std::string text = own_text(sample);
+    countdown::ExtractedPath path = countdown::extract_solution(text);
+    // A root the monitor compacted to a deeper node searches from there, as a sub search does: its
+    // path starts with that node's operations.
+    if (!path.error.empty() && !sample.threads.empty() && sample.threads[0].compactions > 0) {
+        countdown::ExtractedPath from_node = countdown::extract_subsearch_solution(text);
+        if (from_node.error.empty()) return from_node;
+    }
+    return path;
+}
+
+std::string CountdownProgram::own_text(const runtime::RequestResult & sample) const {
+    // (A compacted root no longer starts with the distractors.)
+    return sample.text.starts_with(options_.distractors) ? sample.text.substr(options_.distractors.size()) : sample.text;
 }
 
 void CountdownProgram::start(runtime::ProgramContext & ctx) {
@@ -132,7 +201,7 @@ void CountdownProgram::on_finished(runtime::ProgramContext & ctx, runtime::Reque
         std::vector<std::string> answers;
         std::vector<double> weights;
         for (const auto & s : samples_) {
-            const auto path = countdown::extract_solution(s.text);
+            const auto path = claimed_path(s);
             answers.push_back(path.error.empty() ? countdown::to_expression(problem_, path.steps) : std::string());
             weights.push_back(confident_.weight(s));
         }
@@ -156,7 +225,7 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note)
     std::vector<Claim> claims;
     std::string why_none;
     for (size_t i = 0; i < samples_.size(); ++i) {
-        auto path = countdown::extract_solution(samples_[i].text);
+        auto path = claimed_path(samples_[i]);
         if (path.error.empty()) {
             claims.push_back({i, std::move(path)});
         } else if (why_none.empty()) {
@@ -209,7 +278,7 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note)
     job.ok = outcome_.solved;
     job.answer = outcome_.solved ? outcome_.expression : std::string();
     job.error = outcome_.solved ? std::string() : outcome_.reason;
-    job.text = outcome_.run.text.size() >= prompt_.size() ? outcome_.run.text.substr(prompt_.size()) : outcome_.run.text;
+    job.text = outcome_.run.text.starts_with(prompt_) ? outcome_.run.text.substr(prompt_.size()) : outcome_.run.text;
     job.finish_reason = runtime::finish_reason(outcome_.run);
     for (const auto & s : samples_) job.metrics.sequential_tokens = std::max(job.metrics.sequential_tokens, s.metrics.sequential_tokens);
     for (const auto & s : samples_) outcome_.stopped += s.end_reason.rfind("low confidence", 0) == 0;

@@ -19,6 +19,7 @@
 #include "runtime/program.h"
 #include "strategies/confident_sampling.h"
 #include "tasks/countdown/prompts.h"
+#include "tasks/countdown/verifier.h"
 
 #include <string>
 #include <vector>
@@ -37,7 +38,14 @@ struct CountdownOptions {
     int concurrent_requests = 16;  // requests in flight at once
     int samples = 4;               // self-consistency, best-of-n: threads per problem
     std::string controller = "default";  // controller policies (runtime/policies.h), e.g. "early-stop"
+    // The context-rot benchmark: text put before each root's context (countdown_distractors()); the
+    // answer is read from what follows it. Children start fresh without it (APR).
+    std::string distractors;
 };
+
+// About `tokens` tokens (never more) of other problems' search traces, whole lines, to put before a
+// problem (tasks/countdown/search_trace.h distractor_traces). The same text for a given count.
+std::string countdown_distractors(const Vocabulary & vocabulary, int tokens);
 
 // What Countdown tells the controller policies: children ranked by APR's heuristic on their state; a
 // child settles its parent when its sub search reaches the target by a path the verifier accepts; a
@@ -70,6 +78,8 @@ public:
 private:
     void conclude(runtime::ProgramContext & ctx, std::string note = {});
     void start_sample(runtime::ProgramContext & ctx, int i);
+    std::string own_text(const runtime::RequestResult & sample) const;  // its text after the distractors
+    countdown::ExtractedPath claimed_path(const runtime::RequestResult & sample) const;
     countdown::Problem problem_;
     CountdownOptions options_;
     std::shared_ptr<const dialects::Dialect> dialect_;

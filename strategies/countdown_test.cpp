@@ -232,3 +232,65 @@ TEST(CountdownStrategies, SplitNestsParallelSearchesOfThreeNumberStates) {
     EXPECT_GT(deep, 0) << "nested searches spawn children of their own";
     solved(out);
 }
+
+// The context-rot hooks: the probe restates the thread's own state (not a distractor's), the reference
+// is the root's own context without what came before it, and compaction restarts from the current
+// node as an APR child would (a root still at node #0 as its own root context).
+TEST(CountdownStrategies, ContextRotHooksFindTheThreadsOwnProblem) {
+    const countdown::Problem p{{3, 7, 9, 5}, 24};
+    const runtime::TaskHooks h = countdown_hooks(p);
+    const std::string distractor = "Moving to Node #0\nCurrent State: 50:[1, 2, 3], Operations: []\n13,50 unequal: No Solution\n";
+    const std::string root = countdown::root_context(p, false, countdown::PromptStyle::forkjoin);
+    EXPECT_EQ(h.probe_text(distractor + root), "\nCurrent State: 24:[3, 7, 9, 5], Operations: []");
+    EXPECT_EQ(h.probe_reference(distractor + root), root);
+    EXPECT_EQ(h.probe_reference(root), "");  // nothing before it: its own baseline serves
+    const std::string explored = "Exploring Operation: 3+7=10, Resulting Numbers: [9, 5, 10]\n";
+    EXPECT_EQ(h.compact(distractor + root + explored), root);
+    const std::string deeper = root + explored + "Generated Node #0,0: 24:[9, 5, 10] Operation: 3+7=10\n" +
+                               "Moving to Node #0,0\nCurrent State: 24:[9, 5, 10], Operations: ['3+7=10']\nExploring Operation: 9-5=4";
+    EXPECT_EQ(h.compact(deeper), std::string(countdown::kSequentialTag) + "Moving to Node #0,0\nCurrent State: 24:[9, 5, 10], Operations: ['3+7=10']\n");
+    EXPECT_FALSE(h.compact(root).has_value());  // nothing to drop
+    EXPECT_FALSE(h.compact(root + "Moving to Node #0,1\nCurrent State: 24:[").has_value());  // its state line is not written yet
+}
+
+// Distractors: about the asked number of tokens of other problems' traces, whole lines, put before
+// each root's context; the answer is read from what follows them, so their own "Goal Reached" lines
+// are never taken for the problem's. They rot the shipped model's context (it copies a distractor's
+// numbers: 0 of the first 100 3-number problems at 1,024 tokens, 55 without), and the context-rot
+// monitor sees it in its probe against the clean root context and compacts (62 of 100). Here, 12
+// problems behind 256 tokens: ~7.4 expected with the monitor (binomial SD 1.7), the floor of 3 sits
+// 2.6 SD below it.
+TEST(CountdownStrategies, DistractorsRotTheContextAndTheMonitorRecovers) {
+    const Vocabulary & v = backend().vocabulary();
+    const std::string d = countdown_distractors(v, 256);
+    const size_t n = v.tokenize(d).size();
+    EXPECT_LE(n, 256u);
+    EXPECT_GE(n, 200u);
+    EXPECT_TRUE(d.ends_with("\n"));
+    EXPECT_NE(countdown_distractors(v, 4096).find("Goal Reached"), std::string::npos);  // they hold other problems' goals
+    EXPECT_EQ(countdown_distractors(v, 256), d);
+    EXPECT_EQ(countdown_distractors(v, 0), "");
+    CountdownOptions o;
+    o.strategy = CountdownStrategy::sequential;
+    o.limits.thread_token_budget = 1024;
+    o.concurrent_requests = 12;
+    o.distractors = d;
+    const auto batch = problems(kEvalSet, 12);
+    const auto plain = run_countdown(backend(), batch, o);
+    o.controller = "context-rot";
+    const auto monitored = run_countdown(backend(), batch, o);
+    int compacted = 0;
+    for (const auto & runs : {plain, monitored}) {
+        for (const auto & x : runs) {
+            if (x.run.threads[0].compactions == 0) {
+                EXPECT_TRUE(x.run.text.starts_with(d));
+            }
+            compacted += x.run.threads[0].compactions > 0;
+        }
+    }
+    const int rotten = solved(plain), recovered = solved(monitored);
+    std::printf("distractors 256: plain %d of 12, with the monitor %d (%d compacted)\n", rotten, recovered, compacted);
+    EXPECT_GE(recovered, 3);
+    EXPECT_LT(rotten, recovered);
+    EXPECT_GT(compacted, 0);
+}

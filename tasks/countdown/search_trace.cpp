@@ -1,5 +1,7 @@
 #include "tasks/countdown/search_trace.h"
 
+#include "tasks/countdown/solver.h"
+
 #include "base/random.h"
 
 #include <algorithm>
@@ -205,6 +207,20 @@ SearchTrace write_search_trace(const Problem & p, const SearchOptions & options)
     root->h = mult_heuristic(p.nums, p.target);
     NodePtr goal;
     return s.run(root, options.beam_size, 0, goal);
+}
+
+std::string distractor_traces(uint64_t seed, size_t min_chars) {
+    std::string out;
+    GeneratorOptions three, four;
+    four.count = 4;
+    ProblemGenerator g3(seed, three), g4(seed + 1, four);
+    for (uint64_t i = 0; out.size() < min_chars; ++i) {
+        const Problem p = i % 2 ? g3.next() : g4.next();
+        SearchOptions o;
+        o.seed = seed + i;
+        out += write_search_trace(p, o).main_calls.front();
+    }
+    return out;
 }
 
 }  // namespace forkjoin::countdown

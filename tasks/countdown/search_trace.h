@@ -66,6 +66,11 @@ std::string root_prompt(const Problem & p);
 std::string child_prompt(const std::string & node_id, int target, const std::vector<int> & nums,
                          const std::vector<Operation> & ops);
 
+// Distractors for the context-rot benchmark: sequential search traces of other problems (3 and 4
+// numbers, drawn from `seed`), one after another, until the text holds at least `min_chars`
+// characters. Realistic (the model's own format), plausible, and wrong for any other problem.
+std::string distractor_traces(uint64_t seed, size_t min_chars);
+
 // APR's heuristic (mult_heuristic): distance of each number to the nearest factor of the target.
 double mult_heuristic(const std::vector<int> & nums, int target);
 
