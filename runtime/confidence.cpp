@@ -52,7 +52,7 @@ void Runtime::ask_confidence(Request & r, Thread & t) {
     const ConfidenceDecision d = controller_of(r).on_confidence({.thread = t.rec, .group = t.rec.confidence.last_group});
     if (!d.stop) return;
     decide(r, t, "confidence", d.reason);
-    end_thread(r, t, ThreadState::cancelled, "low confidence: " + d.reason);
+    end_thread(r, t, ThreadState::cancelled, std::string(kLowConfidence) + ": " + d.reason);
 }
 
 void Runtime::finish_confidence(Thread & t) {

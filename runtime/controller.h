@@ -33,6 +33,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace forkjoin::runtime {
 
@@ -193,6 +194,9 @@ struct ConfidenceContext {
     const ThreadRecord & thread;     // its confidence so far (lowest_group: of the full windows so far)
     double group = 0;                // the group confidence now: the last `window` tokens' mean
 };
+
+// The end reason of a thread the controller stopped for low confidence starts with this, then ": ".
+inline constexpr std::string_view kLowConfidence = "low confidence";
 
 struct ConfidenceDecision {
     bool stop = false;               // end the thread now: cancelled, "low confidence: <reason>"

@@ -26,9 +26,10 @@
 //                   measured against the same probe after a clean reference context, scored once
 //                   (TaskHooks::probe_reference: Countdown, the root's own context without what came
 //                   before it), else against the thread's baseline. Past it by 1 nat per token (2 against
-//                   the baseline, which drifts with the position by itself) the thread is compacted where the task can (TaskHooks::compact: Countdown restarts from the
-//                   current node's state line, as an APR child; at most kMaxCompactions per thread, never
-//                   after it spawned), else flagged (a "probe" decision) and the request's next spawns
+//                   the baseline, which drifts with the position by itself) the thread is compacted where
+//                   the task can (TaskHooks::compact: Countdown restarts from the current node's state
+//                   line, as an APR child; at most kMaxCompactions per thread, never after it spawned or
+//                   in a forked child), else flagged (a "probe" decision) and the request's next spawns
 //                   narrowed to half. The threshold is one number for every model, not calibrated per
 //                   model: the policy is opt-in and not part of `all`.
 //   confidence      DeepConf's online pruning (Fu et al. 2025) for sampled strategies: each root's

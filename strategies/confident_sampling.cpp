@@ -36,4 +36,15 @@ bool ConfidentSampling::settled(const tasks::Vote & vote, int ended, std::string
     return true;
 }
 
+bool ConfidentSampling::stopped(const runtime::RequestResult & sample) {
+    return sample.finished && sample.end_reason.starts_with(runtime::kLowConfidence);
+}
+
+std::vector<std::string> ConfidentSampling::notes(int stopped, int ended, const std::string & why) const {
+    std::vector<std::string> out;
+    if (stopped > 0) out.push_back(std::to_string(stopped) + " samples stopped for low confidence");
+    if (!why.empty()) out.push_back(why + "; " + std::to_string(samples_ - ended) + " samples not needed");
+    return out;
+}
+
 }  // namespace forkjoin::strategies

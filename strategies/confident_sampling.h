@@ -16,6 +16,7 @@
 // Threading: as the program that owns it (the engine's loop thread).
 #pragma once
 
+#include "runtime/controller.h"
 #include "runtime/request.h"
 #include "tasks/answer.h"
 
@@ -45,6 +46,11 @@ public:
     // sampling may stop now (on, a sample past the warm-up ended, one answer at kConsensus or more,
     // samples left to save). `why` says so.
     bool settled(const tasks::Vote & vote, int ended, std::string & why) const;
+    // Whether the policy stopped this sample (it ended runtime::kLowConfidence).
+    static bool stopped(const runtime::RequestResult & sample);
+    // The job's notes on its samples: how many were stopped, and, when the vote settled early (`why`
+    // from settled()), how many of samples() were not needed once `ended` had ended.
+    std::vector<std::string> notes(int stopped, int ended, const std::string & why) const;
 
 private:
     bool on_ = false;

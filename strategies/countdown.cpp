@@ -199,14 +199,8 @@ void CountdownProgram::on_finished(runtime::ProgramContext & ctx, runtime::Reque
     }
     if (options_.strategy == CountdownStrategy::self_consistency && confident_.on()) {
         std::vector<std::string> answers;
-        std::vector<double> weights;
-        for (const auto & s : samples_) {
-            const auto path = claimed_path(s);
-            answers.push_back(path.error.empty() ? countdown::to_expression(problem_, path.steps) : std::string());
-            weights.push_back(confident_.weight(s));
-        }
         std::string why;
-        if (confident_.settled(tasks::weighted_vote(answers, weights), ended, why)) {
+        if (confident_.settled(vote(answers), ended, why)) {
             conclude(ctx, why);
             return;
         }
@@ -215,6 +209,17 @@ void CountdownProgram::on_finished(runtime::ProgramContext & ctx, runtime::Reque
     if (ended == started_) {
         for (int n = confident_.next(started_); n > 0; --n) start_sample(ctx, started_);
     }
+}
+
+tasks::Vote CountdownProgram::vote(std::vector<std::string> & answers) const {
+    answers.clear();
+    std::vector<double> weights;
+    for (const auto & s : samples_) {
+        const auto path = claimed_path(s);
+        answers.push_back(path.error.empty() ? countdown::to_expression(problem_, path.steps) : std::string());
+        weights.push_back(confident_.weight(s));
+    }
+    return tasks::weighted_vote(answers, weights);
 }
 
 void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note) {
@@ -244,21 +249,16 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note)
         if (!chosen && !claims.empty()) chosen = claims.front().sample;
     } else if (options_.strategy == CountdownStrategy::self_consistency) {
         // Weighed by confidence under the confidence policy, else one vote each; ties: the answer
-        // that reached the winning weight first.
+        // that reached the winning weight first. The first sample that gave it answers.
         std::vector<std::string> answers;
-        std::vector<double> weights;
-        for (const auto & c : claims) {
-            answers.push_back(countdown::to_expression(problem_, c.path.steps));
-            weights.push_back(confident_.weight(samples_[c.sample]));
-        }
-        const tasks::Vote vote = tasks::weighted_vote(answers, weights);
-        for (size_t k = 0; k < claims.size() && !vote.answer.empty(); ++k) {
-            if (answers[k] == vote.answer) {
-                chosen = claims[k].sample;
+        const tasks::Vote v = vote(answers);
+        for (size_t k = 0; k < answers.size() && !v.answer.empty(); ++k) {
+            if (answers[k] == v.answer) {
+                chosen = k;
                 break;
             }
         }
-        outcome_.votes = vote.count;
+        outcome_.votes = v.count;
     } else if (!claims.empty()) {
         chosen = claims.front().sample;
     }
@@ -281,10 +281,9 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note)
     job.text = outcome_.run.text.starts_with(prompt_) ? outcome_.run.text.substr(prompt_.size()) : outcome_.run.text;
     job.finish_reason = runtime::finish_reason(outcome_.run);
     for (const auto & s : samples_) job.metrics.sequential_tokens = std::max(job.metrics.sequential_tokens, s.metrics.sequential_tokens);
-    for (const auto & s : samples_) outcome_.stopped += s.end_reason.rfind("low confidence", 0) == 0;
+    for (const auto & s : samples_) outcome_.stopped += ConfidentSampling::stopped(s);
     outcome_.not_needed = expected_ - static_cast<int>(samples_.size());
-    if (outcome_.stopped > 0) job.notes.push_back(std::to_string(outcome_.stopped) + " samples stopped for low confidence");
-    if (!note.empty()) job.notes.push_back(note + "; " + std::to_string(outcome_.not_needed) + " samples not needed");
+    job.notes = confident_.notes(outcome_.stopped, static_cast<int>(samples_.size()), note);
     ctx.finish(std::move(job));
 }
 

@@ -80,6 +80,9 @@ private:
     void start_sample(runtime::ProgramContext & ctx, int i);
     std::string own_text(const runtime::RequestResult & sample) const;  // its text after the distractors
     countdown::ExtractedPath claimed_path(const runtime::RequestResult & sample) const;
+    // The vote over the samples so far: per sample its expression ("" without a path), weighed as
+    // confident_ says.
+    tasks::Vote vote(std::vector<std::string> & answers) const;
     countdown::Problem problem_;
     CountdownOptions options_;
     std::shared_ptr<const dialects::Dialect> dialect_;

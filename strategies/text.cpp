@@ -140,11 +140,10 @@ void TextProgram::on_sample(runtime::ProgramContext & ctx, int index, const runt
     int stopped = 0;
     for (const auto & x : results_) {
         longest = std::max(longest, x.metrics.sequential_tokens);
-        stopped += x.finished && x.end_reason.rfind("low confidence", 0) == 0;
+        stopped += ConfidentSampling::stopped(x);
     }
     sequential_ += longest;
-    if (stopped > 0) out_.notes.push_back(std::to_string(stopped) + " samples stopped for low confidence");
-    if (settled) out_.notes.push_back(why + "; " + std::to_string(confident_.samples() - ended_) + " samples not needed");
+    for (auto & note : confident_.notes(stopped, ended_, why)) out_.notes.push_back(std::move(note));
     out_.outputs = outputs;
     out_.answer = vote.answer;
     out_.ok = !out_.answer.empty();
