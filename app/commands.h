@@ -96,6 +96,7 @@ struct ServeArgs {
     int threads = 0;
     std::string controller = "default";  // requests that name none get these policies
     double shutdown_timeout_s = 10;      // SIGTERM: in-flight requests get this long, then are cancelled
+    int heartbeat_ms = 250;
     BackendArgs backend;
 };
 

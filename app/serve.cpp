@@ -35,6 +35,11 @@ void add_serve_options(CLI::App & cmd, ServeArgs & a) {
     cmd.add_option("--shutdown-timeout", a.shutdown_timeout_s,
                    "on SIGTERM or SIGINT: seconds requests in flight get to finish before they are cancelled")
         ->capture_default_str();
+    cmd.add_option("--heartbeat-ms", a.heartbeat_ms,
+                   "the longest silence on an open answer (an SSE comment, or JSON whitespace); also how soon a client that "
+                   "went away is noticed")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 600000));
     add_backend_options(cmd, a.backend, "--remote-api-key");
 }
 
@@ -86,6 +91,7 @@ int run_serve(const ServeArgs & a) {
     so.api_key = a.api_key;
     so.model_id = shipped ? "forkjoin-countdown" : std::filesystem::path(model_path(a.model)).stem().string();
     so.http_threads = a.max_queue + 8;
+    so.heartbeat_ms = a.heartbeat_ms;
     so.defaults.task = task;
     so.defaults.dialect = a.dialect;
     runtime::make_controller(a.controller);  // a clear error for an unknown policy, before serving

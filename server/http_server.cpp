@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <string_view>
 #include <thread>
 
 namespace forkjoin::server {
@@ -18,7 +19,12 @@ using nlohmann::json;
 
 namespace {
 using Clock = std::chrono::steady_clock;
-constexpr auto kHeartbeat = std::chrono::milliseconds(250);
+// SSE lines written as they are: their lengths come from the literals (a hand-counted 15 once sent the
+// keep-alive's terminating NUL, which made SSE parsers drop the next chunk as an unknown field).
+constexpr std::string_view kKeepAlive = ": keep-alive\n\n";  // an SSE comment: clients skip it
+constexpr std::string_view kDone = "data: [DONE]\n\n";
+
+bool write(httplib::DataSink & sink, std::string_view bytes) { return sink.write(bytes.data(), bytes.size()); }
 
 int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -55,6 +61,7 @@ struct Server::Exchange {
 
 Server::Server(runtime::Engine & engine, ServerOptions options)
     : engine_(engine), options_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
+    if (options_.heartbeat_ms <= 0) throw Error(ErrorCode::invalid_argument, "heartbeat_ms must be > 0, got " + std::to_string(options_.heartbeat_ms));
     const int threads = options_.http_threads > 0 ? options_.http_threads : 64 + 8;
     http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     http_->set_payload_max_length(options_.max_body_bytes);
@@ -279,18 +286,18 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
         }
     };
 
+    const auto heartbeat = std::chrono::milliseconds(options_.heartbeat_ms);
     if (!req.stream) {
-        auto last_write = std::make_shared<Clock::time_point>(Clock::now());
         res.set_chunked_content_provider(
             "application/json",
-            [this, ex, req, id, model, created, final_text, last_write](size_t, httplib::DataSink & sink) {
+            [this, ex, req, id, model, created, final_text, heartbeat](size_t, httplib::DataSink & sink) {
                 std::unique_lock<std::mutex> lock(ex->mu);
-                ex->cv.wait_for(lock, kHeartbeat, [&] { return ex->done; });
+                ex->cv.wait_for(lock, heartbeat, [&] { return ex->done; });
                 if (!ex->done) {
                     lock.unlock();
                     // Leading whitespace is valid JSON: it keeps the connection honest, and a write to a
                     // client that went away fails, which cancels the job.
-                    return sink.write(" ", 1);
+                    return write(sink, " ");
                 }
                 std::string finish;
                 const std::string text = final_text(finish);
@@ -315,14 +322,14 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, ex, st, req, id, model, created, final_text, holdback, stop](size_t, httplib::DataSink & sink) {
+        [this, ex, st, req, id, model, created, final_text, holdback, stop, heartbeat](size_t, httplib::DataSink & sink) {
             auto send = [&](const json & j) {
                 const std::string line = "data: " + j.dump() + "\n\n";
                 st->last_write = Clock::now();
                 return sink.write(line.data(), line.size());
             };
             std::unique_lock<std::mutex> lock(ex->mu);
-            ex->cv.wait_for(lock, kHeartbeat, [&] { return ex->done || ex->all.size() > ex->sent + holdback || !ex->events.empty(); });
+            ex->cv.wait_for(lock, heartbeat, [&] { return ex->done || ex->all.size() > ex->sent + holdback || !ex->events.empty(); });
             // New text (holding back what could still turn out to be the start of a stop string).
             std::string content;
             if (!ex->stopped) {
@@ -355,10 +362,10 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
             }
             if (!ok) return false;
             if (!done) {
-                if (Clock::now() - st->last_write >= kHeartbeat) {
-                    // An SSE comment: clients skip it; a client that went away makes it fail.
+                if (Clock::now() - st->last_write >= heartbeat) {
+                    // A client that went away makes it fail.
                     st->last_write = Clock::now();
-                    return sink.write(": keep-alive\n\n", 15);
+                    return write(sink, kKeepAlive);
                 }
                 return true;
             }
@@ -373,7 +380,7 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
                               {"model", model}, {"choices", json::array()}, {"usage", usage_body(*result)}};
                 ok &= send(usage);
             }
-            ok &= sink.write("data: [DONE]\n\n", 14);
+            ok &= write(sink, kDone);
             log_request(id, req, result.get(), finish);
             if (!ok) return false;
             sink.done();

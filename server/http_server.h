@@ -9,7 +9,8 @@
 // cancelled); streaming requests get SSE chunks of the answering thread's text as it is generated,
 // the tree's events (spawned, joined, ended) in each chunk's `forkjoin` field, a last chunk with
 // finish_reason and the tree, the usage chunk when asked, and `data: [DONE]`. A client that
-// disconnects cancels its job: its sequences are freed within one heartbeat (250 ms).
+// disconnects cancels its job: its sequences are freed within one heartbeat (ServerOptions::heartbeat_ms;
+// while no data is due, a streaming answer gets an SSE comment and a non-streaming one a space).
 //
 // Errors: malformed or wrong requests 400 with the field named; no or a wrong bearer token with
 // --api-key: 401 (/health stays open, as llama-server and vLLM keep it); a body past the size limit:
@@ -45,6 +46,7 @@ struct ServerOptions {
     std::string model_id = "forkjoin";
     size_t max_body_bytes = 8u << 20;
     int http_threads = 0;            // 0: the engine's max_jobs + 8 (each open stream holds one)
+    int heartbeat_ms = 250;          // > 0: the longest silence on an open answer (see above)
     ApiDefaults defaults;
     countdown::PromptStyle countdown_style = countdown::PromptStyle::forkjoin;
     std::function<void(const std::string &)> log;  // one line per request; empty: stderr

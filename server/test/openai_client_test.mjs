@@ -116,6 +116,39 @@ check('streaming completion: text as it is produced, tree events, usage, [DONE]'
   checkTree(last.forkjoin, usage);
 });
 
+// The raw SSE bytes, with a heartbeat short enough that keep-alives fall between the chunks (the root
+// waits on its children for many decode steps): every line is a data line, a comment or blank, no
+// stray byte (a keep-alive once carried its C string's NUL, and parsers then dropped the next chunk as
+// an unknown field), and every thread's end reaches the client. A non-streaming answer padded with
+// heartbeat whitespace still parses as one JSON object.
+check('keep-alives between SSE chunks lose nothing (heartbeat 1 ms)', async () => {
+  const fast = await startServer(forkjoin, ['--heartbeat-ms', '1', '--sequences', '16', '--ctx-per-sequence', '1024']);
+  try {
+    const url = `http://127.0.0.1:${fast.port}/v1/completions`;
+    const body = await (await fetch(url, { method: 'POST', body: JSON.stringify({ prompt: SOLVED, stream: true }) })).text();
+    assert.ok(!body.includes('\0'), 'no NUL byte in the stream');
+    const lines = body.split('\n');
+    const keepAlives = lines.filter((l) => l.startsWith(':')).length;
+    assert.ok(keepAlives > 0, 'the heartbeat fired between chunks');
+    const chunks = [];
+    for (const l of lines) {
+      if (l === '' || l === ': keep-alive' || l === 'data: [DONE]') continue;
+      assert.ok(l.startsWith('data: {'), `a line that is neither data, a comment nor blank: ${JSON.stringify(l.slice(0, 80))}`);
+      chunks.push(JSON.parse(l.slice(6)));
+    }
+    const events = chunks.flatMap((c) => c.forkjoin?.events ?? []);
+    const last = chunks.find((c) => c.choices[0]?.finish_reason);
+    const ended = new Set(events.filter((e) => e.type === 'thread_ended').map((e) => e.thread));
+    assert.ok(last.forkjoin.threads > 1, 'the model spawned');
+    for (const t of last.forkjoin.tree) assert.ok(ended.has(t.id), `thread ${t.id}'s end reached the client (${keepAlives} keep-alives)`);
+    const whole = await (await fetch(url, { method: 'POST', body: JSON.stringify({ prompt: SOLVED }) })).text();
+    assert.ok(whole.startsWith(' '), 'the heartbeat padded the wait');
+    assert.equal(JSON.parse(whole).forkjoin.answer, '17+(88-84)');
+  } finally {
+    await fast.stop();
+  }
+});
+
 check('streaming chat: role first, then content deltas', async () => {
   const stream = await client.chat.completions.create({ messages: [{ role: 'user', content: SOLVED }], stream: true });
   let text = '', role = null, finish = null;
