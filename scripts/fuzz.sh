@@ -7,15 +7,17 @@
 #   scripts/fuzz.sh --all SECONDS          every target in turn (CI: a short time each)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-targets=(dialect_parsers openai_request remote_stream countdown_text plan_outline)
+targets=(dialect_parsers openai_request remote_stream countdown_text plan_outline gguf_file)
 build="$root/build-fuzz"
 
 if [[ "${1:-}" == "--list" ]]; then printf '%s\n' "${targets[@]}"; exit 0; fi
 if [[ $# -ne 2 ]]; then echo "usage: scripts/fuzz.sh TARGET SECONDS | --all SECONDS | --list" >&2; exit 2; fi
 command -v clang++ >/dev/null || { echo "clang++ is missing (apt install clang; scripts/setup.sh installs it)" >&2; exit 2; }
 
+# A tree configured before the C sources (ggml's) joined is configured anew, with clang for both.
+if [[ -f "$build/CMakeCache.txt" ]] && ! grep -q '^CMAKE_C_COMPILER:.*clang' "$build/CMakeCache.txt"; then rm -rf "$build"; fi
 if [[ ! -f "$build/build.ninja" ]]; then
-  cmake -S "$root/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake -S "$root/fuzz" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
 
 run_one() {
@@ -27,7 +29,9 @@ run_one() {
   mkdir -p "$build/crashes/$target"
   echo "[fuzz] $target for $seconds s"
   local rc=0
-  "$build/fuzz_$target" "$scratch" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+  local max_len=8192
+  [[ "$target" == gguf_file ]] && max_len=65536  # a tokenizer's arrays alone take kilobytes
+  "$build/fuzz_$target" "$scratch" -max_total_time="$seconds" -max_len=$max_len -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$build/crashes/$target/" -print_final_stats=1 2>"$build/$target.log" || rc=$?
   grep -E "^#[0-9]+.*(DONE|pulse)|stat::number_of_executed_units|stat::peak_rss_mb|ERROR|SUMMARY" "$build/$target.log" | tail -4
   rm -rf "$scratch"

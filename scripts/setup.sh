@@ -85,6 +85,10 @@ fetch_llama_source() {
   [[ "$head" == "$LLAMA_COMMIT" ]] || { log "bundle holds llama.cpp $head, expected $LLAMA_COMMIT"; exit 1; }
 }
 
+# The source stays in the clone even when the builds below come from the cache: the fuzz targets
+# compile ggml's GGUF reader from it (a few seconds from the cached npm package).
+fetch_llama_source
+
 # ---- 3. libllama, cached outside the clone ----------------------------------------------------
 if [[ -f "$llama_prefix/.complete" ]]; then
   log "libllama $LLAMA_COMMIT found in cache: $llama_prefix"

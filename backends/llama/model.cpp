@@ -1,5 +1,6 @@
 #include "backends/llama/model.h"
 
+#include "backends/llama/gguf_check.h"
 #include "backends/llama/llama_log.h"
 #include "base/error.h"
 
@@ -17,18 +18,15 @@ namespace {
     throw Error(ErrorCode::model_load, "cannot load model '" + path + "': " + why);
 }
 
-// Checks what llama.cpp would only log: that the file exists, is readable and starts like a GGUF.
+// Checks what llama.cpp would only log: that the file exists, is readable, and that its structure is
+// whole (gguf_check.h), naming the first thing wrong.
 void check_gguf_file(const std::string & path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (!fs::exists(path, ec)) fail_load(path, "no such file");
     if (fs::is_directory(path, ec)) fail_load(path, "is a directory, not a GGUF file");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail_load(path, "cannot open the file for reading");
-    char magic[4] = {};
-    in.read(magic, sizeof magic);
-    if (in.gcount() < 4) fail_load(path, "file is too short to be a GGUF model");
-    if (std::string(magic, 4) != "GGUF") fail_load(path, "not a GGUF file (missing the 'GGUF' magic)");
+    const GgufCheck c = inspect_gguf_file(path);
+    if (!c.ok()) fail_load(path, c.message);
 }
 
 size_t utf8_length(unsigned char lead) {

@@ -81,13 +81,9 @@ TEST(Model, TruncatedGgufIsAClearError) {
     std::filesystem::copy_file(good, bad, std::filesystem::copy_options::overwrite_existing);
     std::filesystem::resize_file(bad, std::filesystem::file_size(good) / 2);
     expect_error([&] { Model::load(bad); }, ErrorCode::model_load, "truncated.gguf");
-    try {
-        Model::load(bad);
-        FAIL() << "a truncated GGUF must not load";
-    } catch (const Error & e) {
-        // The cause comes from llama.cpp, not a generic "failed".
-        EXPECT_NE(std::string(e.what()).find("llama.cpp:"), std::string::npos) << e.what();
-    }
+    // Named before llama.cpp reads it (gguf_check.h): the tensor whose data is cut, and what to do.
+    expect_error([&] { Model::load(bad); }, ErrorCode::model_load, "ends past the end of the file");
+    expect_error([&] { Model::load(bad); }, ErrorCode::model_load, "download it again");
 }
 
 // A GGUF's chat template is applied through llama.cpp (ChatML here, recognised by its markers); a
