@@ -29,7 +29,8 @@ struct Engine::Job {
     std::vector<RequestResult> results;  // per finished call, in call order (kept for the tree)
     std::vector<int> result_call;        // index in `calls` of each entry of `results`
     int next_thread = 0;
-    bool ended = false;
+    bool finishing = false;  // finish_job is cancelling its calls: their threads' ends still reach the sink
+    bool ended = false;      // finished: nothing more reaches the sink but the done event
     int64_t steps_at_start = 0, decoded_at_start = 0;
 };
 
@@ -245,12 +246,14 @@ void Engine::fail_job(Job & job, const std::string & why, const char * finish_re
 }
 
 void Engine::finish_job(Job & job, JobResult result) {
-    if (job.ended) return;
-    job.ended = true;
-    // Calls still running are not needed any more.
+    if (job.ended || job.finishing) return;
+    job.finishing = true;
+    // Calls still running are not needed any more. Their threads' ends are still events: a client
+    // watching the stream sees every thread it saw start end (a cancelled job's included).
     for (auto & c : job.calls) {
         if (!c->finished && c->id >= 0) runtime_.cancel(c->id, result.finish_reason == "stop" ? "job finished" : result.finish_reason);
     }
+    job.ended = true;
     // Collect every call's final record its program has not seen (cancelling just finalized the rest).
     for (size_t i = 0; i < job.calls.size(); ++i) {
         Call & c = *job.calls[i];
@@ -301,6 +304,15 @@ void Engine::finish_job(Job & job, JobResult result) {
     for (auto & c : job.calls) calls_.erase(c->id);
 
     auto shared = std::make_shared<const JobResult>(std::move(result));
+    // The sink's last call comes before wait() can return: a sink whose state lives with the waiter
+    // (on its stack) is never called after the waiter moved on.
+    if (job.options.events) {
+        JobEvent je;
+        je.job = job.id;
+        je.done = true;
+        je.result = shared;
+        job.options.events(je);
+    }
     {
         std::lock_guard<std::mutex> lock(mu_);
         --in_flight_;
@@ -312,13 +324,6 @@ void Engine::finish_job(Job & job, JobResult result) {
         if (it != results_.end()) it->second = shared;
     }
     done_cv_.notify_all();
-    if (job.options.events) {
-        JobEvent je;
-        je.job = job.id;
-        je.done = true;
-        je.result = shared;
-        job.options.events(je);
-    }
 }
 
 void Engine::after_step() {

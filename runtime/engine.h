@@ -87,7 +87,8 @@ public:
     // Jobs submitted and not yet ended.
     int jobs_in_flight() const;
     // Blocks until the job ends and returns its result, once. Only for jobs submitted with
-    // keep_result; any other job throws invalid_argument.
+    // keep_result; any other job throws invalid_argument. The job's sink has had its last call (the
+    // done event) by then.
     JobResult wait(JobId job);
     // submit + wait.
     JobResult run(std::shared_ptr<Program> program, JobOptions options = {});

@@ -7,12 +7,15 @@
 #include "runtime/policies.h"
 #include "runtime/scheduler.h"
 #include "runtime/test_model.h"
+#include "runtime/test_scripts.h"
 
 #include <gtest/gtest.h>
 
 #include <sys/resource.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -35,7 +38,9 @@ llama::BackendOptions backend_options() {
 }
 
 // APR markup: a root that spawns two sub searches, whose children say they found nothing.
-const std::string kAprRoot = "Moving to Node #0\nCurrent State: 12:[4, 6, 2], Operations: []\n";
+using test_support::kAprRoot;
+using test_support::node_of;
+using test_support::spawn_text;
 std::optional<std::string> apr_script(const ThreadRecord & t) {
     if (t.depth == 1) {
         if (t.text.find("No solution") != std::string::npos) return std::nullopt;
@@ -358,6 +363,33 @@ double cpu_seconds() {
     getrusage(RUSAGE_SELF, &u);
     return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
+// A client of the engine: submits, cancels once the job's first text arrives (as a client that goes
+// away mid-stream), and waits for the result. `observe` sees every event (on the loop thread).
+JobResult run_as_client(Engine & engine, std::shared_ptr<Program> program, bool cancel_after_first_text,
+                        std::function<void(const JobEvent &)> observe = nullptr) {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool first_text = false;
+    JobOptions jo;
+    jo.keep_result = true;
+    jo.events = [&](const JobEvent & e) {
+        if (observe) observe(e);
+        if (!e.done && e.event.kind == EventKind::text) {
+            std::lock_guard<std::mutex> lock(mu);
+            first_text = true;
+            cv.notify_all();
+        }
+    };
+    const JobId id = engine.submit(std::move(program), jo);
+    if (cancel_after_first_text) {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return first_text; });
+        lock.unlock();
+        engine.cancel(id, "client went away");
+    }
+    return engine.wait(id);
+}
+
 }  // namespace
 
 // Clients on four threads submit at once, one cancels its job mid-stream: every job ends, the
@@ -371,28 +403,9 @@ TEST(Engine, SubmitAndCancelFromOtherThreads) {
         clients.emplace_back([&, c] {
             for (int k = 0; k < 3; ++k) {
                 const bool cancel_me = c == 3 && k == 1;
-                std::mutex mu;
-                std::condition_variable cv;
-                bool first_text = false;
-                JobOptions jo;
-                jo.keep_result = true;
-                jo.events = [&](const JobEvent & e) {
-                    if (!e.done && e.answering && e.event.kind == EventKind::text) {
-                        std::lock_guard<std::mutex> lock(mu);
-                        first_text = true;
-                        cv.notify_all();
-                    }
-                };
-                const JobId id = engine.submit(std::make_shared<OneCall>("client " + std::to_string(c) + " asks " + std::to_string(k) + ": ",
-                                                                         greedy(cancel_me ? 1000 : 12)),
-                                               jo);
-                if (cancel_me) {
-                    std::unique_lock<std::mutex> lock(mu);
-                    cv.wait(lock, [&] { return first_text; });
-                    lock.unlock();
-                    engine.cancel(id, "client went away");
-                }
-                const JobResult r = engine.wait(id);
+                const JobResult r = run_as_client(engine, std::make_shared<OneCall>("client " + std::to_string(c) + " asks " + std::to_string(k) + ": ",
+                                                                                    greedy(cancel_me ? 1000 : 12)),
+                                                  cancel_me);
                 if (r.finish_reason == "cancelled") {
                     ++cancelled;
                     EXPECT_EQ(r.error, "client went away");
@@ -419,6 +432,202 @@ TEST(Engine, SubmitAndCancelFromOtherThreads) {
     const double before = cpu_seconds();
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     EXPECT_LT(cpu_seconds() - before, 0.05);
+}
+
+namespace {
+// N generated nodes and a sub search on each: a spawn as wide as the script wants.
+std::string wide_spawn_text(const std::string & node, int n) {
+    std::string out, calls;
+    for (int i = 0; i < n; ++i) {
+        const std::string child = node + "," + std::to_string(i);
+        out += "Exploring Operation: 4+2=6, Resulting Numbers: [6, 6]\nGenerated Node #" + child + ": 12:[6, 6] Operation: 4+2=6\n";
+        calls += "<Start Sub Search " + std::to_string(i) + " at level 1> Moving to Node #" + child + "\n";
+    }
+    return out + "<Calling Sub Searches>\n" + calls + "<End Calling Sub Searches>\n";
+}
+}  // namespace
+
+// Adversarial requests under load (issue 18): 49 jobs from 7 client threads on an engine with fewer
+// sequences and running slots than they want (threads wait for both): spawn bombs deep and wide,
+// threads that never stop (by tokens and by context), a request that spawns until its total budget,
+// honest requests, and requests their clients cancel mid-stream. Every limit holds for every job,
+// no more threads run at once than the engine allows, every job ends, the tokens of all jobs add up
+// to what the backend decoded, and nothing stays in the cache.
+TEST(Engine, AdversarialRequestsUnderLoadHoldEveryLimit) {
+    llama::BackendOptions bo = backend_options();
+    bo.n_seq_max = 12;
+    bo.n_ctx = 12 * 2048;
+    llama::LlamaBackend backend(tiny_model(), bo);
+    EngineOptions eo;
+    eo.limits.max_threads = 8;
+    eo.max_jobs = 64;
+    Engine engine(backend, eo);
+    const auto apr = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+    enum Kind { deep_bomb, wide_bomb, runaway, context_runaway, total_budget, honest, cancelled, kinds };
+    auto joined = [](const ThreadRecord & t) { return t.text.find("<Sub Searches>") != std::string::npos; };
+    auto options = [&](Kind k) {
+        RequestOptions o;
+        o.dialect = apr;
+        Limits l;
+        l.thread_token_budget = 4000;  // a wide spawn block alone is ~900 tokens of the test model's
+        switch (k) {
+            case deep_bomb:  // spawns at every node, as deep as it may
+                l.max_depth = 2, l.max_children = 2;
+                o.script = [joined](const ThreadRecord & t) -> std::optional<std::string> {
+                    if (!joined(t)) return spawn_text(node_of(t));
+                    return t.text.ends_with("<End Sub Searches>\n") ? std::optional<std::string>("No solution found.\n") : std::nullopt;
+                };
+                break;
+            case wide_bomb:  // 9 sub searches at every node
+                l.max_depth = 1, l.max_children = 3;
+                o.script = [joined](const ThreadRecord & t) -> std::optional<std::string> {
+                    if (!joined(t)) return wide_spawn_text(node_of(t), 9);
+                    return t.text.ends_with("<End Sub Searches>\n") ? std::optional<std::string>("No solution found.\n") : std::nullopt;
+                };
+                break;
+            case runaway:
+            case cancelled:
+                l.thread_token_budget = k == runaway ? 40 : 100000;
+                o.script = [](const ThreadRecord &) -> std::optional<std::string> { return std::string("and on "); };
+                break;
+            case context_runaway:
+                l.thread_token_budget = 100000, l.max_context = 96;
+                o.script = [](const ThreadRecord &) -> std::optional<std::string> { return std::string("and on "); };
+                break;
+            case total_budget:  // spawns, then every thread talks on
+                l.thread_token_budget = 100000, l.total_token_budget = 120, l.max_depth = 5;
+                o.script = [](const ThreadRecord & t) -> std::optional<std::string> {
+                    if (t.text.find("<Calling Sub Searches>") == std::string::npos) return spawn_text(node_of(t));
+                    return std::string("more ");
+                };
+                break;
+            case honest:
+                return greedy(12);
+            case kinds: break;
+        }
+        o.limits = l;
+        return o;
+    };
+    // A scripted piece is read within one step, so the total budget (checked per step) can be passed by
+    // at most one piece per running thread.
+    const auto piece_tokens = static_cast<int64_t>(tiny_model()->tokenize(spawn_text("0,0,0,0,0"), false, true).size());
+
+    // Running threads of all jobs, from the events (called on the engine's loop thread).
+    std::mutex mu;
+    std::map<std::pair<JobId, int>, bool> running;
+    int now_running = 0, most_running = 0;
+    auto track = [&](const JobEvent & e) {
+        if (e.done) return;
+        std::lock_guard<std::mutex> lock(mu);
+        const auto key = std::make_pair(e.job, e.event.thread);
+        auto set = [&](bool on) {
+            bool & r = running[key];
+            now_running += (on ? 1 : 0) - (r ? 1 : 0);
+            r = on;
+            most_running = std::max(most_running, now_running);
+        };
+        switch (e.event.kind) {
+            case EventKind::thread_started: set(true); break;
+            case EventKind::joined: set(true); break;
+            case EventKind::spawned: set(false); break;  // the parent waits
+            case EventKind::thread_ended: set(false); break;
+            default: break;
+        }
+    };
+
+    std::vector<std::pair<Kind, JobResult>> results;
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kinds; ++c) {
+        clients.emplace_back([&, c] {
+            for (int k = 0; k < kinds; ++k) {
+                const Kind kind = static_cast<Kind>((c + k) % kinds);
+                JobResult r = run_as_client(engine, std::make_shared<OneCall>(kAprRoot, options(kind)), kind == cancelled, track);
+                std::lock_guard<std::mutex> lock(mu);
+                results.emplace_back(kind, std::move(r));
+            }
+        });
+    }
+    for (auto & t : clients) t.join();
+    ASSERT_EQ(results.size(), static_cast<size_t>(kinds * kinds));
+
+    int64_t tokens = 0;
+    for (const auto & [kind, r] : results) {
+        tokens += r.metrics.total_tokens;
+        int max_depth = 0;
+        for (const auto & t : r.threads) {
+            EXPECT_TRUE(t.state == ThreadState::done || t.state == ThreadState::failed || t.state == ThreadState::cancelled)
+                << "kind " << kind << ", thread " << t.id << " did not end";
+            max_depth = std::max(max_depth, t.depth);
+        }
+        const ThreadRecord & root = r.threads.at(0);
+        switch (kind) {
+            case deep_bomb:
+                EXPECT_TRUE(r.ok) << r.error;
+                EXPECT_EQ(r.threads.size(), 7u);  // root, 2 children, 4 grandchildren: no deeper
+                EXPECT_EQ(max_depth, 2);
+                break;
+            case wide_bomb:
+                EXPECT_TRUE(r.ok) << r.error;
+                EXPECT_EQ(r.threads.size(), 4u);  // 3 of the 9 ran; the children's own spawns were refused
+                EXPECT_EQ(max_depth, 1);
+                break;
+            case runaway:
+                EXPECT_EQ(root.generated_tokens, 40);
+                EXPECT_NE(r.error.find("token budget"), std::string::npos) << r.error;
+                break;
+            case context_runaway:
+                EXPECT_EQ(r.metrics.max_context_tokens, 96);
+                EXPECT_NE(r.error.find("context window"), std::string::npos) << r.error;
+                break;
+            case total_budget:
+                EXPECT_NE(r.error.find("total token budget"), std::string::npos) << r.error;
+                EXPECT_GE(r.metrics.generated_tokens, 120);
+                EXPECT_LE(r.metrics.generated_tokens, 120 + static_cast<int64_t>(r.threads.size()) * piece_tokens);
+                break;
+            case honest:
+                EXPECT_EQ(r.metrics.generated_tokens, 12);
+                break;
+            case cancelled:
+                EXPECT_EQ(r.finish_reason, "cancelled");
+                EXPECT_EQ(r.error, "client went away");
+                EXPECT_LT(r.metrics.generated_tokens, 100000);
+                break;
+            case kinds: break;
+        }
+        for (const auto & t : r.threads) EXPECT_LE(t.generated_tokens, kind == runaway ? 40 : 100000);
+    }
+    // A cancelled job's threads end in its events too (the engine once dropped them once the job
+    // was cancelled, so a client never saw them end).
+    for (const auto & [key, on] : running) EXPECT_FALSE(on) << "job " << key.first << "'s thread " << key.second << " started and never ended in the events";
+    EXPECT_LE(most_running, 8) << "more threads ran at once than the engine's max_threads";
+    EXPECT_GE(most_running, 2) << "the jobs did not overlap: no load";
+    EXPECT_EQ(tokens, backend.stats().tokens) << "every token decoded belongs to one job";
+    EngineStats st;
+    for (int i = 0; i < 100 && (st = engine.stats()).kv.live_sequences > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(st.jobs_finished, kinds * kinds);
+    EXPECT_EQ(st.jobs_cancelled, kinds);
+    EXPECT_EQ(st.kv.live_sequences, 0u);
+    EXPECT_EQ(st.kv.cells_used, 0u);
+}
+
+// wait() returns after the job's sink had its last call, so a sink may keep its state on the
+// waiter's stack (it once got the done event after wait() had returned).
+TEST(Engine, WaitReturnsAfterTheSinksLastCall) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    Engine engine(backend);
+    for (int i = 0; i < 20; ++i) {
+        std::atomic<bool> done_seen{false};
+        JobOptions jo;
+        jo.keep_result = true;
+        jo.events = [&done_seen](const JobEvent & e) {
+            if (e.done) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));  // widen the window a late call would hit
+                done_seen = true;
+            }
+        };
+        engine.wait(engine.submit(std::make_shared<OneCall>(std::to_string(i) + ": ", greedy(2)), jo));
+        EXPECT_TRUE(done_seen.load()) << "job " << i;
+    }
 }
 
 // A program that throws fails its own job; a job beside it is answered.

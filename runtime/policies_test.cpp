@@ -184,15 +184,17 @@ TEST(Policies, AdaptiveWidthTrimsToTheBudgetAndRunsTheBestFirst) {
     EXPECT_EQ(wide.start_order, (std::vector<int>{13, 12, 11, 10}));
     EXPECT_NE(reasons(wide.result.threads[0], "spawn").at(0).find("ran 4 of 4"), std::string::npos);
 
-    // Before any child finished, a child is expected to cost min(budget per thread, 256) = 64 here;
-    // the root spent ~100 tokens on its spawn block, so ~290 left pays for 3 children and the rest after.
+    // Before any child finished, a child is expected to cost min(budget per thread, 256) = 256 here
+    // (the budget, 512, holds the root's spawn block: the test model spells it nearly byte by byte);
+    // what is left after that block (4 x 256 - 10) pays for 2 children and keeps one child's worth
+    // for the root to finish after the join.
     Limits tight;
-    tight.thread_token_budget = 64;
-    tight.total_token_budget = wide.result.threads[0].generated_tokens + 4 * 64 - 10;
+    tight.thread_token_budget = 512;
+    tight.total_token_budget = wide.result.threads[0].generated_tokens + 4 * 256 - 10;
     const Outcome narrow = run("adaptive-width", hooks, 4, tight, finishes_after(2));
     const std::string spawn = reasons(narrow.result.threads[0], "spawn").at(0);
     EXPECT_NE(spawn.find("ran 2 of 4"), std::string::npos) << spawn;
-    EXPECT_NE(spawn.find("~64 tokens per child (prior)"), std::string::npos) << spawn;
+    EXPECT_NE(spawn.find("~256 tokens per child (prior)"), std::string::npos) << spawn;
     EXPECT_EQ(narrow.start_order, (std::vector<int>{13, 12}));  // the two best
     EXPECT_NE(narrow.result.text.find("<No Solution in Sub Search 0"), std::string::npos) << narrow.result.text;  // not run
 }
@@ -201,11 +203,13 @@ TEST(Policies, AdaptiveWidthTrimsToTheBudgetAndRunsTheBestFirst) {
 TEST(Policies, AdaptiveWidthAllowsNestedSpawnsOnlyWithBudgetToSpare) {
     Limits limits;
     limits.max_depth = 2;
-    limits.thread_token_budget = 64;
+    limits.thread_token_budget = 512;  // holds a spawn block; a child is expected to cost 256 (the cap)
     const Outcome ample = run("adaptive-width", {}, 2, limits, finishes_after(1), /*nested=*/true);
     EXPECT_EQ(ample.result.threads.size(), 1u + 2u + 4u);
-    // A budget that pays for the first spawn, but leaves less than twice the nested spawn's expected cost.
-    limits.total_token_budget = 900;
+    // After the root's spawn block, 4 children's worth: the root's spawn of 2 is paid for (keeping
+    // one for the root), but once a child has written its own spawn block less than 5 children's
+    // worth is left, which a nested spawn of 2 needs (twice its width, plus one to finish).
+    limits.total_token_budget = ample.result.threads[0].generated_tokens + 4 * 256;
     const Outcome tight = run("adaptive-width", {}, 2, limits, finishes_after(1), /*nested=*/true);
     int refused = 0;
     for (const auto & t : tight.result.threads) {

@@ -161,7 +161,7 @@ void Runtime::feed_scripts() {
                 ++r.generated;
                 t.token_end.push_back(t.parser->text().size() + text.size());
                 emit(r, {.kind = EventKind::text, .thread = t.rec.id, .text = text});
-                const auto event = on_text(r, t, text, k + 1 == tokens.size());
+                const auto event = on_text(r, t, text, static_cast<int32_t>(tokens.size() - k - 1));
                 if (k + 1 == tokens.size()) break;
                 // A repair rewrote the context from inside the piece: the rest of it is gone already.
                 if (event == dialects::EventKind::repair) break;
@@ -176,11 +176,11 @@ void Runtime::feed_scripts() {
     }
 }
 
-std::optional<dialects::EventKind> Runtime::on_text(Request & r, Thread & t, const std::string & piece, bool limits) {
+std::optional<dialects::EventKind> Runtime::on_text(Request & r, Thread & t, const std::string & piece, int32_t ahead) {
     auto event = t.parser->feed(piece);
-    t.rec.max_context = std::max<int64_t>(t.rec.max_context, backend_.length(t.seq));
+    t.rec.max_context = std::max<int64_t>(t.rec.max_context, backend_.length(t.seq) - ahead);
     if (!event) {
-        if (limits) check_limits(r, t);
+        check_limits(r, t, ahead);
         return std::nullopt;
     }
     switch (event->kind) {
@@ -195,7 +195,7 @@ std::optional<dialects::EventKind> Runtime::on_text(Request & r, Thread & t, con
             decide(r, t, "repair", event->reason);
             if (!retext(r, t, event->repair_from, text, "repair")) break;
             t.parser = make_parser(r, t, text);
-            if (limits) check_limits(r, t);
+            check_limits(r, t);  // the repair rewrote the sequence: nothing of the piece is ahead any more
             break;
         }
         case dialects::EventKind::spawn:
@@ -229,12 +229,13 @@ bool Runtime::hit_limit(Request & r, Thread & t, LimitKind kind, int64_t value) 
     return false;
 }
 
-void Runtime::check_limits(Request & r, Thread & t) {
+void Runtime::check_limits(Request & r, Thread & t, int32_t ahead) {
     if (t.rec.state != ThreadState::running) return;
+    const int64_t context = backend_.length(t.seq) - ahead;
     if (t.rec.generated_tokens >= r.limits.thread_token_budget) {
         hit_limit(r, t, LimitKind::thread_tokens, t.rec.generated_tokens);
-    } else if (r.limits.max_context > 0 && backend_.length(t.seq) >= r.limits.max_context) {
-        hit_limit(r, t, LimitKind::context_window, backend_.length(t.seq));
+    } else if (r.limits.max_context > 0 && context >= r.limits.max_context) {
+        hit_limit(r, t, LimitKind::context_window, context);
     }
 }
 

@@ -103,9 +103,10 @@ private:
     // Records where each token ends in the thread's text, starting at byte `offset`.
     void append_offsets(Thread & t, const std::vector<Token> & tokens, size_t offset) const;
     void feed_scripts();
-    // check_limits false: a scripted piece's inner token (limits are checked between pieces).
-    // Returns the markup event the piece caused, if any.
-    std::optional<dialects::EventKind> on_text(Request & r, Thread & t, const std::string & piece, bool check_limits = true);
+    // `ahead`: tokens already appended to t's sequence after this one (the rest of a scripted piece);
+    // limits and the context length are measured without them, so a script stops where a sampled
+    // thread would. Returns the markup event the piece caused, if any.
+    std::optional<dialects::EventKind> on_text(Request & r, Thread & t, const std::string & piece, int32_t ahead = 0);
     void on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn);
     // Asks the controller about t's pending spawn; queues the children it runs, or leaves it deferred.
     void decide_spawn(Request & r, Thread & t);
@@ -120,7 +121,7 @@ private:
     void end_request(Request & r, const std::string & reason);
     // Asks the controller; true when the thread (or its request) was ended.
     bool hit_limit(Request & r, Thread & t, LimitKind kind, int64_t value);
-    void check_limits(Request & r, Thread & t);
+    void check_limits(Request & r, Thread & t, int32_t ahead = 0);
     void check_request_limits(Request & r);
     // Adds what the backend decoded for each live thread since the last look.
     void count_decoded();

@@ -4,6 +4,7 @@
 #include "dialects/apr.h"
 #include "runtime/scheduler.h"
 #include "runtime/test_model.h"
+#include "runtime/test_scripts.h"
 
 #include <gtest/gtest.h>
 
@@ -22,25 +23,10 @@ llama::BackendOptions backend_options(uint32_t n_ctx = 8192) {
     return o;
 }
 
-const std::string kRoot = "Moving to Node #0\nCurrent State: 12:[4, 6, 2], Operations: []\n";
-
-// A thread that expands its node into two generated nodes and spawns a sub search on each.
-std::string spawn_text(const std::string & node) {
-    return "Exploring Operation: 4+2=6, Resulting Numbers: [6, 6]\n"
-           "Generated Node #" + node + ",0: 12:[6, 6] Operation: 4+2=6\n"
-           "Exploring Operation: 6-4=2, Resulting Numbers: [2, 2]\n"
-           "Generated Node #" + node + ",1: 12:[2, 2] Operation: 6-4=2\n"
-           "<Calling Sub Searches>\n"
-           "<Start Sub Search 0 at level 1> Moving to Node #" + node + ",0\n"
-           "<Start Sub Search 1 at level 1> Moving to Node #" + node + ",1\n"
-           "<End Calling Sub Searches>\n";
-}
-
-std::string node_of(const ThreadRecord & t) {
-    const std::string key = "Moving to Node #";
-    const size_t at = t.text.find(key);
-    return t.text.substr(at + key.size(), t.text.find('\n', at) - at - key.size());
-}
+using test_support::kAprRoot;
+using test_support::node_of;
+using test_support::spawn_text;
+const std::string & kRoot = kAprRoot;
 
 std::vector<std::string> spawn_decisions(const ThreadRecord & t) {
     std::vector<std::string> out;
