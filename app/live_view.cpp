@@ -30,6 +30,10 @@ void LiveView::on_event(const runtime::JobEvent & e) {
             row.state = "running";
             if (mode_ == Mode::lines) line(name + " started" + (ev.parent >= 0 ? " (child of " + std::to_string(ev.parent) + ")" : ""));
             break;
+        case runtime::EventKind::thread_preempted:
+            row.state = "preempted";
+            if (mode_ == Mode::lines) line(name + " preempted (" + ev.text + "): it resumes when the cache has room");
+            break;
         case runtime::EventKind::text:
             ++row.tokens;
             break;

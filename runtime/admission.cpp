@@ -28,7 +28,9 @@ AdmitDecision Runtime::ask_admit(const Request & r, const Thread & t) const {
     }
     const KvUsage u = backend_.usage();
     // Bytes bound tokens from above for every vocabulary here, so the prompt's size is a safe estimate.
-    const int64_t prompt = t.request.forked ? static_cast<int64_t>(t.request.prompt.size()) : static_cast<int64_t>(t.prompt.size());
+    const int64_t prompt = !t.resume.empty()    ? static_cast<int64_t>(t.resume.size())
+                           : t.request.forked ? static_cast<int64_t>(t.request.prompt.size())
+                                              : static_cast<int64_t>(t.prompt.size());
     return controller_of(r).on_admit({.thread = t.rec,
                                   .limits = r.limits,
                                   .max_threads = limits_.max_threads,
@@ -42,14 +44,20 @@ AdmitDecision Runtime::ask_admit(const Request & r, const Thread & t) const {
                                   .nothing_running = live_threads_ == 0});
 }
 
-void Runtime::started(Request & r, Thread & t) {
+void Runtime::started(Request & r, Thread & t, bool resumed) {
     r.queue.pop_front();
     by_seq_[t.seq] = {r.id, t.rec.id};
     ++live_threads_;
     ++r.live;
     t.rec.state = ThreadState::running;
+    if (t.waits > 0) decide(r, t, "admit", std::string(resumed ? "resumed" : "started") + " after waiting " + std::to_string(t.waits) + " steps (" + t.wait_reason + ")");
+    t.waits = 0;
+    if (resumed) {
+        emit(r, {.kind = EventKind::thread_started, .thread = t.rec.id, .parent = t.rec.parent, .label = t.rec.label});
+        return;
+    }
     t.rec.start_s = now_s(r);
-    if (t.waits > 0) decide(r, t, "admit", "started after waiting " + std::to_string(t.waits) + " steps (" + t.wait_reason + ")");
+    t.admitted = ++admissions_;
     t.probe = controller_of(r).probe_plan(t.rec, t.parser->text());
     if (t.probe.every > 0 && !t.probe.text.empty()) {
         try {
@@ -77,6 +85,10 @@ void Runtime::admit() {
                 r.queue.pop_front();
                 decide(r, t, "admit", "refused: " + d.reason);
                 end_thread(r, t, ThreadState::failed, d.reason);
+                continue;
+            }
+            if (!t.resume.empty()) {
+                if (!admit_resumed(r, t)) break;
                 continue;
             }
             if (t.request.forked) {
@@ -119,6 +131,22 @@ void Runtime::admit() {
             started(r, t);
         }
     }
+}
+
+bool Runtime::admit_resumed(Request & r, Thread & t) {
+    try {
+        t.seq = backend_.open(t.resume, thread_sampling(r, t), /*generating=*/!r.options.script);
+    } catch (const Error & e) {
+        if (e.code() == ErrorCode::sequence_limit) return false;  // wait for a free sequence
+        r.queue.pop_front();
+        end_thread(r, t, ThreadState::failed, std::string("resuming after a preemption: ") + e.what());
+        return true;
+    }
+    t.resume.clear();
+    t.resume.shrink_to_fit();
+    t.decoded_seen = 0;  // all of it is decoded again, and counts again
+    started(r, t, /*resumed=*/true);
+    return true;
 }
 
 bool Runtime::admit_forked(Request & r, Thread & t) {

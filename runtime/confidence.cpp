@@ -14,6 +14,10 @@ Sampling Runtime::start_sampling(Request & r, Thread & t) {
     t.confidence_sum = 0;
     t.rec.confidence = {};
     t.rec.confidence.window = t.confidence.window;
+    return thread_sampling(r, t);
+}
+
+Sampling Runtime::thread_sampling(const Request & r, const Thread & t) const {
     Sampling s = sampling_of(r, t);
     if (t.confidence.top_k > 0) s.top_logprobs = std::max(s.top_logprobs, t.confidence.top_k);
     return s;

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include <atomic>
+#include <cstdio>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -448,7 +449,8 @@ std::string wide_spawn_text(const std::string & node, int n) {
 }  // namespace
 
 // Adversarial requests under load (issue 18): 49 jobs from 7 client threads on an engine with fewer
-// sequences and running slots than they want (threads wait for both): spawn bombs deep and wide,
+// sequences, running slots and KV cells than they want (threads wait for the first two; when the
+// cells run out the youngest are preempted and resume): spawn bombs deep and wide,
 // threads that never stop (by tokens and by context), a request that spawns until its total budget,
 // honest requests, and requests their clients cancel mid-stream. Every limit holds for every job,
 // no more threads run at once than the engine allows, every job ends, the tokens of all jobs add up
@@ -456,7 +458,7 @@ std::string wide_spawn_text(const std::string & node, int n) {
 TEST(Engine, AdversarialRequestsUnderLoadHoldEveryLimit) {
     llama::BackendOptions bo = backend_options();
     bo.n_seq_max = 12;
-    bo.n_ctx = 12 * 2048;
+    bo.n_ctx = 12 * 512;  // less than the bombs grow to together: the youngest are preempted
     llama::LlamaBackend backend(tiny_model(), bo);
     EngineOptions eo;
     eo.limits.max_threads = 8;
@@ -530,6 +532,7 @@ TEST(Engine, AdversarialRequestsUnderLoadHoldEveryLimit) {
             case EventKind::thread_started: set(true); break;
             case EventKind::joined: set(true); break;
             case EventKind::spawned: set(false); break;  // the parent waits
+            case EventKind::thread_preempted: set(false); break;
             case EventKind::thread_ended: set(false); break;
             default: break;
         }
@@ -551,8 +554,10 @@ TEST(Engine, AdversarialRequestsUnderLoadHoldEveryLimit) {
     ASSERT_EQ(results.size(), static_cast<size_t>(kinds * kinds));
 
     int64_t tokens = 0;
+    int preemptions = 0;
     for (const auto & [kind, r] : results) {
         tokens += r.metrics.total_tokens;
+        for (const auto & t : r.threads) preemptions += t.preemptions;
         int max_depth = 0;
         for (const auto & t : r.threads) {
             EXPECT_TRUE(t.state == ThreadState::done || t.state == ThreadState::failed || t.state == ThreadState::cancelled)
@@ -599,6 +604,9 @@ TEST(Engine, AdversarialRequestsUnderLoadHoldEveryLimit) {
     // A cancelled job's threads end in its events too (the engine once dropped them once the job
     // was cancelled, so a client never saw them end).
     for (const auto & [key, on] : running) EXPECT_FALSE(on) << "job " << key.first << "'s thread " << key.second << " started and never ended in the events";
+    // How often the cells ran out depends on how the clients' jobs overlapped (timing): reported, not
+    // asserted (Runtime.AFullCachePreemptsTheYoungestWhichResumesByRecompute makes it happen).
+    std::printf("[ load     ] %d preemptions, %d threads running at most\n", preemptions, most_running);
     EXPECT_LE(most_running, 8) << "more threads ran at once than the engine's max_threads";
     EXPECT_GE(most_running, 2) << "the jobs did not overlap: no load";
     EXPECT_EQ(tokens, backend.stats().tokens) << "every token decoded belongs to one job";

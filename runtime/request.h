@@ -29,13 +29,15 @@ using RequestId = int;
 // A piece stands for what the model would sample: it is tokenized with the model's special tokens
 // (a tag the vocabulary has is one token) and read token by token, so markup stops the thread where
 // it would stop a sampled one and the rest of the piece is dropped. Limits are checked after each
-// piece (a piece is written whole or not at all).
+// token, as for a sampled thread.
 using Script = std::function<std::optional<std::string>(const ThreadRecord & thread)>;
 
 // What happens to a request's threads, as it happens (RequestOptions::events).
 enum class EventKind {
     thread_queued,    // thread: id, parent, label (a spawn's children are queued before its `spawned`)
-    thread_started,   // it holds a sequence and decodes
+    thread_started,   // it holds a sequence and decodes (again, after a preemption)
+    thread_preempted, // a full KV cache took its cells; text: why. It is queued again and resumes
+                      // (thread_started) by recomputing its context: nothing it wrote is lost
     text,             // text: the piece the thread just generated
     spawned,          // thread spawned `children` (those the controller ran)
     joined,           // thread's children joined; text: what the join inserted into its context

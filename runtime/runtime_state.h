@@ -28,6 +28,9 @@ struct Runtime::Thread {
     size_t own_from = 0;            // forked child: where its own text starts
     size_t parent_tokens = 0;       // forked child: the parent's tokens when forked
     bool awaiting_splice = false;   // forked child that ended: its cells wait for the KV join
+    bool kv_joined = false;         // spliced children's cells in: its positions are not 0..n-1 any more
+    std::vector<Token> resume;      // preempted: its whole context, prefilled again when it is admitted
+    uint64_t admitted = 0;          // when it first started, in the runtime's admission order (all requests)
     int64_t decoded_seen = 0;       // the sequence's decoded length when last counted
     std::optional<Sampling> sampling;  // its own (a re-explored child); else the request's, seeded by id
     ProbePlan probe;                   // the context-rot monitor's plan for it

@@ -28,6 +28,7 @@ const char * event_kind_name(EventKind kind) {
     switch (kind) {
         case EventKind::thread_queued: return "thread_queued";
         case EventKind::thread_started: return "thread_started";
+        case EventKind::thread_preempted: return "thread_preempted";
         case EventKind::text: return "text";
         case EventKind::spawned: return "spawned";
         case EventKind::joined: return "joined";
@@ -449,19 +450,45 @@ void Runtime::backend_step() {
         }
     }
     if (res->n_decoded == 0 && !res->blocked.empty()) {
-        // Nothing could advance: the youngest blocked thread gives its cells back.
+        // Nothing could advance: the youngest blocked thread gives its cells back. It is preempted
+        // (queued again, to resume by recomputing its context, as vLLM preempts) where its context
+        // can be rebuilt from its tokens alone; a forked child, or a thread whose children's cells
+        // were spliced in, cannot be, and fails.
         Thread * victim = nullptr;
         Request * owner = nullptr;
+        int blocked = 0;
         for (const auto & b : res->blocked) {
             auto [r, t] = owner_of(b.seq);
             if (!t || ended(t->rec.state)) continue;
-            if (!victim || t->rec.start_s > victim->rec.start_s) {
+            ++blocked;
+            // Youngest by admission across all requests (start_s counts from each request's start).
+            if (!victim || t->admitted > victim->admitted) {
                 victim = t;
                 owner = r;
             }
         }
-        if (victim) end_thread(*owner, *victim, ThreadState::failed, "kv cache full");
+        // Alone, it would come back to the same place (the cells are held by threads that wait).
+        if (victim && blocked > 1 && preemptible(*victim)) {
+            preempt(*owner, *victim, "KV cache full: no thread could advance");
+        } else if (victim) {
+            end_thread(*owner, *victim, ThreadState::failed, "kv cache full");
+        }
     }
+}
+
+bool Runtime::preemptible(const Thread & t) const {
+    return !t.request.forked && !t.kv_joined && t.seq >= 0 && backend_.live(t.seq);
+}
+
+void Runtime::preempt(Request & r, Thread & t, const std::string & why) {
+    const std::vector<Token> & tokens = backend_.tokens(t.seq);
+    t.resume.assign(tokens.begin(), tokens.end());
+    release_seq(r, t);
+    t.rec.state = ThreadState::queued;
+    ++t.rec.preemptions;
+    r.queue.push_front(t.rec.id);  // first of its request's queue: it resumes before new threads start
+    decide(r, t, "preempt", why + "; it resumes by recomputing its " + std::to_string(t.resume.size()) + " tokens");
+    emit(r, {.kind = EventKind::thread_preempted, .thread = t.rec.id, .parent = t.rec.parent, .label = t.rec.label, .text = why});
 }
 
 bool Runtime::step() {

@@ -14,7 +14,10 @@
 // threads (APR: own prompt, text join) or forked threads (Multiverse: they share the parent's cells
 // up to the spawn point and are spliced back in order, no recompute; a backend without splice
 // re-reads the children's tokens). A full KV cache makes threads wait; if no thread at all can
-// advance, the youngest blocked thread fails ("kv cache full") so the others can.
+// advance, the youngest blocked thread gives its cells back so the others can: it is preempted
+// (queued again; it resumes by recomputing its context when there is room) where its context can be
+// rebuilt from its tokens and another blocked thread gains from it, and fails ("kv cache full")
+// otherwise (a forked child, a thread with spliced children, the only thread that could run).
 //
 // Containment: a decode that fails for some sequences (StepResult::blocked, decode_failed) fails
 // their threads only; a backend step that throws fails the threads that had input in it, never the
@@ -90,9 +93,15 @@ private:
     int running_threads(const Request * only = nullptr) const;  // not queued, not waiting on children
     AdmitDecision ask_admit(const Request & r, const Thread & t) const;
     bool admit_forked(Request & r, Thread & t);  // false: no free sequence yet
-    void started(Request & r, Thread & t);
+    bool admit_resumed(Request & r, Thread & t);  // a preempted thread; false: no free sequence yet
+    // resumed: a preempted thread back with its context (its start, plans and records kept).
+    void started(Request & r, Thread & t, bool resumed = false);
     std::unique_ptr<dialects::ThreadParser> make_parser(const Request & r, const Thread & t, std::string text) const;
     void release_seq(Request & r, Thread & t);
+    // A full cache's victim: its cells are freed and it is queued again with its whole context, to
+    // be prefilled when admitted (nothing it generated is lost; re-decoded tokens count again).
+    bool preemptible(const Thread & t) const;
+    void preempt(Request & r, Thread & t, const std::string & why);
     void kv_join(Request & r, Thread & parent);
     void resume_after_join(Request & r, Thread & parent, const std::string & text, const std::string & inserted);
     bool join_fits(Request & r, Thread & parent, size_t joined_length);  // false: parent failed
@@ -138,6 +147,8 @@ private:
     // DeepConf's signal: the controller's plan for t, and the sampling t starts with (top-k log-probs
     // when the plan measures confidence).
     Sampling start_sampling(Request & r, Thread & t);
+    // The sampling t decodes with under its plan (a preempted thread resumes with it).
+    Sampling thread_sampling(const Request & r, const Thread & t) const;
     // One sampled token's confidence into t's record; true when a full group is there to ask about.
     bool observe_confidence(Request & r, Thread & t, const SampledToken & s);
     // The controller on t's group confidence (after the token was read): may end t.
@@ -156,6 +167,7 @@ private:
     std::map<SeqId, std::pair<RequestId, int>> by_seq_;
     RequestId next_request_ = 0;
     int live_threads_ = 0;
+    uint64_t admissions_ = 0;  // threads started so far (Thread::admitted)
     int64_t steps_ = 0, decoded_ = 0, failed_steps_ = 0;
 };
 

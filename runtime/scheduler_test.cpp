@@ -371,6 +371,60 @@ TEST(Runtime, JoinPastTheContextWindowFailsTheParentFirst) {
     EXPECT_EQ(backend.usage().cells_used, 0u);
 }
 
+// Admission promises each thread a capped growth (256 tokens), so threads that grow past it can fill
+// the cache together: then the youngest is preempted (its cells freed, queued again with its
+// context) and resumes by recomputing it once the older one is done. Nothing is lost: both answer
+// as each does alone (greedy; F32 cells, one CPU thread), and the recomputed tokens count again.
+TEST(Runtime, AFullCachePreemptsTheYoungestWhichResumesByRecompute) {
+    llama::BackendOptions bo = backend_options(640);
+    bo.kv_f32 = true;
+    bo.n_threads = 1;
+    llama::LlamaBackend backend(tiny_model(), bo);
+    const auto plain = dialects::make_plain_dialect();
+    Limits limits;
+    limits.thread_token_budget = 400;  // each fits alone (410 < 640 cells), not both
+    RequestOptions o;
+    o.sampling.ignore_eos = true;
+    std::vector<std::string> alone;
+    for (const char * prompt : {"first: ", "second: "}) {
+        Runtime rt(backend, *plain, limits);
+        const RequestId id = rt.submit(prompt, o);
+        rt.run();
+        ASSERT_EQ(rt.result(id).threads[0].preemptions, 0);
+        alone.push_back(rt.result(id).text);
+    }
+    const int64_t tokens_before = backend.stats().tokens;
+    Runtime rt(backend, *plain, limits);
+    std::vector<EventKind> second_life;
+    RequestOptions watched = o;
+    watched.events = [&](const Event & e) {
+        if (e.kind == EventKind::thread_started || e.kind == EventKind::thread_preempted || e.kind == EventKind::thread_ended) second_life.push_back(e.kind);
+    };
+    const RequestId first = rt.submit("first: ", o);
+    const RequestId second = rt.submit("second: ", watched);
+    rt.run();
+    const auto & a = rt.result(first);
+    const auto & b = rt.result(second);
+    EXPECT_EQ(a.threads[0].generated_tokens, 400) << a.end_reason;
+    EXPECT_EQ(b.threads[0].generated_tokens, 400) << b.end_reason;
+    EXPECT_EQ(a.threads[0].preemptions, 0);
+    ASSERT_GE(b.threads[0].preemptions, 1) << "the cache never filled: no preemption to test";
+    EXPECT_EQ(a.text, alone[0]);
+    EXPECT_EQ(b.text, alone[1]) << "the preempted thread resumed elsewhere than it left";
+    ASSERT_GE(second_life.size(), 4u);
+    EXPECT_EQ(second_life[0], EventKind::thread_started);
+    EXPECT_EQ(second_life[1], EventKind::thread_preempted);
+    EXPECT_EQ(second_life[2], EventKind::thread_started);
+    EXPECT_EQ(second_life.back(), EventKind::thread_ended);
+    bool decided = false;
+    for (const auto & d : b.threads[0].decisions) decided |= d.kind == "preempt" && d.reason.find("resumes by recomputing") != std::string::npos;
+    EXPECT_TRUE(decided);
+    // Every decoded token belongs to a request; the recomputed ones count again.
+    EXPECT_EQ(a.metrics.total_tokens + b.metrics.total_tokens, backend.stats().tokens - tokens_before);
+    EXPECT_GT(b.metrics.total_tokens, b.threads[0].prompt_tokens + b.threads[0].generated_tokens);
+    EXPECT_EQ(backend.usage().cells_used, 0u);
+}
+
 // One KV stream per sequence: a thread that fills its own stream fails with the reason at once
 // (waiting cannot free cells for it); the other request is not hurt.
 TEST(Runtime, AThreadThatFillsItsOwnKvStreamFailsAlone) {

@@ -152,6 +152,7 @@ bool Runtime::reexplore(Request & r, Thread & parent) {
 
 void Runtime::kv_join(Request & r, Thread & parent) {
     const dialects::SpawnRequest & spawn = *parent.spawn;
+    parent.kv_joined = true;
     std::vector<SeqId> seqs;
     std::vector<Thread *> spliced;
     for (int id : parent.spawn_slots) {

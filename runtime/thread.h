@@ -62,6 +62,7 @@ struct ThreadRecord {
     Confidence confidence;
     std::vector<Probe> probes;         // the context-rot monitor's probes, the first one the baseline
     int compactions = 0;               // times the monitor replaced its context (decisions say what went)
+    int preemptions = 0;               // times a full KV cache took its cells (it resumed by recomputing them)
     int64_t probe_tokens = 0;          // what probing cost: tokens evaluated on throwaway forks, and
     double probe_s = 0;                // the wall time it took
     std::vector<Decision> decisions;  // the controller's decisions for it: spawns run, trimmed or refused,

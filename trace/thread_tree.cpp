@@ -26,6 +26,7 @@ nlohmann::json thread_tree_json(const std::vector<runtime::ThreadRecord> & threa
                      {"start_s", t.start_s},
                      {"end_s", t.end_s}};
         if (!t.decisions.empty()) node["decisions"] = decisions_json(t);
+        if (t.preemptions > 0) node["preemptions"] = t.preemptions;
         if (!t.probes.empty()) {
             json probes = json::array();
             for (const auto & p : t.probes) probes.push_back({{"generated", p.generated}, {"nll", p.nll}});
