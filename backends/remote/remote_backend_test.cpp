@@ -203,28 +203,51 @@ TEST(RemoteLlamaServer, ForkedChildrenLandOnTheirParentsReplica) {
                 static_cast<long long>(rr.forked.prompt_tokens));
 }
 
-TEST(RemoteLlamaServer, KillingOneReplicaMidRunLosesNoRequest) {
-    auto problems = countdown::load_problems(FORKJOIN_SHIPPED_EVAL_SET);
-    problems.resize(12);
-    LlamaServer a(FORKJOIN_LLAMA_SERVER, FORKJOIN_SHIPPED_MODEL, 8, 1024);
-    LlamaServer b(FORKJOIN_LLAMA_SERVER, FORKJOIN_SHIPPED_MODEL, 8, 1024);
-    const auto o = countdown_options(strategies::CountdownStrategy::native);
-    const llama::BackendOptions bo = strategies::countdown_backend_options(o);
-    RemoteOptions ro = options_for({a.url(), b.url()});
-    ro.max_sequences = bo.n_seq_max;
-    ro.context = static_cast<int32_t>(bo.n_ctx / bo.n_seq_max);
-    RemoteBackend remote(shipped_vocab(), eog(), ro);
-    // Kill replica b once both replicas have served some requests.
-    std::thread killer([&] {
+// Two replicas of the shipped model behind one remote backend, sized for Countdown native on the
+// first `n` problems of the eval set.
+struct TwoReplicas {
+    explicit TwoReplicas(size_t n)
+        : problems(first_problems(n)),
+          a(FORKJOIN_LLAMA_SERVER, FORKJOIN_SHIPPED_MODEL, 8, 1024),
+          b(FORKJOIN_LLAMA_SERVER, FORKJOIN_SHIPPED_MODEL, 8, 1024),
+          o(countdown_options(strategies::CountdownStrategy::native)),
+          remote(shipped_vocab(), eog(), remote_options()) {}
+    static std::vector<countdown::Problem> first_problems(size_t n) {
+        auto p = countdown::load_problems(FORKJOIN_SHIPPED_EVAL_SET);
+        p.resize(n);
+        return p;
+    }
+    RemoteOptions remote_options() const {
+        const llama::BackendOptions bo = strategies::countdown_backend_options(o);
+        RemoteOptions ro = options_for({a.url(), b.url()});
+        ro.max_sequences = bo.n_seq_max;
+        ro.context = static_cast<int32_t>(bo.n_ctx / bo.n_seq_max);
+        return ro;
+    }
+    // Blocks until both replicas have served `n` requests (or 60 s passed).
+    void wait_until_both_served(int64_t n) {
         const auto t0 = Clock::now();
         while (seconds_since(t0) < 60) {
             const auto st = remote.remote_stats();
-            if (st.replicas[0].requests >= 3 && st.replicas[1].requests >= 3) break;
+            if (st.replicas[0].requests >= n && st.replicas[1].requests >= n) return;
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
-        b.kill();
+    }
+    std::vector<countdown::Problem> problems;
+    LlamaServer a, b;
+    strategies::CountdownOptions o;
+    RemoteBackend remote;
+};
+
+TEST(RemoteLlamaServer, KillingOneReplicaMidRunLosesNoRequest) {
+    TwoReplicas r(12);
+    RemoteBackend & remote = r.remote;
+    // Kill replica b once both replicas have served some requests.
+    std::thread killer([&] {
+        r.wait_until_both_served(3);
+        r.b.kill();
     });
-    const auto got = strategies::run_countdown(remote, problems, o);
+    const auto got = strategies::run_countdown(remote, r.problems, r.o);
     killer.join();
     const auto st = remote.remote_stats();
     EXPECT_GT(st.replicas[1].failures, 0) << "the kill came after the run: nothing was tested";
@@ -236,6 +259,42 @@ TEST(RemoteLlamaServer, KillingOneReplicaMidRunLosesNoRequest) {
     }
     std::printf("[ remote ] killed a replica mid-run: %d of 12 solved, %lld retries, %lld requests\n", solved,
                 static_cast<long long>(st.retries), static_cast<long long>(st.requests));
+    EXPECT_EQ(remote.usage().live_sequences, 0u);
+}
+
+// A replica killed under load and brought back at the same address (issue 18): no request is lost
+// while it is away (its work is retried on the other), and once its down window has passed the
+// router sends it work again, which it serves.
+TEST(RemoteLlamaServer, AReplicaKilledAndRestartedUnderLoadServesAgain) {
+    TwoReplicas r(40);
+    RemoteBackend & remote = r.remote;
+    int64_t requests_at_restart = -1, failures_at_restart = -1;
+    std::thread chaos([&] {
+        const auto t0 = Clock::now();
+        r.wait_until_both_served(3);
+        r.b.kill();
+        // Until the router has noticed (a request to b failed), then back at the same address.
+        while (seconds_since(t0) < 60 && remote.remote_stats().replicas[1].failures == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        r.b.restart();
+        const auto st = remote.remote_stats();
+        requests_at_restart = st.replicas[1].requests;
+        failures_at_restart = st.replicas[1].failures;
+    });
+    const auto got = strategies::run_countdown(remote, r.problems, r.o);
+    chaos.join();
+    const auto st = remote.remote_stats();
+    ASSERT_GE(requests_at_restart, 0);
+    EXPECT_GT(failures_at_restart, 0) << "the kill came after the run: nothing was tested";
+    EXPECT_EQ(st.failed_sequences, 0);
+    for (const auto & g : got) {
+        for (const auto & t : g.threads) EXPECT_EQ(t.end_reason.find("remote"), std::string::npos) << t.end_reason;
+    }
+    // Back in service: more requests went to it after the restart, and none of those failed.
+    EXPECT_GT(st.replicas[1].requests, requests_at_restart) << "the run ended before the restarted replica was tried again";
+    EXPECT_EQ(st.replicas[1].failures, failures_at_restart);
+    EXPECT_TRUE(st.replicas[1].up);
+    std::printf("[ remote ] replica killed, restarted: %lld requests to it after the restart, %lld retries in all\n",
+                static_cast<long long>(st.replicas[1].requests - requests_at_restart), static_cast<long long>(st.retries));
     EXPECT_EQ(remote.usage().live_sequences, 0u);
 }
 

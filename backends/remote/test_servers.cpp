@@ -42,25 +42,37 @@ LlamaServer::LlamaServer(const std::string & binary, const std::string & model, 
     url_ = "http://127.0.0.1:" + std::to_string(port);
     char tmpl[] = "/tmp/forkjoin-llama-server-XXXXXX";
     const int log_fd = mkstemp(tmpl);
+    ::close(log_fd);
     log_path_ = tmpl;
-    std::vector<std::string> args = {binary, "-m", model, "--host", "127.0.0.1", "--port", std::to_string(port),
-                                     "-np", std::to_string(slots), "-kvu", "-c", std::to_string(slots * context_per_slot),
-                                     "-t", std::to_string(cpu_threads), "-tb", std::to_string(cpu_threads), "--no-webui",
-                                     "--no-warmup", "-cb"};
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    args_ = {binary, "-m", model, "--host", "127.0.0.1", "--port", std::to_string(port),
+             "-np", std::to_string(slots), "-kvu", "-c", std::to_string(slots * context_per_slot),
+             "-t", std::to_string(cpu_threads), "-tb", std::to_string(cpu_threads), "--no-webui",
+             "--no-warmup", "-cb"};
+    args_.insert(args_.end(), extra_args.begin(), extra_args.end());
+    start();
+}
+
+void LlamaServer::restart() {
+    kill();
+    start();
+}
+
+void LlamaServer::start() {
+    const int log_fd = open(log_path_.c_str(), O_WRONLY | O_APPEND);
     std::vector<char *> argv;
-    for (auto & a : args) argv.push_back(a.data());
+    for (auto & a : args_) argv.push_back(a.data());
     argv.push_back(nullptr);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
     posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
-    if (posix_spawn(&pid_, binary.c_str(), &fa, nullptr, argv.data(), environ) != 0) {
-        pid_ = -1;
-        throw std::runtime_error("cannot start " + binary);
-    }
+    const int spawned = posix_spawn(&pid_, args_[0].c_str(), &fa, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     ::close(log_fd);
+    if (spawned != 0) {
+        pid_ = -1;
+        throw std::runtime_error("cannot start " + args_[0]);
+    }
     httplib::Client probe(url_);
     probe.set_connection_timeout(std::chrono::milliseconds(200));
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

@@ -41,11 +41,16 @@ public:
 
     const std::string & url() const { return url_; }
     void kill();
+    // Kills it if it runs, and starts it again at the same address (a replica that comes back).
+    void restart();
     std::string log() const;
 
 private:
+    void start();  // spawns args_ and waits for /health (throws as the constructor does)
+
     pid_t pid_ = -1;
     std::string url_, log_path_;
+    std::vector<std::string> args_;
 };
 
 class FakeCompletionServer {
