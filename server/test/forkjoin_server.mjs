@@ -2,6 +2,9 @@
 // asked, when the process exits or on Ctrl-C, whatever the outcome.
 //   const server = await startServer(forkjoinPath, ['--api-key', KEY, ...]);
 //   server.port, server.log() (its stderr so far), await server.stop()
+// stop() sends SIGTERM (a graceful shutdown, which exits 0) and resolves with what was wrong with the
+// exit: null when it exited 0 and its log holds no sanitizer report (an instrumented build reports a
+// leak or a race at exit, after every request was answered), else a line that says what.
 import { spawn } from 'node:child_process';
 
 export async function startServer(forkjoin, args, { timeoutMs = 60000 } = {}) {
@@ -31,10 +34,17 @@ export async function startServer(forkjoin, args, { timeoutMs = 60000 } = {}) {
       child.on('exit', (code, signal) => resolve(code ?? signal));
     }),
     signal: (sig) => child.kill(sig),
-    // Stops the server and waits for it to exit.
+    // Stops the server, waits for it to exit, and says what was wrong with the exit (null: nothing).
     stop: () => new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.on('exit', () => resolve());
+      const verdict = () => {
+        const code = child.exitCode ?? child.signalCode;
+        const report = log.match(/^.*(?:ERROR|WARNING): (?:Address|Leak|Thread|UndefinedBehavior)Sanitizer.*$/m)
+          ?? log.match(/^.*runtime error: .*$/m);
+        if (report) return `a sanitizer report in the server's log: ${report[0]}`;
+        return code === 0 ? null : `the server exited with ${code}, not 0`;
+      };
+      if (child.exitCode !== null || child.signalCode !== null) return resolve(verdict());
+      child.on('exit', () => resolve(verdict()));
       kill();
     }),
   };

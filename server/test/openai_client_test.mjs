@@ -145,7 +145,8 @@ check('keep-alives between SSE chunks lose nothing (heartbeat 1 ms)', async () =
     assert.ok(whole.startsWith(' '), 'the heartbeat padded the wait');
     assert.equal(JSON.parse(whole).forkjoin.answer, '17+(88-84)');
   } finally {
-    await fast.stop();
+    const exit = await fast.stop();
+    assert.equal(exit, null, exit);
   }
 });
 
@@ -235,6 +236,7 @@ check('401 without the key; /health and /v1/models', async () => {
 });
 
 let failed = 0;
+let exitProblem = null;
 try {
   for (const [name, fn] of checks) {
     const t0 = Date.now();
@@ -247,10 +249,11 @@ try {
     }
   }
 } finally {
-  await server.stop();
+  exitProblem = await server.stop();
 }
 if (failed) console.log('server log:\n' + server.log().split('\n').slice(-30).join('\n'));
 // The whole server log (e.g. a ThreadSanitizer run's reports) where FORKJOIN_SERVER_LOG names a file.
 if (process.env.FORKJOIN_SERVER_LOG) writeFileSync(process.env.FORKJOIN_SERVER_LOG, server.log());
 console.log(`${checks.length - failed}/${checks.length} checks passed`);
-process.exit(failed);
+if (exitProblem) console.log(`FAIL the server's exit: ${exitProblem}`);
+process.exit(failed + (exitProblem ? 1 : 0));

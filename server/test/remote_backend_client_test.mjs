@@ -74,6 +74,10 @@ await check('streamed chat, 4 concurrent clients', async () => {
   await Promise.all(runs);
 });
 
-await server.stop();
+const exit = await server.stop();
+if (exit) {
+  ++failed;
+  console.log(`FAIL the server's exit: ${exit}`);
+}
 stopLs();
 process.exit(failed);
