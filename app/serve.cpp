@@ -98,7 +98,7 @@ int run_serve(const ServeArgs & a) {
     so.defaults.controller = a.controller;
     so.defaults.limits = eo.limits;
     so.defaults.max_prompt_tokens = per_seq;
-    so.defaults.count_tokens = [model](const std::string & text) { return static_cast<int64_t>(model->tokenize(text).size()); };
+    so.defaults.count_tokens = [model](const std::string & text) { return static_cast<int64_t>(model->tokenize(text, false, true).size()); };
     so.defaults.render_chat = [model](const std::vector<server::ChatMessage> & messages) {
         std::vector<std::pair<std::string, std::string>> m;
         for (const auto & x : messages) m.emplace_back(x.role, x.content);

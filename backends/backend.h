@@ -113,7 +113,8 @@ class Vocabulary {
 public:
     virtual ~Vocabulary() = default;
     // Throws Error(unknown_character) naming the first character it cannot encode.
-    // parse_special: recognise control tokens written as text; leave it off for untrusted text.
+    // parse_special: recognise control tokens written as text (a chat template's "<|im_start|>"). The
+    // runtime reads prompts so, as llama-server and vLLM do; off, such text is spelled out.
     virtual std::vector<Token> tokenize(std::string_view text, bool add_bos = false, bool parse_special = false) const = 0;
     virtual std::string detokenize(std::span<const Token> tokens, bool render_special = true) const = 0;
     // The text of one token as it appears in generated output.

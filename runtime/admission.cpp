@@ -97,7 +97,9 @@ void Runtime::admit() {
             }
             std::vector<Token> tokens;
             try {
-                tokens = backend_.vocabulary().tokenize(t.prompt);
+                // Control tokens written as text are the tokens (a chat template's markers, a checkpoint's
+                // tags in a fresh child's prompt), as llama-server and vLLM read a prompt.
+                tokens = backend_.vocabulary().tokenize(t.prompt, false, /*parse_special=*/true);
                 // A fresh context starts as the model's own tokenizer starts one (BOS where it adds it).
                 if (const auto start = backend_.vocabulary().start_token()) tokens.insert(tokens.begin(), *start);
             } catch (const Error & e) {

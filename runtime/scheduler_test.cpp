@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 using namespace forkjoin;
 using namespace forkjoin::runtime;
 
@@ -190,6 +192,36 @@ TEST(Runtime, ConcurrentSampledRequestsAndCancellation) {
     }
     EXPECT_EQ(backend.usage().live_sequences, 0u);
     EXPECT_EQ(backend.usage().cells_used, 0u);
+}
+
+// A prompt's control tokens written as text (a chat template's markers) are those tokens, as
+// llama-server and vLLM read a prompt: the server renders chat templates into text, and a template's
+// "<|im_start|>" spelled out character by character is not what the model was trained on.
+TEST(Runtime, ControlTokensInAPromptAreTheTokens) {
+    testmodel::TestModelSpec spec = testmodel::test_model_spec("1M");
+    spec.added_tokens = {"<|im_start|>", "<|im_end|>"};
+    const auto chat_model = llama::Model::load(testmodel::ensure_test_model(FORKJOIN_TEST_MODEL_DIR, spec));
+    llama::LlamaBackend backend(chat_model, backend_options());
+    const auto plain = dialects::make_plain_dialect();
+    Runtime rt(backend, *plain);
+    const std::string prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n";
+    std::vector<Token> seen;
+    RequestOptions o;
+    o.script = [&](const ThreadRecord &) -> std::optional<std::string> {
+        for (SeqId s = 0; s < static_cast<SeqId>(backend.options().n_seq_max) && seen.empty(); ++s) {
+            if (backend.live(s)) seen = backend.tokens(s);
+        }
+        return std::nullopt;
+    };
+    const RequestId id = rt.submit(prompt, o);
+    rt.run();
+    std::vector<Token> expected = chat_model->tokenize(prompt, false, /*parse_special=*/true);
+    if (const auto start = chat_model->start_token()) expected.insert(expected.begin(), *start);
+    EXPECT_EQ(seen, expected);
+    const Token im_start = chat_model->tokenize("<|im_start|>", false, true).at(0);
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), im_start), 2);
+    EXPECT_LT(seen.size(), chat_model->tokenize(prompt).size());  // spelled out, it would be longer
+    EXPECT_EQ(rt.result(id).threads[0].prompt_tokens, static_cast<int64_t>(expected.size()));
 }
 
 // A prompt the vocabulary cannot encode fails its request with the reason; nothing else is hurt.

@@ -39,8 +39,8 @@ public:
     const llama_vocab * vocab() const { return vocab_; }
     const std::string & path() const { return path_; }
 
-    // parse_special: recognise the vocabulary's control tokens written as text (e.g. "</s>").
-    // Leave it off for untrusted text so a user cannot inject control tokens.
+    // parse_special: recognise the vocabulary's control tokens written as text (e.g. "</s>"); see
+    // Vocabulary::tokenize.
     std::vector<Token> tokenize(std::string_view text, bool add_bos = false,
                                 bool parse_special = false) const override;
     std::string detokenize(std::span<const Token> tokens, bool render_special = true) const override;
