@@ -41,7 +41,10 @@ AdmitDecision Runtime::ask_admit(const Request & r, const Thread & t) const {
                                   .promised_cells = promised,
                                   .headroom = headroom(r, t),
                                   .free_sequences = backend_.max_sequences() - u.live_sequences,
-                                  .nothing_running = live_threads_ == 0});
+                                  // Not "no sequence live": a parent waiting on its children holds its
+                                  // cells, and its children, promised less room than they might need,
+                                  // would wait for them forever.
+                                  .nothing_running = running_threads() == 0});
 }
 
 void Runtime::started(Request & r, Thread & t, bool resumed) {

@@ -129,7 +129,8 @@ struct AdmitContext {
     int64_t promised_cells = 0;      // growth still expected of the running threads
     int64_t headroom = 0;            // growth expected of this thread
     uint32_t free_sequences = 0;
-    bool nothing_running = false;    // no thread holds a sequence: admitting is the only way on
+    bool nothing_running = false;    // no thread decodes (parents waiting on children may hold cells):
+                                     // admitting is the only way on
 };
 
 enum class AdmitAction { admit, wait, fail };

@@ -454,30 +454,35 @@ void Runtime::backend_step() {
         // (queued again, to resume by recomputing its context, as vLLM preempts) where its context
         // can be rebuilt from its tokens alone; a forked child, or a thread whose children's cells
         // were spliced in, cannot be, and fails.
-        Thread * victim = nullptr;
-        Request * owner = nullptr;
+        // Youngest by admission across all requests (start_s counts from each request's start).
+        struct Pick {
+            Thread * thread = nullptr;
+            Request * owner = nullptr;
+            void consider(Request * r, Thread * t) {
+                if (!thread || t->admitted > thread->admitted) thread = t, owner = r;
+            }
+        } youngest, youngest_preemptible;
         int blocked = 0;
         for (const auto & b : res->blocked) {
             auto [r, t] = owner_of(b.seq);
             if (!t || ended(t->rec.state)) continue;
             ++blocked;
-            // Youngest by admission across all requests (start_s counts from each request's start).
-            if (!victim || t->admitted > victim->admitted) {
-                victim = t;
-                owner = r;
-            }
+            youngest.consider(r, t);
+            if (preemptible(*t)) youngest_preemptible.consider(r, t);
         }
         // Alone, it would come back to the same place (the cells are held by threads that wait).
-        if (victim && blocked > 1 && preemptible(*victim)) {
-            preempt(*owner, *victim, "KV cache full: no thread could advance");
-        } else if (victim) {
-            end_thread(*owner, *victim, ThreadState::failed, "kv cache full");
+        if (youngest_preemptible.thread && blocked > 1) {
+            preempt(*youngest_preemptible.owner, *youngest_preemptible.thread, "KV cache full: no thread could advance");
+        } else if (youngest.thread) {
+            end_thread(*youngest.owner, *youngest.thread, ThreadState::failed, "kv cache full");
         }
     }
 }
 
 bool Runtime::preemptible(const Thread & t) const {
-    return !t.request.forked && !t.kv_joined && t.seq >= 0 && backend_.live(t.seq);
+    // Running only: a parent that just spawned still has its spawn block to decode, but it waits on
+    // its children, and resuming it as running would have it write (and spawn) again.
+    return t.rec.state == ThreadState::running && !t.request.forked && !t.kv_joined && t.seq >= 0 && backend_.live(t.seq);
 }
 
 void Runtime::preempt(Request & r, Thread & t, const std::string & why) {

@@ -14,10 +14,11 @@
 // threads (APR: own prompt, text join) or forked threads (Multiverse: they share the parent's cells
 // up to the spawn point and are spliced back in order, no recompute; a backend without splice
 // re-reads the children's tokens). A full KV cache makes threads wait; if no thread at all can
-// advance, the youngest blocked thread gives its cells back so the others can: it is preempted
-// (queued again; it resumes by recomputing its context when there is room) where its context can be
-// rebuilt from its tokens and another blocked thread gains from it, and fails ("kv cache full")
-// otherwise (a forked child, a thread with spliced children, the only thread that could run).
+// advance, a blocked thread gives its cells back so the others can: the youngest that can be is
+// preempted (queued again; it resumes by recomputing its context when there is room): a running
+// thread whose context can be rebuilt from its tokens, when another blocked thread gains from it.
+// Otherwise the youngest blocked thread fails ("kv cache full"): a forked child, a thread with
+// spliced children, a parent waiting on its children, the only thread that could run.
 //
 // Containment: a decode that fails for some sequences (StepResult::blocked, decode_failed) fails
 // their threads only; a backend step that throws fails the threads that had input in it, never the

@@ -457,6 +457,47 @@ TEST(Runtime, AFullCachePreemptsTheYoungestWhichResumesByRecompute) {
     EXPECT_EQ(backend.usage().cells_used, 0u);
 }
 
+// A parent that has just spawned still has its spawn block to decode; when the cache is full then,
+// it is not the one preempted (resumed as running, it would write its block and spawn again: found
+// under load, 9 threads where 7 can be): the running thread beside it is. Then the parent waits on
+// children the admission could not promise room to while it holds most of the cache: with nothing
+// decoding they are admitted anyway (this deadlocked: "nothing running" meant no sequence live, and
+// the waiting parent's was), run, and join once.
+TEST(Runtime, AParentWaitingOnItsChildrenIsNotPreempted) {
+    llama::BackendOptions bo = backend_options(640);
+    llama::LlamaBackend backend(tiny_model(), bo);
+    const auto plain = dialects::make_plain_dialect();
+    Runtime rt(backend, *plain);
+    RequestOptions grower;  // one token a step, admitted first
+    grower.sampling.ignore_eos = true;
+    Limits long_budget;
+    long_budget.thread_token_budget = 600;
+    grower.limits = long_budget;
+    RequestOptions spawner;  // writes until the cache is nearly full, then a spawn block that does not fit
+    spawner.dialect = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
+    Limits ample;
+    ample.thread_token_budget = 2000;
+    spawner.limits = ample;
+    spawner.script = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.depth == 1) return t.text.find("No solution") == std::string::npos ? std::optional<std::string>("No solution found.\n") : std::nullopt;
+        if (t.text.find("<Sub Searches>") != std::string::npos) return t.text.ends_with("Done\n") ? std::nullopt : std::optional<std::string>("Done\n");
+        if (t.generated_tokens < 250) return std::string("x ");
+        return spawn_text("0");
+    };
+    const RequestId a = rt.submit("first: ", grower);
+    const RequestId b = rt.submit(kRoot, spawner);
+    rt.run();
+    const auto & rb = rt.result(b);
+    EXPECT_TRUE(rb.ok) << rb.end_reason;
+    EXPECT_EQ(rb.threads.size(), 3u) << "the parent spawned more than once";
+    EXPECT_EQ(rb.threads[0].preemptions, 0);
+    const ThreadRecord & grown = rt.result(a).threads[0];
+    EXPECT_GE(grown.preemptions, 1) << "the cache never filled with the block pending: nothing tested";
+    // Resumed, it later filled the cache alone, the waiting parent holding the rest: it gives way.
+    EXPECT_TRUE(grown.state == ThreadState::done || grown.end_reason == "kv cache full") << grown.end_reason;
+    EXPECT_EQ(backend.usage().cells_used, 0u);
+}
+
 // One KV stream per sequence: a thread that fills its own stream fails with the reason at once
 // (waiting cannot free cells for it); the other request is not hurt.
 TEST(Runtime, AThreadThatFillsItsOwnKvStreamFailsAlone) {
