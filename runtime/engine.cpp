@@ -29,8 +29,7 @@ struct Engine::Job {
     std::vector<RequestResult> results;  // per finished call, in call order (kept for the tree)
     std::vector<int> result_call;        // index in `calls` of each entry of `results`
     int next_thread = 0;
-    bool finishing = false;  // finish_job is cancelling its calls: their threads' ends still reach the sink
-    bool ended = false;      // finished: nothing more reaches the sink but the done event
+    bool ended = false;  // finished: nothing more reaches the sink but the done event
     int64_t steps_at_start = 0, decoded_at_start = 0;
 };
 
@@ -246,14 +245,13 @@ void Engine::fail_job(Job & job, const std::string & why, const char * finish_re
 }
 
 void Engine::finish_job(Job & job, JobResult result) {
-    if (job.ended || job.finishing) return;
-    job.finishing = true;
+    if (job.ended) return;
     // Calls still running are not needed any more. Their threads' ends are still events: a client
     // watching the stream sees every thread it saw start end (a cancelled job's included).
     for (auto & c : job.calls) {
         if (!c->finished && c->id >= 0) runtime_.cancel(c->id, result.finish_reason == "stop" ? "job finished" : result.finish_reason);
     }
-    job.ended = true;
+    job.ended = true;  // only now: cancelling reaches no program, so nothing re-enters here meanwhile
     // Collect every call's final record its program has not seen (cancelling just finalized the rest).
     for (size_t i = 0; i < job.calls.size(); ++i) {
         Call & c = *job.calls[i];

@@ -450,11 +450,10 @@ void Runtime::backend_step() {
         }
     }
     if (res->n_decoded == 0 && !res->blocked.empty()) {
-        // Nothing could advance: the youngest blocked thread gives its cells back. It is preempted
-        // (queued again, to resume by recomputing its context, as vLLM preempts) where its context
-        // can be rebuilt from its tokens alone; a forked child, or a thread whose children's cells
-        // were spliced in, cannot be, and fails.
-        // Youngest by admission across all requests (start_s counts from each request's start).
+        // Nothing could advance: a blocked thread gives its cells back (runtime/scheduler.h): the
+        // youngest preemptible one is preempted (queued again, to resume by recomputing its context,
+        // as vLLM preempts), else the youngest fails. Youngest by admission across all requests
+        // (start_s counts from each request's own start).
         struct Pick {
             Thread * thread = nullptr;
             Request * owner = nullptr;

@@ -304,7 +304,7 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
                 const std::string body = completion_body(req, *ex->result, id, model, created, text, finish).dump();
                 log_request(id, req, ex->result.get(), finish);
                 lock.unlock();
-                if (!sink.write(body.data(), body.size())) return false;
+                if (!write(sink, body)) return false;
                 sink.done();
                 return true;
             },
@@ -324,9 +324,8 @@ void Server::handle_completion(const httplib::Request & http, httplib::Response 
         "text/event-stream",
         [this, ex, st, req, id, model, created, final_text, holdback, stop, heartbeat](size_t, httplib::DataSink & sink) {
             auto send = [&](const json & j) {
-                const std::string line = "data: " + j.dump() + "\n\n";
                 st->last_write = Clock::now();
-                return sink.write(line.data(), line.size());
+                return write(sink, "data: " + j.dump() + "\n\n");
             };
             std::unique_lock<std::mutex> lock(ex->mu);
             ex->cv.wait_for(lock, heartbeat, [&] { return ex->done || ex->all.size() > ex->sent + holdback || !ex->events.empty(); });
