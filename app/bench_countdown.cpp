@@ -2,6 +2,7 @@
 // the strict verifier, as one strategy at one per-thread context window.
 #include "app/commands.h"
 #include "app/backend_choice.h"
+#include "app/calibration_file.h"
 #include "app/model_file.h"
 #include "app/decode_probe.h"
 #include "app/live_view.h"
@@ -77,6 +78,7 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
     cmd.add_option("--controller", a.controller,
                    "controller policies, comma-separated: default, split, adaptive-width, early-stop, validate, context-rot, confidence, all (see runtime/policies.h)")
         ->capture_default_str();
+    cmd.add_option("--calibration", a.calibration, "the policies' per-model settings: a calibration file (forkjoin calibrate), or none for the built-in ones (default: MODEL.calibration.json beside the model, when it is for this model)");
     cmd.add_option("--max-total-tokens", a.max_total_tokens, "generated tokens per problem, all threads together (0: no limit)")
         ->capture_default_str();
     add_backend_options(cmd, a.backend, "--api-key");
@@ -136,6 +138,7 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
     Backend & backend = *owned;
     const auto t0 = std::chrono::steady_clock::now();
     strategies::CountdownOptions options = options_from(a);
+    options.policies = policy_settings_for(model->path(), a.calibration);
     options.distractors = strategies::countdown_distractors(backend.vocabulary(), a.distractors);
     const auto outcomes = strategies::run_countdown(backend, problems, options);
     write_trace(a, outcomes);
@@ -394,7 +397,8 @@ int run_countdown_once(const CountdownArgs & a, const std::string & json_line, b
     one.concurrency = 1;
     const std::unique_ptr<Backend> owned = make_backend(a.backend, model, backend_for(one));
     Backend & backend = *owned;
-    const auto options = options_from(one);
+    strategies::CountdownOptions options = options_from(one);
+    options.policies = policy_settings_for(model->path(), a.calibration);
     auto program = std::make_shared<strategies::CountdownProgram>(problem, options);
     const runtime::JobResult r = run_live(backend, options.limits, program, json);
     strategies::CountdownOutcome out = program->outcome();
@@ -426,6 +430,7 @@ int run_text_once(const CountdownArgs & a, const std::string & question, const s
     strategies::TextOptions o;
     o.strategy = a.strategy;
     o.controller = a.controller;
+    o.policies = policy_settings_for(model->path(), a.calibration);
     if (a.max_total_tokens > 0) o.limits.total_token_budget = a.max_total_tokens;
     o.samples = a.samples;
     o.max_items = max_items;

@@ -66,6 +66,7 @@ struct CountdownArgs {
     std::string trace_path;  // write the runs' thread trees as Chrome trace JSON
     int threads = 0;         // CPU threads per decode (0: adapt to the free cores)
     std::string controller = "default";  // controller policies (runtime/policies.h)
+    std::string calibration;             // the policies' per-model settings: "none", a file, or "" (beside the model)
     int64_t max_total_tokens = 0;        // per problem, all threads (0: no limit)
     BackendArgs backend;
 };
@@ -79,6 +80,21 @@ int run_bench_countdown(const CountdownArgs & args, const std::string & problems
 int run_countdown_once(const CountdownArgs & args, const std::string & json_line, bool json);
 // forkjoin run --task text: a question through a text strategy (sequential, self-consistency, plan-execute).
 int run_text_once(const CountdownArgs & args, const std::string & question, const std::string & templates_path, int max_items, bool json);
+
+// forkjoin calibrate context-rot: the model's normal range for the context-rot probe (runtime/calibration.h),
+// written beside the model (app/calibration_file.h) unless --out says where.
+struct CalibrateArgs {
+    std::string model;        // empty: the shipped model
+    std::string problems;
+    int limit = 100;
+    int context = 512;
+    std::string strategies = "sequential,native";
+    int concurrency = 16;
+    int threads = 0;
+    std::string out;
+};
+void add_calibrate_options(CLI::App & cmd, CalibrateArgs & args);
+int run_calibrate(const CalibrateArgs & args);
 
 struct ServeArgs {
     std::string model;        // empty: the shipped model
@@ -95,6 +111,7 @@ struct ServeArgs {
     int max_tokens = 2048;
     int threads = 0;
     std::string controller = "default";  // requests that name none get these policies
+    std::string calibration;             // as CountdownArgs::calibration
     double shutdown_timeout_s = 10;      // SIGTERM: in-flight requests get this long, then are cancelled
     int heartbeat_ms = 250;
     BackendArgs backend;

@@ -3,6 +3,7 @@
 //   forkjoin bench backend [--json] [--sizes 1M,10M,50M]
 //   forkjoin bench countdown --problems FILE.jsonl --strategy sequential|native [--context N] [--json]
 //   forkjoin run --task countdown '{"nums":[3,7,9,5],"target":24}'
+//   forkjoin calibrate context-rot --problems FILE.jsonl [--model M.gguf] [--out FILE]
 //   forkjoin serve [--model M.gguf] [--port 8080] [--api-key K]
 #include "app/commands.h"
 #include "base/error.h"
@@ -51,6 +52,13 @@ int main(int argc, char ** argv) {
     auto * serve = app.add_subcommand("serve", "an OpenAI-compatible server (/v1/completions, /v1/chat/completions) on one model");
     forkjoin::app::add_serve_options(*serve, serve_args);
 
+    forkjoin::app::CalibrateArgs calibrate_args;
+    auto * calibrate = app.add_subcommand("calibrate", "measure a model's normal range for a policy and store it beside the model");
+    calibrate->require_subcommand(1);
+    auto * calibrate_rot = calibrate->add_subcommand(
+        "context-rot", "the context-rot probe's rise on clean Countdown threads (the monitor observing only) -> its thresholds");
+    forkjoin::app::add_calibrate_options(*calibrate_rot, calibrate_args);
+
     int gen_n = 500;
     uint64_t gen_seed = 1;
     forkjoin::countdown::GeneratorOptions gen_options;
@@ -70,6 +78,7 @@ int main(int argc, char ** argv) {
     CLI11_PARSE(app, argc, argv);
     try {
         if (serve->parsed()) return forkjoin::app::run_serve(serve_args);
+        if (calibrate_rot->parsed()) return forkjoin::app::run_calibrate(calibrate_args);
         if (bench_backend->parsed()) return forkjoin::app::run_bench_backend(backend_args);
         if (bench_cd->parsed()) return forkjoin::app::run_bench_countdown(cd_args, problems_path, limit, cd_json);
         if (gen_cd->parsed()) {

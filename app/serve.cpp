@@ -1,6 +1,7 @@
 // forkjoin serve: the engine on one model, behind the OpenAI-compatible server (server/).
 #include "app/commands.h"
 #include "app/backend_choice.h"
+#include "app/calibration_file.h"
 #include "app/model_file.h"
 #include "backends/llama/backend.h"
 #include "base/error.h"
@@ -32,6 +33,7 @@ void add_serve_options(CLI::App & cmd, ServeArgs & a) {
     cmd.add_option("--threads", a.threads, "CPU threads per decode (0: adapt to the free cores)")->capture_default_str();
     cmd.add_option("--controller", a.controller, "controller policies of requests that name none (forkjoin.controller)")
         ->capture_default_str();
+    cmd.add_option("--calibration", a.calibration, "the policies' per-model settings: a calibration file (forkjoin calibrate), or none for the built-in ones (default: MODEL.calibration.json beside the model, when it is for this model)");
     cmd.add_option("--shutdown-timeout", a.shutdown_timeout_s,
                    "on SIGTERM or SIGINT: seconds requests in flight get to finish before they are cancelled")
         ->capture_default_str();
@@ -96,6 +98,7 @@ int run_serve(const ServeArgs & a) {
     so.defaults.dialect = a.dialect;
     runtime::make_controller(a.controller);  // a clear error for an unknown policy, before serving
     so.defaults.controller = a.controller;
+    so.policies = policy_settings_for(model->path(), a.calibration);
     so.defaults.limits = eo.limits;
     so.defaults.max_prompt_tokens = per_seq;
     so.defaults.count_tokens = [model](const std::string & text) { return static_cast<int64_t>(model->tokenize(text, false, true).size()); };

@@ -169,6 +169,7 @@ struct ProbeResult {
     const ThreadRecord & thread;
     double nll = 0;                  // mean negative log-likelihood per probe token, now
     double baseline = 0;             // the same at the thread's start (or its last compaction)
+    int64_t since_start = 0;         // generated tokens since that probe
     std::optional<double> reference; // the same after the reference context, when the plan has one
 };
 

@@ -47,7 +47,7 @@ bool has_policy(const std::string & names, const std::string & policy) {
     return std::find(chosen.begin(), chosen.end(), policy) != chosen.end();
 }
 
-std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks hooks) {
+std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks hooks, const PolicySettings & settings) {
     const std::vector<std::string> chosen = chosen_policies(names);
     std::shared_ptr<Controller> c = std::make_shared<DefaultController>();
     // Innermost last: the first named policy sees each question first.
@@ -55,7 +55,7 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
         if (*it == "adaptive-width") c = std::make_shared<AdaptiveWidth>(c, hooks);
         if (*it == "early-stop") c = std::make_shared<EarlyStop>(c, hooks);
         if (*it == "validate") c = std::make_shared<Validate>(c, hooks);
-        if (*it == "context-rot") c = std::make_shared<ContextRot>(c, hooks);
+        if (*it == "context-rot") c = std::make_shared<ContextRot>(c, hooks, ContextRot::kEvery, settings.context_rot);
         if (*it == "split") c = std::make_shared<Split>(c, hooks);
         if (*it == "confidence") c = std::make_shared<ConfidencePruning>(c, hooks);
     }
@@ -198,12 +198,13 @@ ProbePlan ContextRot::probe_plan(const ThreadRecord & thread, const std::string 
 ProbeDecision ContextRot::on_probe(const ProbeResult & p) {
     ProbeDecision inner = next_->on_probe(p);
     const double against = p.reference.value_or(p.baseline);
-    const double threshold = p.reference ? threshold_ : drift_threshold_;
+    const double threshold = thresholds_.at(p.reference.has_value(), p.since_start);
     if (p.nll - against <= threshold) return inner;
     char buf[200];
-    std::snprintf(buf, sizeof buf, "context rot: probe NLL %.3f vs %.3f %s (threshold +%.2f)", p.nll, against,
-                  p.reference ? "after a clean context" : "at the start", threshold);
+    std::snprintf(buf, sizeof buf, "context rot: probe NLL %.3f vs %.3f %s (threshold +%.2f, %s", p.nll, against,
+                  p.reference ? "after a clean context" : "at the start", threshold, thresholds_.source.empty() ? "built in)" : "calibrated: ");
     std::string why = buf;
+    if (!thresholds_.source.empty()) why += thresholds_.source + ")";
     // Compact where the task can and the thread has not been compacted too often; else narrow.
     if (hooks_.compact && p.thread.compactions < kMaxCompactions) {
         if (auto compacted = hooks_.compact(p.thread.text)) return {why + ": compacted", std::move(compacted)};

@@ -25,13 +25,15 @@
 //                   the thread's own "Current State:" line; otherwise the start of its context restated),
 //                   measured against the same probe after a clean reference context, scored once
 //                   (TaskHooks::probe_reference: Countdown, the root's own context without what came
-//                   before it), else against the thread's baseline. Past it by 1 nat per token (2 against
-//                   the baseline, which drifts with the position by itself) the thread is compacted where
+//                   before it), else against the thread's baseline. Past the threshold (built in: 1 nat per
+//                   token above the reference, 2 above the baseline, which drifts with the position by
+//                   itself; calibrated: the model's own clean rise at that position) the thread is compacted where
 //                   the task can (TaskHooks::compact: Countdown restarts from the current node's state
 //                   line, as an APR child; at most kMaxCompactions per thread, never after it spawned or
 //                   in a forked child), else flagged (a "probe" decision) and the request's next spawns
-//                   narrowed to half. The threshold is one number for every model, not calibrated per
-//                   model: the policy is opt-in and not part of `all`.
+//                   narrowed to half. The thresholds are built in (ContextRotThresholds) unless the
+//                   model's own normal range was measured and stored (runtime/calibration.h,
+//                   `forkjoin calibrate context-rot`); the policy is opt-in and not part of `all`.
 //   confidence      DeepConf's online pruning (Fu et al. 2025) for sampled strategies: each root's
 //                   confidence from the model's 20 most likely tokens per position, over a sliding window
 //                   of 128 tokens (ThreadRecord::confidence). The first `warmup` roots to end (not
@@ -51,6 +53,7 @@
 
 #include "runtime/controller.h"
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -78,8 +81,38 @@ struct TaskHooks {
     std::function<std::optional<NestedChild>(const dialects::ChildRequest &)> split;
 };
 
+// The context-rot monitor's thresholds, in nats per probe token: how far a probe's NLL may rise above
+// the clean reference context's, and above the thread's own first probe where there is no reference
+// (more: that one drifts with the position in a trace by itself). The built-in values were settled on
+// the shipped model (policies.h ContextRot); a model's own come from runtime/calibration.h.
+struct ContextRotThresholds {
+    static constexpr double kReference = 1.0;  // on the shipped model, recovers the most from distractors
+    static constexpr double kDrift = 2.0;      // 1 narrowed or compacted clean native threads (-7 points on
+                                               // 100 3-number problems); 2 cost none
+    double reference = kReference;
+    double drift = kDrift;
+    // Calibrated (runtime/calibration.h): the threshold by position, for both comparisons; entry b holds
+    // from b*every generated tokens after the clean start on, the last one for every later position.
+    // Empty: reference and drift above.
+    int every = 0;
+    std::vector<double> by_position;
+    std::string source;  // where they were measured (the calibration file), said in the monitor's
+                         // decisions; empty: built in
+    // The threshold for a probe `since_start` generated tokens after the clean start.
+    double at(bool against_reference, int64_t since_start) const {
+        if (by_position.empty() || every <= 0) return against_reference ? reference : drift;
+        const size_t b = static_cast<size_t>(std::max<int64_t>(0, since_start) / every);
+        return by_position[std::min(b, by_position.size() - 1)];
+    }
+};
+
+// What a policy takes from outside the request: values measured per model.
+struct PolicySettings {
+    ContextRotThresholds context_rot;
+};
+
 // "a,b,c" -> the composed controller. Throws Error(invalid_argument) naming an unknown policy.
-std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks hooks = {});
+std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks hooks = {}, const PolicySettings & settings = {});
 // Whether the policies named in `names` (as make_controller reads them) include `policy`, `all` counted
 // as the policies it stands for.
 bool has_policy(const std::string & names, const std::string & policy);
@@ -134,24 +167,16 @@ public:
 class ContextRot final : public Policy {
 public:
     static constexpr int kEvery = 64;
-    // Nats per probe token above the reference context's; above the thread's own first probe, where
-    // there is no reference, more is allowed: the probe's NLL drifts with the position in a trace by
-    // itself (on the shipped model 1 nat narrowed or compacted clean native threads and cost 7 points
-    // on 100 3-number problems; 2 cost none, while 1 against the reference recovers the most).
-    static constexpr double kThreshold = 1.0;
-    static constexpr double kDriftThreshold = 2.0;
     static constexpr int kMaxCompactions = 2;  // per thread
-    ContextRot(std::shared_ptr<Controller> next, TaskHooks hooks, int every = kEvery, double threshold = kThreshold,
-               double drift_threshold = kDriftThreshold)
-        : Policy(std::move(next), std::move(hooks)), every_(every), threshold_(threshold), drift_threshold_(drift_threshold) {}
+    ContextRot(std::shared_ptr<Controller> next, TaskHooks hooks, int every = kEvery, ContextRotThresholds thresholds = {})
+        : Policy(std::move(next), std::move(hooks)), every_(every), thresholds_(std::move(thresholds)) {}
     ProbePlan probe_plan(const ThreadRecord & thread, const std::string & context) override;
     ProbeDecision on_probe(const ProbeResult & p) override;
     SpawnDecision on_spawn(const SpawnContext & c) override;
 
 private:
     int every_;
-    double threshold_;
-    double drift_threshold_;
+    ContextRotThresholds thresholds_;
     int flagged_ = 0;  // threads of this request whose probe crossed the threshold
     std::vector<int> flagged_threads_;
 };

@@ -92,6 +92,13 @@ std::vector<std::string> reasons(const ThreadRecord & t, const std::string & kin
     return out;
 }
 
+// The context-rot monitor's thresholds, both at `nats`.
+ContextRotThresholds thresholds_at(double nats) {
+    ContextRotThresholds t;
+    t.reference = t.drift = nats;
+    return t;
+}
+
 // A request that generates exactly `budget` tokens (end-of-text banned) under `controller`.
 RequestOptions budgeted(int budget, std::shared_ptr<Controller> controller) {
     RequestOptions o;
@@ -287,7 +294,7 @@ TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
         return std::make_pair(rt.result(a), rt.result(b));
     };
     const auto plain = run_with(nullptr);
-    const auto quiet = run_with(std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, 1e9, 1e9));
+    const auto quiet = run_with(std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, thresholds_at(1e9)));
     EXPECT_EQ(quiet.first.text, plain.first.text);
     EXPECT_EQ(quiet.second.text, plain.second.text);
     const auto & probes = quiet.first.threads[0].probes;
@@ -297,7 +304,7 @@ TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
     EXPECT_TRUE(reasons(quiet.first.threads[0], "probe").empty());
 
     // A threshold every probe crosses: one decision per thread, and the next spawn runs at half width.
-    auto loud = std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, -1e9, -1e9);
+    auto loud = std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, thresholds_at(-1e9));
     const auto fired = run_with(loud);
     int rot = 0;
     for (const auto & d : fired.first.threads[0].decisions) rot += d.reason.starts_with("context rot");
@@ -306,6 +313,17 @@ TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
     ASSERT_EQ(spawn.size(), 1u);
     EXPECT_NE(spawn[0].find("narrowed to 1"), std::string::npos) << spawn[0];
     EXPECT_EQ(fired.second.threads.size(), 2u);  // root and one child
+
+    // Thresholds from a calibration reach the policy make_controller builds, and its decisions say
+    // where they came from.
+    PolicySettings calibrated;
+    calibrated.context_rot = thresholds_at(-1e9);
+    calibrated.context_rot.source = "m.calibration.json";
+    const auto named = run_with(make_controller("context-rot", {}, calibrated));
+    const auto probe = reasons(named.first.threads[0], "probe");
+    ASSERT_EQ(probe.size(), 1u);
+    EXPECT_NE(probe[0].find("calibrated: m.calibration.json"), std::string::npos) << probe[0];
+    EXPECT_NE(reasons(fired.first.threads[0], "probe")[0].find("built in"), std::string::npos);
 }
 
 // Split: a child whose part is worth splitting runs as a search of its own sub-problem (its own prompt,
@@ -510,7 +528,7 @@ TEST(Policies, ContextRotCompactsTheThreadAndMeasuresAgainstTheReference) {
     hooks.probe_reference = [](const std::string &) { return std::string("a clean start: "); };
     hooks.compact = [](const std::string & text) -> std::optional<std::string> { return "compacted: " + text.substr(text.size() - 8); };
     Runtime rt(backend);
-    const RequestOptions o = budgeted(80, std::make_shared<ContextRot>(capture, hooks, 16, -1e9, -1e9));  // fires on every probe
+    const RequestOptions o = budgeted(80, std::make_shared<ContextRot>(capture, hooks, 16, thresholds_at(-1e9)));  // fires on every probe
     const RequestId id = rt.submit("a question for the monitor, long enough to drop: ", o);
     rt.run();
     const ThreadRecord & t = rt.result(id).threads[0];
@@ -521,12 +539,14 @@ TEST(Policies, ContextRotCompactsTheThreadAndMeasuresAgainstTheReference) {
     ASSERT_EQ(compacted.size(), 2u);
     EXPECT_NE(compacted[0].find("dropped"), std::string::npos) << compacted[0];
     EXPECT_TRUE(t.text.starts_with("compacted: ")) << t.text;
-    // Every probe saw the reference, scored once.
+    // Every probe saw the reference, scored once, and the thread's record keeps it.
     ASSERT_FALSE(capture->references.empty());
     for (const auto & r : capture->references) {
         ASSERT_TRUE(r.has_value());
         EXPECT_DOUBLE_EQ(*r, *capture->references.front());
     }
+    ASSERT_TRUE(t.probe_reference.has_value());
+    EXPECT_DOUBLE_EQ(*t.probe_reference, *capture->references.front());
     // After each compaction the next probe is the new baseline.
     ASSERT_GE(t.probes.size(), 4u);
     EXPECT_NE(capture->baselines.back(), capture->baselines.front());

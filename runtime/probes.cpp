@@ -55,12 +55,13 @@ void Runtime::probe(Request & r, Thread & t) {
     const double nll = mean_nll(lp);
     t.rec.probes.push_back({t.rec.generated_tokens, nll});
     t.rec.probe_tokens += pending + static_cast<int64_t>(lp.size());
-    if (t.rec.probes.size() == 1) t.reference_nll = reference_nll(t);
+    if (t.rec.probes.size() == 1) t.rec.probe_reference = reference_nll(t);
     t.rec.probe_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     t.next_probe_at = t.rec.generated_tokens + t.probe.every;
     t.rec.text = t.parser->text();  // what a compaction starts from
     const ProbeDecision d = controller_of(r).on_probe(
-        {.thread = t.rec, .nll = nll, .baseline = t.rec.probes[t.baseline_probe].nll, .reference = t.reference_nll});
+        {.thread = t.rec, .nll = nll, .baseline = t.rec.probes[t.baseline_probe].nll,
+         .since_start = t.rec.generated_tokens - t.rec.probes[t.baseline_probe].generated, .reference = t.rec.probe_reference});
     if (!d.reason.empty()) decide(r, t, "probe", d.reason);
     if (d.compact_to) compact(r, t, *d.compact_to);
 }

@@ -37,7 +37,6 @@ struct Runtime::Thread {
     std::vector<Token> probe_tokens;
     int64_t next_probe_at = -1;        // generated tokens at the next probe; -1: none
     size_t baseline_probe = 0;         // which of rec.probes is the baseline (the first after a compaction)
-    std::optional<double> reference_nll;  // the probe after the plan's reference context (scored once)
     ConfidencePlan confidence;         // DeepConf's signal: the controller's plan for it, and
     std::deque<double> confidence_window;  // the token confidences of its current group
     double confidence_sum = 0;

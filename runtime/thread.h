@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,8 @@ struct ThreadRecord {
     const std::string & in_request_terms() const { return request_text.empty() ? text : request_text; }
     Confidence confidence;
     std::vector<Probe> probes;         // the context-rot monitor's probes, the first one the baseline
+    std::optional<double> probe_reference;  // the probe's NLL after the clean reference context, when
+                                            // the monitor's plan has one (scored once, at the first probe)
     int compactions = 0;               // times the monitor replaced its context (decisions say what went)
     int preemptions = 0;               // times a full KV cache took its cells (it resumed by recomputing them)
     int64_t probe_tokens = 0;          // what probing cost: tokens evaluated on throwaway forks, and

@@ -149,6 +149,7 @@ std::shared_ptr<runtime::Program> Server::make_program(const ApiRequest & req) c
         o.sampling = sampling;
         o.samples = req.samples;
         o.controller = req.controller;
+        o.policies = options_.policies;
         return std::make_shared<strategies::CountdownProgram>(*req.problem, o);
     }
     strategies::TextOptions o;
@@ -159,6 +160,7 @@ std::shared_ptr<runtime::Program> Server::make_program(const ApiRequest & req) c
     o.samples = req.samples;
     o.max_items = req.max_items;
     o.controller = req.controller;
+    o.policies = options_.policies;
     return std::make_shared<strategies::TextProgram>(req.prompt, o);
 }
 

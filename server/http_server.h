@@ -21,6 +21,7 @@
 #pragma once
 
 #include "runtime/engine.h"
+#include "runtime/policies.h"
 #include "server/openai_api.h"
 #include "tasks/countdown/prompts.h"
 
@@ -48,6 +49,7 @@ struct ServerOptions {
     int http_threads = 0;            // 0: the engine's max_jobs + 8 (each open stream holds one)
     int heartbeat_ms = 250;          // > 0: the longest silence on an open answer (see above)
     ApiDefaults defaults;
+    runtime::PolicySettings policies;  // the served model's (runtime/calibration.h), for every request
     countdown::PromptStyle countdown_style = countdown::PromptStyle::forkjoin;
     std::function<void(const std::string &)> log;  // one line per request; empty: stderr
 };

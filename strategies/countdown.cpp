@@ -150,7 +150,7 @@ CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions 
     apr.state_line_newline = options_.style != countdown::PromptStyle::apr;
     dialect_ = dialects::make_apr_dialect(apr);
     prompt_ = options_.distractors + countdown::root_context(problem_, options_.strategy == CountdownStrategy::native, options_.style);
-    controller_ = runtime::make_controller(options_.controller, countdown_hooks(problem_, options_.style));
+    controller_ = runtime::make_controller(options_.controller, countdown_hooks(problem_, options_.style), options_.policies);
     expected_ = sampled(options_.strategy) ? std::max(1, options_.samples) : 1;
     outcome_.problem = problem_;
 }

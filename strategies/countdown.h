@@ -38,6 +38,7 @@ struct CountdownOptions {
     int concurrent_requests = 16;  // requests in flight at once
     int samples = 4;               // self-consistency, best-of-n: threads per problem
     std::string controller = "default";  // controller policies (runtime/policies.h), e.g. "early-stop"
+    runtime::PolicySettings policies;    // their per-model settings (runtime/calibration.h)
     // The context-rot benchmark: text put before each root's context (countdown_distractors()); the
     // answer is read from what follows it. Children start fresh without it (APR).
     std::string distractors;

@@ -68,7 +68,7 @@ TextProgram::TextProgram(std::string question, TextOptions options)
         throw Error(ErrorCode::invalid_argument, "unknown strategy '" + o_.strategy + "' (sequential, native, self-consistency, plan-execute)");
     }
     dialect_ = dialects::make_dialect(o_.strategy == "native" ? o_.dialect : "plain");
-    controller_ = runtime::make_controller(o_.controller);
+    controller_ = runtime::make_controller(o_.controller, {}, o_.policies);
     validating_ = o_.strategy == "plan-execute" && runtime::has_policy(o_.controller, "validate");
     if (o_.strategy == "self-consistency" && o_.sampling.temperature == 0.0f) {
         throw Error(ErrorCode::invalid_argument, "self-consistency needs temperature > 0");

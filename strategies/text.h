@@ -52,6 +52,7 @@ struct TextOptions {
     std::string strategy = "sequential";  // sequential, native, self-consistency, plan-execute
     std::string dialect = "plain";        // native: the markup the model spawns threads with
     std::string controller = "default";   // controller policies (runtime/policies.h)
+    runtime::PolicySettings policies;     // their per-model settings (runtime/calibration.h)
     runtime::Limits limits;
     Sampling sampling;
     int samples = 5;

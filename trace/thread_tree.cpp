@@ -31,6 +31,7 @@ nlohmann::json thread_tree_json(const std::vector<runtime::ThreadRecord> & threa
             json probes = json::array();
             for (const auto & p : t.probes) probes.push_back({{"generated", p.generated}, {"nll", p.nll}});
             node["probes"] = probes;
+            if (t.probe_reference) node["probe_reference"] = *t.probe_reference;
             node["probe_tokens"] = t.probe_tokens;
             node["probe_s"] = t.probe_s;
         }
