@@ -15,7 +15,7 @@ int Runtime::running_threads(const Request * only) const {
 }
 
 int64_t Runtime::headroom(const Request & r, const Thread & t) const {
-    const int64_t expected = std::min<int64_t>(r.limits.thread_token_budget, kExpectedThreadTokensCap);
+    const int64_t expected = std::min<int64_t>(token_budget(r, t), kExpectedThreadTokensCap);
     return std::max<int64_t>(0, expected - t.rec.generated_tokens);
 }
 
@@ -61,7 +61,7 @@ void Runtime::started(Request & r, Thread & t, bool resumed) {
     }
     t.rec.start_s = now_s(r);
     t.admitted = ++admissions_;
-    t.probe = controller_of(r).probe_plan(t.rec, t.parser->text());
+    if (t.summary_of < 0) t.probe = controller_of(r).probe_plan(t.rec, t.parser->text());  // a summary is not probed
     if (t.probe.every > 0 && !t.probe.text.empty()) {
         try {
             t.probe_tokens = backend_.vocabulary().tokenize(t.probe.text);

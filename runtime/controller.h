@@ -173,6 +173,18 @@ struct ProbeResult {
     std::optional<double> reference; // the same after the reference context, when the plan has one
 };
 
+// Compaction by a summarizer pass, for text the task cannot compact itself (free text): a fork of the
+// thread (zero copy) is given `instruction` and writes a summary of at most `max_tokens` (it ends at
+// its end of text or there); the thread waits meanwhile. Its context then becomes its starting
+// context, `lead`, the summary and a line break, and it goes on from there. The summarizer is a
+// thread of the request (label "summary", a child of the thread, in no spawn): its tokens count in
+// the request's. When it fails or writes nothing, the thread goes on as it was (said in a decision).
+struct SummaryPlan {
+    std::string instruction;
+    std::string lead;
+    int max_tokens = 128;
+};
+
 // What the monitor does about a probe.
 struct ProbeDecision {
     std::string reason;                     // non-empty: recorded as a "probe" decision
@@ -181,6 +193,8 @@ struct ProbeDecision {
     // probe as the new baseline. Refused (and said so) for a thread that has spawned (its joins would
     // be lost) and for a forked child (it shares its parent's context).
     std::optional<std::string> compact_to;
+    // Or compact by a summary the model writes (SummaryPlan); refused as compact_to is.
+    std::optional<SummaryPlan> summarize;
 };
 
 // The confidence signal (DeepConf): asked once, when a thread starts. top_k > 0 makes the backend

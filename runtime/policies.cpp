@@ -205,14 +205,19 @@ ProbeDecision ContextRot::on_probe(const ProbeResult & p) {
                   p.reference ? "after a clean context" : "at the start", threshold, thresholds_.source.empty() ? "built in)" : "calibrated: ");
     std::string why = buf;
     if (!thresholds_.source.empty()) why += thresholds_.source + ")";
-    // Compact where the task can and the thread has not been compacted too often; else narrow.
+    // Compact where the task can and the thread has not been compacted too often; free text (a task
+    // with no compaction of its own) by a summary the model writes, as often; else narrow.
     if (hooks_.compact && p.thread.compactions < kMaxCompactions) {
-        if (auto compacted = hooks_.compact(p.thread.text)) return {why + ": compacted", std::move(compacted)};
+        if (auto compacted = hooks_.compact(p.thread.text)) return {why + ": compacted", std::move(compacted), std::nullopt};
+    }
+    if (!hooks_.compact && p.thread.spawns.empty() && summarized_[p.thread.id] < kMaxCompactions) {
+        ++summarized_[p.thread.id];
+        return {why + ": summarizing", std::nullopt, summary_plan()};
     }
     if (std::find(flagged_threads_.begin(), flagged_threads_.end(), p.thread.id) != flagged_threads_.end()) return inner;
     flagged_threads_.push_back(p.thread.id);
     ++flagged_;
-    return {why + ": this request's next spawns run at half width", std::nullopt};
+    return {why + ": this request's next spawns run at half width", std::nullopt, std::nullopt};
 }
 
 SpawnDecision ContextRot::on_spawn(const SpawnContext & c) {

@@ -30,8 +30,10 @@
 //                   itself; calibrated: the model's own clean rise at that position) the thread is compacted where
 //                   the task can (TaskHooks::compact: Countdown restarts from the current node's state
 //                   line, as an APR child; at most kMaxCompactions per thread, never after it spawned or
-//                   in a forked child), else flagged (a "probe" decision) and the request's next spawns
-//                   narrowed to half. The thresholds are built in (ContextRotThresholds) unless the
+//                   in a forked child); free text (a task without TaskHooks::compact) by a summary the
+//                   model writes on a fork of the thread (SummaryPlan, summary_plan(); as often). Else
+//                   the thread is flagged (a "probe" decision) and the request's next spawns narrowed
+//                   to half. The thresholds are built in (ContextRotThresholds) unless the
 //                   model's own normal range was measured and stored (runtime/calibration.h,
 //                   `forkjoin calibrate context-rot`); the policy is opt-in and not part of `all`.
 //   confidence      DeepConf's online pruning (Fu et al. 2025) for sampled strategies: each root's
@@ -55,6 +57,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -173,10 +176,17 @@ public:
     ProbePlan probe_plan(const ThreadRecord & thread, const std::string & context) override;
     ProbeDecision on_probe(const ProbeResult & p) override;
     SpawnDecision on_spawn(const SpawnContext & c) override;
+    // Free text's compaction: the summary the model is asked for, and what leads it in the compacted
+    // context.
+    static SummaryPlan summary_plan() {
+        return {"\n\nBefore going on, summarize the reasoning above in a few sentences: what is established, and what is left to do.\nSummary:",
+                "\n\nSummary of the reasoning so far: ", 128};
+    }
 
 private:
     int every_;
     ContextRotThresholds thresholds_;
+    std::map<int, int> summarized_;  // per thread: summaries asked for (at most kMaxCompactions)
     int flagged_ = 0;  // threads of this request whose probe crossed the threshold
     std::vector<int> flagged_threads_;
 };

@@ -303,8 +303,11 @@ TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
     EXPECT_GT(quiet.first.threads[0].probe_tokens, 0);
     EXPECT_TRUE(reasons(quiet.first.threads[0], "probe").empty());
 
-    // A threshold every probe crosses: one decision per thread, and the next spawn runs at half width.
-    auto loud = std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, thresholds_at(-1e9));
+    // A threshold every probe crosses, for a task that cannot compact: one decision per thread, and the
+    // next spawn runs at half width.
+    TaskHooks cannot_compact;
+    cannot_compact.compact = [](const std::string &) -> std::optional<std::string> { return std::nullopt; };
+    auto loud = std::make_shared<ContextRot>(std::make_shared<DefaultController>(), cannot_compact, 16, thresholds_at(-1e9));
     const auto fired = run_with(loud);
     int rot = 0;
     for (const auto & d : fired.first.threads[0].decisions) rot += d.reason.starts_with("context rot");
@@ -319,7 +322,7 @@ TEST(Policies, ContextRotMonitorProbesAndNarrowsOnlyWhenItFires) {
     PolicySettings calibrated;
     calibrated.context_rot = thresholds_at(-1e9);
     calibrated.context_rot.source = "m.calibration.json";
-    const auto named = run_with(make_controller("context-rot", {}, calibrated));
+    const auto named = run_with(make_controller("context-rot", cannot_compact, calibrated));
     const auto probe = reasons(named.first.threads[0], "probe");
     ASSERT_EQ(probe.size(), 1u);
     EXPECT_NE(probe[0].find("calibrated: m.calibration.json"), std::string::npos) << probe[0];
@@ -550,5 +553,87 @@ TEST(Policies, ContextRotCompactsTheThreadAndMeasuresAgainstTheReference) {
     // After each compaction the next probe is the new baseline.
     ASSERT_GE(t.probes.size(), 4u);
     EXPECT_NE(capture->baselines.back(), capture->baselines.front());
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+}
+
+// Free text has no compaction of its own: past the threshold a summarizer (a forked child in no spawn,
+// label "summary") writes a summary while the thread waits, and the thread's context becomes its prompt,
+// the lead and the summary; at most kMaxCompactions times, then its request's spawns are narrowed.
+// Scripted: the text is exact.
+TEST(Policies, ContextRotSummarizesFreeTextOnAForkAndGoesOnFromTheSummary) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    Runtime rt(backend);
+    RequestOptions o;
+    o.controller = std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, thresholds_at(-1e9));
+    o.script = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.label == "summary") {
+            return t.text.ends_with(ContextRot::summary_plan().instruction) ? std::optional<std::string>(" The answer so far is 42.\n") : std::nullopt;
+        }
+        return t.generated_tokens < 40 ? std::optional<std::string>(" step.") : std::nullopt;
+    };
+    const std::string prompt = "a question whose reasoning gets long: ";
+    const RequestId id = rt.submit(prompt, o);
+    rt.run();
+    const RequestResult & res = rt.result(id);
+    ASSERT_EQ(res.threads.size(), 3u);
+    const ThreadRecord & root = res.threads[0];
+    EXPECT_EQ(root.state, ThreadState::done) << root.end_reason;
+    EXPECT_EQ(root.compactions, ContextRot::kMaxCompactions);
+    EXPECT_TRUE(root.spawns.empty());
+    for (size_t i = 1; i < 3; ++i) {
+        EXPECT_EQ(res.threads[i].label, "summary");
+        EXPECT_EQ(res.threads[i].parent, 0);
+        EXPECT_EQ(res.threads[i].state, ThreadState::done) << res.threads[i].end_reason;
+        EXPECT_TRUE(res.threads[i].probes.empty());  // a summary is not probed
+    }
+    EXPECT_TRUE(root.text.starts_with(prompt + ContextRot::summary_plan().lead + "The answer so far is 42.\n")) << root.text;
+    const auto compacted = reasons(root, "compact");
+    ASSERT_EQ(compacted.size(), 4u);  // two summaries asked for, two contexts replaced
+    EXPECT_NE(compacted[0].find("summarizing: thread 1"), std::string::npos) << compacted[0];
+    EXPECT_NE(compacted[1].find("dropped"), std::string::npos) << compacted[1];
+    // After both, the next crossing narrows instead.
+    bool narrowed = false;
+    for (const auto & r : reasons(root, "probe")) narrowed |= r.find("half width") != std::string::npos;
+    EXPECT_TRUE(narrowed);
+    // Every token accounted: the summaries' count in the request's.
+    int64_t generated = 0;
+    for (const auto & t : res.threads) generated += t.generated_tokens;
+    EXPECT_EQ(generated, res.metrics.generated_tokens);
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+}
+
+// Sampled: a summary ends at its length as written (not failed), the thread goes on to its own budget;
+// a request cancelled while its thread waits on a summary ends both and leaves no sequence behind.
+TEST(Policies, ContextRotSummaryEndsAtItsLengthAndDiesWithItsRequest) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    Runtime rt(backend);
+    const auto loud = [] { return std::make_shared<ContextRot>(std::make_shared<DefaultController>(), TaskHooks{}, 16, thresholds_at(-1e9)); };
+    const std::string prompt = "a question for the summarizer: ";
+    const RequestId id = rt.submit(prompt, budgeted(60, loud()));
+    rt.run();
+    const RequestResult & res = rt.result(id);
+    ASSERT_EQ(res.threads.size(), 3u);
+    const ThreadRecord & root = res.threads[0];
+    EXPECT_EQ(root.generated_tokens, 60);  // its own budget, summaries apart
+    EXPECT_EQ(root.compactions, 2);
+    EXPECT_TRUE(root.text.starts_with(prompt + ContextRot::summary_plan().lead)) << root.text;
+    for (size_t i = 1; i < 3; ++i) {
+        EXPECT_EQ(res.threads[i].state, ThreadState::done) << res.threads[i].end_reason;
+        EXPECT_EQ(res.threads[i].generated_tokens, ContextRot::summary_plan().max_tokens);
+        EXPECT_NE(res.threads[i].end_reason.find("summary length"), std::string::npos) << res.threads[i].end_reason;
+    }
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+
+    // Cancelled mid-summary.
+    const RequestId c = rt.submit(prompt, budgeted(60, loud()));
+    for (int i = 0; i < 1000 && rt.stats().threads_waiting == 0; ++i) rt.step();
+    ASSERT_EQ(rt.stats().threads_waiting, 1);
+    for (int i = 0; i < 3; ++i) rt.step();  // the summarizer is decoding
+    rt.cancel(c, "client went away");
+    rt.run();
+    const RequestResult & cancelled = rt.result(c);
+    ASSERT_EQ(cancelled.threads.size(), 2u);
+    EXPECT_EQ(cancelled.threads[1].label, "summary");
+    EXPECT_EQ(cancelled.threads[1].state, ThreadState::cancelled);
     EXPECT_EQ(backend.usage().live_sequences, 0u);
 }

@@ -63,16 +63,23 @@ void Runtime::probe(Request & r, Thread & t) {
         {.thread = t.rec, .nll = nll, .baseline = t.rec.probes[t.baseline_probe].nll,
          .since_start = t.rec.generated_tokens - t.rec.probes[t.baseline_probe].generated, .reference = t.rec.probe_reference});
     if (!d.reason.empty()) decide(r, t, "probe", d.reason);
-    if (d.compact_to) compact(r, t, *d.compact_to);
+    if (d.compact_to) {
+        compact(r, t, *d.compact_to);
+    } else if (d.summarize) {
+        summarize(r, t, *d.summarize);
+    }
+}
+
+std::string Runtime::compaction_refused(const Thread & t) const {
+    if (!t.rec.spawns.empty()) return "refused: the thread has spawned, and its joins would be lost";
+    if (t.request.forked) return "refused: a forked child shares its parent's context";
+    if (t.summary_of >= 0) return "refused: a summarizer is not compacted";
+    return {};
 }
 
 void Runtime::compact(Request & r, Thread & t, const std::string & text) {
-    if (!t.rec.spawns.empty()) {
-        decide(r, t, "compact", "refused: the thread has spawned, and its joins would be lost");
-        return;
-    }
-    if (t.request.forked) {
-        decide(r, t, "compact", "refused: a forked child shares its parent's context");
+    if (const std::string why = compaction_refused(t); !why.empty()) {
+        decide(r, t, "compact", why);
         return;
     }
     const std::string old = t.parser->text();
@@ -94,6 +101,69 @@ void Runtime::compact(Request & r, Thread & t, const std::string & text) {
     // The next probe, at once, is the new baseline.
     t.baseline_probe = t.rec.probes.size();
     t.next_probe_at = t.rec.generated_tokens;
+}
+
+void Runtime::summarize(Request & r, Thread & t, const SummaryPlan & plan) {
+    if (const std::string why = compaction_refused(t); !why.empty()) {
+        decide(r, t, "compact", why);
+        return;
+    }
+    if (plan.max_tokens <= 0 || plan.instruction.empty()) {
+        decide(r, t, "compact", "refused: a summary needs an instruction and a token budget");
+        return;
+    }
+    // A forked child of t in no spawn, reading t's whole context and the instruction; plain text
+    // (the request's dialect would read its markup as spawns of its own).
+    static const std::unique_ptr<dialects::Dialect> plain = dialects::make_plain_dialect();
+    auto s = std::make_unique<Thread>();
+    s->rec.id = static_cast<int>(r.threads.size());
+    s->rec.parent = t.rec.id;
+    s->rec.depth = t.rec.depth + 1;
+    s->rec.label = "summary";
+    s->request.label = "summary";
+    s->request.forked = true;
+    s->request.prompt = plan.instruction;
+    s->prompt = plan.instruction;
+    s->own_from = t.parser->text().size();
+    s->parser = plain->parser(t.parser->text() + plan.instruction);
+    s->summary_of = t.rec.id;
+    s->summary = plan;
+    s->token_budget = plan.max_tokens;
+    t.summarizer = s->rec.id;
+    t.rec.state = ThreadState::waiting;
+    if (!r.options.script) backend_.set_generating(t.seq, false);
+    const int id = s->rec.id;
+    r.queue.push_front(id);  // its parent holds a sequence and waits on it: it goes first
+    r.threads.push_back(std::move(s));
+    decide(r, t, "compact", "summarizing: thread " + std::to_string(id) + " writes a summary of at most " +
+                                std::to_string(plan.max_tokens) + " tokens");
+    emit(r, {.kind = EventKind::thread_queued, .thread = id, .parent = t.rec.id, .label = "summary"});
+}
+
+void Runtime::finish_summary(Request & r, Thread & t) {
+    Thread & s = *r.threads[static_cast<size_t>(t.summarizer)];
+    if (!ended(s.rec.state)) return;
+    t.summarizer = -1;
+    t.rec.state = ThreadState::running;
+    if (!r.options.script) backend_.set_generating(t.seq, true);
+    const size_t from = std::min(s.rec.text.size(), s.own_from + s.summary.instruction.size());
+    std::string summary = s.rec.text.substr(from);
+    while (!summary.empty() && (summary.back() == '\n' || summary.back() == ' ')) summary.pop_back();
+    size_t first = 0;
+    while (first < summary.size() && (summary[first] == '\n' || summary[first] == ' ')) ++first;
+    summary.erase(0, first);
+    if (s.rec.state != ThreadState::done || summary.empty()) {
+        decide(r, t, "compact", "summary " + std::string(s.rec.state != ThreadState::done ? "failed (" + s.rec.end_reason + ")" : "empty") +
+                                    ": the thread goes on as it was");
+        check_limits(r, t);
+        return;
+    }
+    compact(r, t, t.prompt + s.summary.lead + summary + "\n");
+    check_limits(r, t);
+}
+
+int64_t Runtime::token_budget(const Request & r, const Thread & t) const {
+    return t.token_budget > 0 ? t.token_budget : r.limits.thread_token_budget;
 }
 
 }  // namespace forkjoin::runtime

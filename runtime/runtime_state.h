@@ -40,6 +40,10 @@ struct Runtime::Thread {
     ConfidencePlan confidence;         // DeepConf's signal: the controller's plan for it, and
     std::deque<double> confidence_window;  // the token confidences of its current group
     double confidence_sum = 0;
+    int summarizer = -1;            // the thread writing its summary (SummaryPlan) while it waits; -1: none
+    int summary_of = -1;            // a summarizer: the thread it summarizes
+    SummaryPlan summary;            // a summarizer: its plan
+    int64_t token_budget = 0;       // its own budget (a summarizer's max_tokens); 0: the request's
     int join_rounds = 0;            // re-explorations of its current spawn (JoinDecision)
     bool spawn_deferred = false;    // its spawn waits for the controller's answer (SpawnDecision::defer)
     int64_t deferrals = 0;

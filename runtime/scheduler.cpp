@@ -233,7 +233,12 @@ bool Runtime::hit_limit(Request & r, Thread & t, LimitKind kind, int64_t value) 
 void Runtime::check_limits(Request & r, Thread & t, int32_t ahead) {
     if (t.rec.state != ThreadState::running) return;
     const int64_t context = backend_.length(t.seq) - ahead;
-    if (t.rec.generated_tokens >= r.limits.thread_token_budget) {
+    if (t.rec.generated_tokens >= token_budget(r, t)) {
+        // A summary at its length is written, not failed.
+        if (t.summary_of >= 0) {
+            end_thread(r, t, ThreadState::done, "summary length (" + std::to_string(t.token_budget) + " tokens)");
+            return;
+        }
         hit_limit(r, t, LimitKind::thread_tokens, t.rec.generated_tokens);
     } else if (r.limits.max_context > 0 && context >= r.limits.max_context) {
         hit_limit(r, t, LimitKind::context_window, context);
@@ -279,10 +284,11 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
     for (int id : t.spawn_slots) {
         if (id >= 0) end_thread(r, *r.threads[static_cast<size_t>(id)], ThreadState::cancelled, "parent ended");
     }
+    if (t.summarizer >= 0) end_thread(r, *r.threads[static_cast<size_t>(t.summarizer)], ThreadState::cancelled, "parent ended");
     if (t.rec.state == ThreadState::queued) {
         r.queue.erase(std::remove(r.queue.begin(), r.queue.end(), t.rec.id), r.queue.end());
     }
-    const bool keep_for_splice = state != ThreadState::cancelled && t.request.forked && t.rec.parent >= 0 &&
+    const bool keep_for_splice = state != ThreadState::cancelled && t.request.forked && t.summary_of < 0 && t.rec.parent >= 0 &&
                                  r.threads[static_cast<size_t>(t.rec.parent)]->rec.state == ThreadState::waiting &&
                                  t.seq >= 0 && backend_.live(t.seq);
     if (keep_for_splice) {
@@ -313,7 +319,7 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
         }
         return;
     }
-    if (t.rec.parent < 0) return;
+    if (t.rec.parent < 0 || t.summary_of >= 0) return;  // a summary is no sub-task: not in children's costs
     ++r.children_finished;
     r.children_tokens += t.rec.generated_tokens;
     Thread & parent = *r.threads[static_cast<size_t>(t.rec.parent)];
@@ -433,11 +439,15 @@ void Runtime::backend_step() {
         on_text(r, t, piece);
         if (ask) ask_confidence(r, t);
     }
-    // The context-rot monitor: threads at a probe point are probed now (a throwaway fork each).
-    for (auto & [seq, owner] : by_seq_) {
-        Request & r = *requests_.at(owner.first);
-        Thread & t = *r.threads[static_cast<size_t>(owner.second)];
-        if (t.next_probe_at >= 0) probe(r, t);
+    // The context-rot monitor: threads at a probe point are probed now (a throwaway fork each). Listed
+    // first: a probe's compaction that fails ends its thread, which leaves by_seq_.
+    std::vector<std::pair<RequestId, int>> to_probe;
+    for (const auto & [seq, owner] : by_seq_) {
+        if (requests_.at(owner.first)->threads[static_cast<size_t>(owner.second)]->next_probe_at >= 0) to_probe.push_back(owner);
+    }
+    for (const auto & [rid, id] : to_probe) {
+        Request & r = *requests_.at(rid);
+        probe(r, *r.threads[static_cast<size_t>(id)]);
     }
     // A sequence that filled its own KV stream (per_sequence layout) cannot be helped by waiting, nor
     // can one whose decode failed on its own.
@@ -507,7 +517,9 @@ bool Runtime::step() {
         for (size_t i = 0; i < r.threads.size() && !r.root_ended; ++i) {
             Thread & t = *r.threads[i];
             if (t.rec.state != ThreadState::waiting) continue;
-            if (t.spawn_deferred) {
+            if (t.summarizer >= 0) {
+                finish_summary(r, t);
+            } else if (t.spawn_deferred) {
                 decide_spawn(r, t);  // the controller deferred it: ask again
             } else {
                 try_join(r, t);

@@ -20,6 +20,10 @@
 // Otherwise the youngest blocked thread fails ("kv cache full"): a forked child, a thread with
 // spliced children, a parent waiting on its children, the only thread that could run.
 //
+// The context-rot monitor (runtime/probes.cpp) may compact a thread: its context is replaced by a
+// shorter one the task gives, or by its prompt and a summary a forked summarizer thread writes while
+// it waits (ProbeDecision::summarize).
+//
 // Containment: a decode that fails for some sequences (StepResult::blocked, decode_failed) fails
 // their threads only; a backend step that throws fails the threads that had input in it, never the
 // runtime or the other requests. Nothing already decoded for others is lost.
@@ -145,6 +149,14 @@ private:
     std::optional<double> reference_nll(Thread & t);
     // Replaces t's context by `text` (ProbeDecision::compact_to).
     void compact(Request & r, Thread & t, const std::string & text);
+    // Why t's context cannot be compacted (recorded as a "compact" decision), or empty when it can.
+    std::string compaction_refused(const Thread & t) const;
+    // Queues a summarizer of t (ProbeDecision::summarize); t waits for it.
+    void summarize(Request & r, Thread & t, const SummaryPlan & plan);
+    // t's summarizer ended: compacts t to its summary, or leaves it as it was; t runs again.
+    void finish_summary(Request & r, Thread & t);
+    // A thread's token budget: its own, else the request's.
+    int64_t token_budget(const Request & r, const Thread & t) const;
     // DeepConf's signal: the controller's plan for t, and the sampling t starts with (top-k log-probs
     // when the plan measures confidence).
     Sampling start_sampling(Request & r, Thread & t);
