@@ -1,6 +1,7 @@
 #include "runtime/runtime_state.h"
 
 #include <algorithm>
+#include <thread>
 #include <deque>
 
 namespace forkjoin::runtime {
@@ -44,10 +45,12 @@ void Runtime::set_controller(std::shared_ptr<Controller> controller) {
 }
 
 void Runtime::decide(Request & r, Thread & t, const char * kind, std::string reason) {
+    ++progress_;
     t.rec.decisions.push_back({now_s(r), kind, std::move(reason)});
 }
 
 void Runtime::emit(Request & r, Event e) {
+    ++progress_;
     if (!r.options.events) return;
     e.request = r.id;
     e.t_s = now_s(r);
@@ -359,18 +362,20 @@ void Runtime::finalize(Request & r) {
     Metrics & m = r.result.metrics;
     m.threads = static_cast<int>(r.threads.size());
     std::vector<int64_t> chain(r.threads.size(), 0);
+    std::vector<int64_t> summaries(r.threads.size(), 0);  // its summarizers' chains: it waited on them
     for (size_t i = r.threads.size(); i-- > 0;) {  // children have larger ids than their parents
         const ThreadRecord & t = r.threads[i]->rec;
         m.total_tokens += t.decoded_tokens;
         m.generated_tokens += t.generated_tokens;
         m.max_context_tokens = std::max(m.max_context_tokens, t.max_context);
-        int64_t c = t.generated_tokens;
+        int64_t c = t.generated_tokens + summaries[i];
         for (const auto & spawn : t.spawns) {
             int64_t longest = 0;
             for (int id : spawn) longest = std::max(longest, chain[static_cast<size_t>(id)]);
             c += longest;
         }
         chain[i] = c;
+        if (r.threads[i]->summary_of >= 0) summaries[static_cast<size_t>(r.threads[i]->summary_of)] += c;
     }
     m.sequential_tokens = chain[0];
     m.prompt_tokens = r.threads[0]->rec.prompt_tokens;
@@ -506,9 +511,12 @@ void Runtime::preempt(Request & r, Thread & t, const std::string & why) {
 }
 
 bool Runtime::step() {
+    const uint64_t progress_before = progress_;
+    const int64_t decoded_before = decoded_;
     admit();
     feed_scripts();
-    if (backend_.has_pending()) backend_step();
+    const bool pending = backend_.has_pending();
+    if (pending) backend_step();
     bool active = false;
     for (auto & [rid, rp] : requests_) {
         Request & r = *rp;
@@ -528,7 +536,50 @@ bool Runtime::step() {
         finalize(r);
         active |= !r.result.finished;
     }
-    return active;
+    if (!active || pending || progress_ != progress_before || decoded_ != decoded_before) {
+        stalled_since_.reset();
+        return active;
+    }
+    // Nothing decoded, nothing admitted, nothing ended or joined, nothing decided: no thread can move
+    // until something outside the runtime changes, and nothing outside it can (a controller deferring
+    // forever, a thread waiting for room no one will free). Wait a little instead of spinning; past
+    // kStallSeconds the stuck requests fail with what they were waiting for.
+    const auto now = std::chrono::steady_clock::now();
+    if (!stalled_since_) stalled_since_ = now;
+    if (std::chrono::duration<double>(now - *stalled_since_).count() < kStallSeconds) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return active;
+    }
+    stalled_since_.reset();
+    fail_stalled();
+    return true;
+}
+
+void Runtime::fail_stalled() {
+    for (auto & [rid, rp] : requests_) {
+        Request & r = *rp;
+        if (r.result.finished || r.root_ended) continue;
+        int queued = 0, deferred = 0, waiting = 0, running = 0;
+        std::string wait_reason;
+        for (const auto & t : r.threads) {
+            switch (t->rec.state) {
+                case ThreadState::queued:
+                    ++queued;
+                    if (wait_reason.empty()) wait_reason = t->wait_reason;
+                    break;
+                case ThreadState::waiting: t->spawn_deferred ? ++deferred : ++waiting; break;
+                case ThreadState::running: ++running; break;
+                default: break;
+            }
+        }
+        const std::string why = "stalled: nothing could advance for " + std::to_string(static_cast<int>(kStallSeconds)) + " s (" +
+                                std::to_string(running) + " running, " + std::to_string(queued) + " queued" +
+                                (wait_reason.empty() ? "" : " (" + wait_reason + ")") + ", " + std::to_string(deferred) +
+                                " spawns deferred by the controller, " + std::to_string(waiting) + " waiting on children)";
+        decide(r, *r.threads[0], "stall", why);
+        end_thread(r, *r.threads[0], ThreadState::failed, why);  // and every thread still going with it
+        finalize(r);
+    }
 }
 
 void Runtime::run() {

@@ -24,6 +24,10 @@
 // shorter one the task gives, or by its prompt and a summary a forked summarizer thread writes while
 // it waits (ProbeDecision::summarize).
 //
+// The watchdog (kStallSeconds): a deadlock the rules above do not prevent (a controller that defers a
+// spawn forever, a thread waiting for room no one will free) fails its requests with what they were
+// waiting for, instead of the loop spinning forever.
+//
 // Containment: a decode that fails for some sequences (StepResult::blocked, decode_failed) fails
 // their threads only; a backend step that throws fails the threads that had input in it, never the
 // runtime or the other requests. Nothing already decoded for others is lost.
@@ -67,6 +71,10 @@ struct RuntimeStats {
 
 class Runtime {
 public:
+    // The watchdog: when no step makes progress (nothing decoded, admitted, ended, joined or decided)
+    // for this long, the requests still going fail ("stalled: ..."), instead of the loop spinning on a
+    // deadlock forever. Steps without progress sleep 1 ms meanwhile.
+    static constexpr double kStallSeconds = 2.0;
     // `dialect` is the default for requests that name none; it must outlive the runtime.
     Runtime(Backend & backend, const dialects::Dialect & dialect, Limits limits = {});
     // Default dialect: plain (no markup).
@@ -141,6 +149,8 @@ private:
     void count_decoded();
     void backend_step();
     void finalize(Request & r);
+    // The watchdog: every request still going fails, saying what its threads were waiting for.
+    void fail_stalled();
     void decide(Request & r, Thread & t, const char * kind, std::string reason);
     Controller & controller_of(const Request & r) const;
     // The context-rot monitor: probes t when it reached its next probe point (runtime/controller.h).
@@ -182,6 +192,8 @@ private:
     int live_threads_ = 0;
     uint64_t admissions_ = 0;  // threads started so far (Thread::admitted)
     int64_t steps_ = 0, decoded_ = 0, failed_steps_ = 0;
+    uint64_t progress_ = 0;  // events and decisions so far: a step that adds none (and decodes nothing) made no progress
+    std::optional<std::chrono::steady_clock::time_point> stalled_since_;  // the first of a run of steps without progress
 };
 
 }  // namespace forkjoin::runtime

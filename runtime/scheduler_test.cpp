@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 
 using namespace forkjoin;
 using namespace forkjoin::runtime;
@@ -536,5 +537,43 @@ TEST(Runtime, AThreadThatFillsItsOwnKvStreamFailsAlone) {
     rt.run();
     EXPECT_NE(rt.result(sampled).end_reason.find("filled its KV stream (256 cells)"), std::string::npos)
         << rt.result(sampled).end_reason;
+    EXPECT_EQ(backend.usage().live_sequences, 0u);
+}
+
+// The watchdog: a controller that defers a spawn forever leaves nothing able to move once the other
+// request is done. Its request fails, saying what it waited for, after kStallSeconds (instead of the
+// loop spinning forever); the other request was not hurt, and nothing is left in the cache.
+TEST(Runtime, AStallFailsTheStuckRequestWithWhatItWaitedFor) {
+    llama::LlamaBackend backend(tiny_model(), backend_options());
+    const auto apr = dialects::make_apr_dialect();
+    Runtime rt(backend, *apr);
+    struct DeferForever : Controller {
+        DefaultController base;
+        SpawnDecision on_spawn(const SpawnContext &) override { return {0, "waiting for a budget that never comes", true}; }
+        AdmitDecision on_admit(const AdmitContext & c) override { return base.on_admit(c); }
+        LimitDecision on_limit(const LimitContext & c) override { return base.on_limit(c); }
+    };
+    RequestOptions stuck;
+    stuck.controller = std::make_shared<DeferForever>();
+    stuck.script = [](const ThreadRecord & t) -> std::optional<std::string> {
+        return t.text.find("<Calling Sub Searches>") == std::string::npos ? std::optional<std::string>(spawn_text("0")) : std::nullopt;
+    };
+    RequestOptions fine;
+    fine.sampling.ignore_eos = true;
+    Limits short_budget;
+    short_budget.thread_token_budget = 30;
+    fine.limits = short_budget;
+    const RequestId a = rt.submit(kRoot, stuck);
+    const RequestId b = rt.submit("an honest request: ", fine);
+    const auto start = std::chrono::steady_clock::now();
+    rt.run();
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto & ra = rt.result(a);
+    EXPECT_FALSE(ra.ok);
+    EXPECT_TRUE(ra.end_reason.starts_with("stalled: nothing could advance")) << ra.end_reason;
+    EXPECT_NE(ra.end_reason.find("1 spawns deferred by the controller"), std::string::npos) << ra.end_reason;
+    EXPECT_EQ(ra.threads[0].state, ThreadState::failed);
+    EXPECT_EQ(rt.result(b).threads[0].generated_tokens, 30);  // the other request ran to its budget
+    EXPECT_GE(took, Runtime::kStallSeconds);
     EXPECT_EQ(backend.usage().live_sequences, 0u);
 }
