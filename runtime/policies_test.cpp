@@ -599,6 +599,8 @@ TEST(Policies, ContextRotSummarizesFreeTextOnAForkAndGoesOnFromTheSummary) {
     int64_t generated = 0;
     for (const auto & t : res.threads) generated += t.generated_tokens;
     EXPECT_EQ(generated, res.metrics.generated_tokens);
+    // The thread waited on each summary: all of it is on the dependency chain.
+    EXPECT_EQ(res.metrics.sequential_tokens, generated);
     EXPECT_EQ(backend.usage().live_sequences, 0u);
 }
 
