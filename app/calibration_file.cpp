@@ -39,7 +39,8 @@ std::optional<runtime::ContextRotThresholds> read_thresholds(const std::string &
         const ModelIdentity wanted{j.at("model").at("bytes").get<uint64_t>(), j.at("model").at("digest").get<std::string>()};
         if (!(wanted == identify_model(model_path))) {
             why = "calibration file '" + path + "' was measured on another model file (" + std::to_string(wanted.bytes) + " bytes, digest " +
-                  wanted.digest + ") than '" + model_path + "'; run `forkjoin calibrate context-rot --model " + model_path + "` again";
+                  wanted.digest + ") than '" + model_path + "'; measure it again: `forkjoin calibrate context-rot --model " + model_path +
+                  " --problems FILE.jsonl` (the shipped model's problems: models/countdown-calibration.jsonl)";
             return std::nullopt;
         }
         runtime::ContextRotThresholds t;

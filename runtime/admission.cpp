@@ -55,6 +55,7 @@ void Runtime::started(Request & r, Thread & t, bool resumed) {
     t.rec.state = ThreadState::running;
     if (t.waits > 0) decide(r, t, "admit", std::string(resumed ? "resumed" : "started") + " after waiting " + std::to_string(t.waits) + " steps (" + t.wait_reason + ")");
     t.waits = 0;
+    t.wait_reason.clear();
     if (resumed) {
         emit(r, {.kind = EventKind::thread_started, .thread = t.rec.id, .parent = t.rec.parent, .label = t.rec.label});
         return;
@@ -90,12 +91,19 @@ void Runtime::admit() {
                 end_thread(r, t, ThreadState::failed, d.reason);
                 continue;
             }
+            // No free sequence: it waits for one (a thread that ends frees it).
+            auto no_sequence = [&] {
+                ++t.waits;
+                t.wait_reason = "no free sequence: all " + std::to_string(backend_.max_sequences()) + " in use";
+            };
             if (!t.resume.empty()) {
-                if (!admit_resumed(r, t)) break;
+                if (!admit_resumed(r, t)) no_sequence();
+                if (t.rec.state == ThreadState::queued) break;
                 continue;
             }
             if (t.request.forked) {
-                if (!admit_forked(r, t)) break;
+                if (!admit_forked(r, t)) no_sequence();
+                if (t.rec.state == ThreadState::queued) break;
                 continue;
             }
             std::vector<Token> tokens;
@@ -121,7 +129,10 @@ void Runtime::admit() {
             try {
                 t.seq = backend_.open(tokens, sampling, /*generating=*/!r.options.script);
             } catch (const Error & e) {
-                if (e.code() == ErrorCode::sequence_limit) break;  // wait for a free sequence
+                if (e.code() == ErrorCode::sequence_limit) {
+                    no_sequence();
+                    break;
+                }
                 r.queue.pop_front();
                 end_thread(r, t, ThreadState::failed, e.what());
                 continue;

@@ -49,6 +49,9 @@ ContextRotCalibration calibrate_context_rot(const std::vector<ThreadRecord> & cl
         envelope = std::max(envelope, s.p95);
         c.thresholds.by_position.push_back(envelope);
     }
+    if (c.by_position.empty()) {
+        throw Error(ErrorCode::invalid_argument, "every probed thread was compacted: the calibration must run with the monitor observing only");
+    }
     if (c.thresholds.by_position.empty()) {
         throw Error(ErrorCode::invalid_argument, "too few probed threads to calibrate (" + std::to_string(c.by_position.front().threads) +
                                                      " at the start, at least " + std::to_string(ContextRotCalibration::kMinThreads) +

@@ -77,6 +77,9 @@ TEST(Calibration, FlatProbesHitTheFloorAndThinOrEmptyRunsAreRefused) {
 
     expect_refused(std::vector<ThreadRecord>(ContextRotCalibration::kMinThreads - 1, thread_with({1.0, 1.0}, 1.0)), "run more problems");
     expect_refused({ThreadRecord{}, ThreadRecord{}}, "context-rot");
+    ThreadRecord compacted = thread_with({1.0, 5.0}, 1.0);
+    compacted.compactions = 1;
+    expect_refused({compacted}, "observing only");
 }
 
 }  // namespace

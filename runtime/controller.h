@@ -82,7 +82,8 @@ struct SpawnDecision {
     int run = 0;                // children to run, the first `run` of those asked for (0: refused)
     std::string reason;
     bool defer = false;         // not now: the parent waits and the controller is asked again next step
-                                // (request limits, timeout and cancellation still end it)
+                                // (request limits, timeout and cancellation still end it, and the
+                                // runtime's watchdog when nothing else can move: Runtime::kStallSeconds)
     std::vector<int> order;     // when set: the indices of the children to run, in the order they start
                                 // (most promising first); `run` is then its size, the rest are not run
     std::vector<NestedChild> nested;  // children (of those run) that run as searches of their own; a
@@ -170,7 +171,9 @@ struct ProbeResult {
     double nll = 0;                  // mean negative log-likelihood per probe token, now
     double baseline = 0;             // the same at the thread's start (or its last compaction)
     int64_t since_start = 0;         // generated tokens since that probe
-    std::optional<double> reference; // the same after the reference context, when the plan has one
+    std::optional<double> reference; // the same after the reference context, when the plan has one and
+                                     // the thread was not compacted (then its context is clean: its
+                                     // baseline is what it is measured against)
 };
 
 // Compaction by a summarizer pass, for text the task cannot compact itself (free text): a fork of the

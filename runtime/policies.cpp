@@ -210,8 +210,7 @@ ProbeDecision ContextRot::on_probe(const ProbeResult & p) {
     if (hooks_.compact && p.thread.compactions < kMaxCompactions) {
         if (auto compacted = hooks_.compact(p.thread.text)) return {why + ": compacted", std::move(compacted), std::nullopt};
     }
-    if (!hooks_.compact && p.thread.spawns.empty() && summarized_[p.thread.id] < kMaxCompactions) {
-        ++summarized_[p.thread.id];
+    if (!hooks_.compact && p.thread.spawns.empty() && !p.thread.forked && p.thread.summaries < kMaxCompactions) {
         return {why + ": summarizing", std::nullopt, summary_plan()};
     }
     if (std::find(flagged_threads_.begin(), flagged_threads_.end(), p.thread.id) != flagged_threads_.end()) return inner;

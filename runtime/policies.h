@@ -57,7 +57,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -186,7 +185,6 @@ public:
 private:
     int every_;
     ContextRotThresholds thresholds_;
-    std::map<int, int> summarized_;  // per thread: summaries asked for (at most kMaxCompactions)
     int flagged_ = 0;  // threads of this request whose probe crossed the threshold
     std::vector<int> flagged_threads_;
 };

@@ -61,7 +61,10 @@ void Runtime::probe(Request & r, Thread & t) {
     t.rec.text = t.parser->text();  // what a compaction starts from
     const ProbeDecision d = controller_of(r).on_probe(
         {.thread = t.rec, .nll = nll, .baseline = t.rec.probes[t.baseline_probe].nll,
-         .since_start = t.rec.generated_tokens - t.rec.probes[t.baseline_probe].generated, .reference = t.rec.probe_reference});
+         .since_start = t.rec.generated_tokens - t.rec.probes[t.baseline_probe].generated,
+         // Compacted, the context is clean (what came before its own start is gone): its new baseline is
+         // the reference, as a clean thread's first probe is.
+         .reference = t.rec.compactions == 0 ? t.rec.probe_reference : std::nullopt});
     if (!d.reason.empty()) decide(r, t, "probe", d.reason);
     if (d.compact_to) {
         compact(r, t, *d.compact_to);
@@ -128,8 +131,9 @@ void Runtime::summarize(Request & r, Thread & t, const SummaryPlan & plan) {
     s->parser = plain->parser(t.parser->text() + plan.instruction);
     s->summary_of = t.rec.id;
     s->summary = plan;
-    s->token_budget = plan.max_tokens;
+    s->token_budget = std::min<int64_t>(plan.max_tokens, r.limits.thread_token_budget);
     t.summarizer = s->rec.id;
+    ++t.rec.summaries;
     t.rec.state = ThreadState::waiting;
     if (!r.options.script) backend_.set_generating(t.seq, false);
     const int id = s->rec.id;

@@ -46,6 +46,7 @@ struct Runtime::Thread {
     int64_t token_budget = 0;       // its own budget (a summarizer's max_tokens); 0: the request's
     int join_rounds = 0;            // re-explorations of its current spawn (JoinDecision)
     bool spawn_deferred = false;    // its spawn waits for the controller's answer (SpawnDecision::defer)
+    std::string defer_reason;       // the controller's, the last time it deferred
     int64_t deferrals = 0;
     int64_t waits = 0;              // admission: steps it was told to wait
     std::string wait_reason;        // admission: why, the last time

@@ -77,6 +77,7 @@ double Runtime::now_s(const Request & r) const {
 }
 
 RequestId Runtime::submit(const std::string & prompt, const RequestOptions & options) {
+    stalled_since_.reset();  // something new to do: the watchdog's clock starts again
     auto r = std::make_unique<Request>();
     r->id = next_request_++;
     r->options = options;
@@ -351,6 +352,7 @@ void Runtime::end_request(Request & r, const std::string & reason) {
 }
 
 void Runtime::cancel(RequestId request, const std::string & reason) {
+    stalled_since_.reset();
     auto it = requests_.find(request);
     if (it == requests_.end() || it->second->result.finished) return;
     end_request(*it->second, reason);
@@ -559,23 +561,33 @@ void Runtime::fail_stalled() {
     for (auto & [rid, rp] : requests_) {
         Request & r = *rp;
         if (r.result.finished || r.root_ended) continue;
-        int queued = 0, deferred = 0, waiting = 0, running = 0;
-        std::string wait_reason;
+        int queued = 0, deferred = 0, summarizing = 0, waiting = 0, running = 0;
+        std::string wait_reason, defer_reason;
         for (const auto & t : r.threads) {
             switch (t->rec.state) {
                 case ThreadState::queued:
                     ++queued;
                     if (wait_reason.empty()) wait_reason = t->wait_reason;
                     break;
-                case ThreadState::waiting: t->spawn_deferred ? ++deferred : ++waiting; break;
+                case ThreadState::waiting:
+                    if (t->spawn_deferred) {
+                        ++deferred;
+                        if (defer_reason.empty()) defer_reason = t->defer_reason;
+                    } else if (t->summarizer >= 0) {
+                        ++summarizing;
+                    } else {
+                        ++waiting;
+                    }
+                    break;
                 case ThreadState::running: ++running; break;
                 default: break;
             }
         }
+        auto because = [](const std::string & reason) { return reason.empty() ? std::string() : " (" + reason + ")"; };
         const std::string why = "stalled: nothing could advance for " + std::to_string(static_cast<int>(kStallSeconds)) + " s (" +
-                                std::to_string(running) + " running, " + std::to_string(queued) + " queued" +
-                                (wait_reason.empty() ? "" : " (" + wait_reason + ")") + ", " + std::to_string(deferred) +
-                                " spawns deferred by the controller, " + std::to_string(waiting) + " waiting on children)";
+                                std::to_string(running) + " running, " + std::to_string(queued) + " queued" + because(wait_reason) +
+                                ", " + std::to_string(deferred) + " spawns deferred by the controller" + because(defer_reason) + ", " +
+                                std::to_string(summarizing) + " waiting on a summary, " + std::to_string(waiting) + " waiting on children)";
         decide(r, *r.threads[0], "stall", why);
         end_thread(r, *r.threads[0], ThreadState::failed, why);  // and every thread still going with it
         finalize(r);

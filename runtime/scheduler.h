@@ -71,9 +71,10 @@ struct RuntimeStats {
 
 class Runtime {
 public:
-    // The watchdog: when no step makes progress (nothing decoded, admitted, ended, joined or decided)
-    // for this long, the requests still going fail ("stalled: ..."), instead of the loop spinning on a
-    // deadlock forever. Steps without progress sleep 1 ms meanwhile.
+    // The watchdog: when no step makes progress (nothing decoded or pending in the backend, nothing
+    // admitted, ended, joined or decided) for this long, the requests still going fail ("stalled:
+    // ..."), instead of the loop spinning on a deadlock forever. Steps without progress sleep 1 ms
+    // meanwhile. A submit or a cancel restarts the clock.
     static constexpr double kStallSeconds = 2.0;
     // `dialect` is the default for requests that name none; it must outlive the runtime.
     Runtime(Backend & backend, const dialects::Dialect & dialect, Limits limits = {});

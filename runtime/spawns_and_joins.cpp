@@ -39,6 +39,7 @@ void Runtime::decide_spawn(Request & r, Thread & t) {
     const SpawnDecision d = controller_of(r).on_spawn(
         {.parent = t.rec, .requested = static_cast<int>(spawn.children.size()), .limits = r.limits, .children = spawn.children, .usage = usage});
     if (d.defer) {
+        t.defer_reason = d.reason;
         if (t.deferrals++ == 0) decide(r, t, "spawn", "deferred: " + d.reason);
         return;
     }
@@ -86,6 +87,7 @@ int Runtime::add_child(Request & r, Thread & t, size_t slot) {
     child->rec.depth = t.rec.depth + 1;
     child->rec.label = request.label;
     child->request = request;
+    child->rec.forked = request.forked;
     child->prompt = request.prompt;
     const bool nested = slot < t.nested_slots.size() && t.nested_slots[slot].has_value();
     if (nested) {

@@ -65,6 +65,8 @@ struct ThreadRecord {
     std::optional<double> probe_reference;  // the probe's NLL after the clean reference context, when
                                             // the monitor's plan has one (scored once, at the first probe)
     int compactions = 0;               // times the monitor replaced its context (decisions say what went)
+    int summaries = 0;                 // summarizers started for it (ProbeDecision::summarize), whatever came of them
+    bool forked = false;               // shares its parent's context up to the spawn (a forked child)
     int preemptions = 0;               // times a full KV cache took its cells (it resumed by recomputing them)
     int64_t probe_tokens = 0;          // what probing cost: tokens evaluated on throwaway forks, and
     double probe_s = 0;                // the wall time it took
