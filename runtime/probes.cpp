@@ -140,7 +140,7 @@ void Runtime::summarize(Request & r, Thread & t, const SummaryPlan & plan) {
     r.queue.push_front(id);  // its parent holds a sequence and waits on it: it goes first
     r.threads.push_back(std::move(s));
     decide(r, t, "compact", "summarizing: thread " + std::to_string(id) + " writes a summary of at most " +
-                                std::to_string(plan.max_tokens) + " tokens");
+                                std::to_string(r.threads.back()->token_budget) + " tokens");
     emit(r, {.kind = EventKind::thread_queued, .thread = id, .parent = t.rec.id, .label = "summary"});
 }
 
