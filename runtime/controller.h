@@ -182,6 +182,8 @@ struct ProbeResult {
 // context, `lead`, the summary and a line break, and it goes on from there. The summarizer is a
 // thread of the request (label "summary", a child of the thread, in no spawn): its tokens count in
 // the request's. When it fails or writes nothing, the thread goes on as it was (said in a decision).
+// As any compaction, it rewrites the thread's context: a client streaming the thread has already seen
+// the text the summary replaces; the thread's final text carries the lead and the summary instead.
 struct SummaryPlan {
     std::string instruction;
     std::string lead;
