@@ -27,6 +27,8 @@ void add_calibrate_options(CLI::App & cmd, CalibrateArgs & a) {
 }
 
 int run_calibrate(const CalibrateArgs & a) {
+    if (a.context <= 0) throw Error(ErrorCode::invalid_argument, "--context: the per-thread window must be positive (e.g. 512)");
+    if (a.concurrency <= 0) throw Error(ErrorCode::invalid_argument, "--concurrency must be positive");
     auto problems = countdown::load_problems(a.problems);
     if (a.limit > 0 && static_cast<size_t>(a.limit) < problems.size()) problems.resize(static_cast<size_t>(a.limit));
     if (problems.empty()) throw Error(ErrorCode::invalid_argument, a.problems + " holds no problems");
