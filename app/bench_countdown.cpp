@@ -6,6 +6,7 @@
 #include "app/model_file.h"
 #include "app/decode_probe.h"
 #include "app/live_view.h"
+#include "base/comma_list.h"
 #include "base/error.h"
 #include "runtime/policies.h"
 #include "strategies/countdown.h"
@@ -132,13 +133,15 @@ struct Summary {
     std::optional<remote::RemoteStats> remote;  // --backend remote: what the servers did
 };
 
+// `policies`: the thresholds the policies run on (policy_settings_for), read once per command: a
+// sweep's points share them.
 Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Model> & model,
-                const std::vector<countdown::Problem> & problems) {
+                const std::vector<countdown::Problem> & problems, const runtime::PolicySettings & policies) {
     const std::unique_ptr<Backend> owned = make_backend(a.backend, model, backend_for(a));
     Backend & backend = *owned;
     const auto t0 = std::chrono::steady_clock::now();
     strategies::CountdownOptions options = options_from(a);
-    options.policies = policy_settings_for(model->path(), a.calibration);
+    options.policies = policies;
     options.distractors = strategies::countdown_distractors(backend.vocabulary(), a.distractors);
     const auto outcomes = strategies::run_countdown(backend, problems, options);
     write_trace(a, outcomes);
@@ -211,18 +214,6 @@ nlohmann::json to_json(const Summary & s) {
     return j;
 }
 
-std::vector<std::string> split(const std::string & list) {
-    std::vector<std::string> out;
-    size_t start = 0;
-    while (start <= list.size()) {
-        const size_t comma = list.find(',', start);
-        out.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-    }
-    return out;
-}
-
 // A number from a comma list, or a clear error naming the flag.
 template <typename T>
 T parse_item(const std::string & text, const char * flag) {
@@ -242,8 +233,9 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     if (limit > 0 && static_cast<size_t>(limit) < problems.size()) problems.resize(static_cast<size_t>(limit));
     if (problems.empty()) throw Error(ErrorCode::invalid_argument, problems_path + " holds no problems");
     auto model = load_model_for(a.backend, a.model);
+    const runtime::PolicySettings policies = policy_settings_for(model->path(), a.calibration);
     if (!a.sweep) {
-        const Summary s = measure(a, model, problems);
+        const Summary s = measure(a, model, problems, policies);
         nlohmann::json j = to_json(s);
         j["model"] = model->path();
         if (json) {
@@ -279,8 +271,8 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     std::vector<std::pair<std::string, CountdownArgs>> plan;  // series label, its point
     const bool by_distractors = !a.sweep_distractors.empty();
     const std::string axis = by_distractors ? a.sweep_distractors : a.sweep_contexts;
-    for (const auto & strategy : split(a.sweep_strategies)) {
-        for (const auto & ctx : split(axis)) {
+    for (const auto & strategy : split_comma_list(a.sweep_strategies)) {
+        for (const auto & ctx : split_comma_list(axis)) {
             // "native+early-stop+validate@0.8": a strategy, its controller policies, its temperature.
             CountdownArgs point = a;
             const size_t at = strategy.find('@');
@@ -304,7 +296,7 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     }
     std::vector<Summary> points;
     for (const auto & [series, point] : plan) {
-        points.push_back(measure(point, model, problems));
+        points.push_back(measure(point, model, problems, policies));
         points.back().strategy = series;
         if (!json) {
             std::printf("  %s context %d, distractors %d: accuracy %.1f%%\n", series.c_str(), point.context, point.distractors,
@@ -325,7 +317,7 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
                                          !by_distractors, {}},
                                         {"total tokens per problem", "tokens", true, {}},
                                         {"latency per problem", "seconds", true, {}}};
-    for (const auto & strategy : split(a.sweep_strategies)) {
+    for (const auto & strategy : split_comma_list(a.sweep_strategies)) {
         trace::Series by_ctx{strategy, {}, {}}, by_total{strategy, {}, {}}, by_wall{strategy, {}, {}};
         for (const auto & p : points) {
             if (p.strategy != strategy) continue;

@@ -4,6 +4,7 @@
 #include "app/calibration_file.h"
 #include "app/commands.h"
 #include "app/model_file.h"
+#include "base/comma_list.h"
 #include "base/error.h"
 #include "runtime/calibration.h"
 #include "strategies/countdown.h"
@@ -36,11 +37,7 @@ int run_calibrate(const CalibrateArgs & a) {
     auto model = load_model(a.model);
     std::vector<runtime::ThreadRecord> threads;
     nlohmann::json strategies = nlohmann::json::array();
-    for (size_t start = 0; start <= a.strategies.size();) {
-        size_t comma = a.strategies.find(',', start);
-        if (comma == std::string::npos) comma = a.strategies.size();
-        const std::string name = a.strategies.substr(start, comma - start);
-        start = comma + 1;
+    for (const std::string & name : split_comma_list(a.strategies)) {
         if (name.empty()) continue;
         strategies::CountdownOptions o;
         o.strategy = strategies::parse_countdown_strategy(name);

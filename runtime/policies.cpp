@@ -1,5 +1,6 @@
 #include "runtime/policies.h"
 
+#include "base/comma_list.h"
 #include "base/error.h"
 
 #include <algorithm>
@@ -17,12 +18,7 @@ namespace {
 // The policies `names` chooses, `all` expanded, in order; throws on an unknown name.
 std::vector<std::string> chosen_policies(const std::string & names) {
     std::vector<std::string> chosen;
-    size_t start = 0;
-    while (start <= names.size()) {
-        size_t comma = names.find(',', start);
-        if (comma == std::string::npos) comma = names.size();
-        std::string name = names.substr(start, comma - start);
-        start = comma + 1;
+    for (const std::string & name : split_comma_list(names)) {
         if (name.empty()) continue;
         if (std::find(policy_names().begin(), policy_names().end(), name) == policy_names().end()) {
             std::string known;
