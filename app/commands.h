@@ -96,6 +96,26 @@ struct CalibrateArgs {
 void add_calibrate_options(CLI::App & cmd, CalibrateArgs & args);
 int run_calibrate(const CalibrateArgs & args);
 
+// forkjoin generate traces: the model's own searches that the strict verifier accepts, as training
+// examples (strategies/countdown_traces.h) for forkjoin-train --traces.
+struct GenerateTracesArgs {
+    std::string model;        // empty: the shipped model
+    std::string problems;     // fresh training problems (forkjoin generate countdown)
+    int limit = 0;            // first N problems (0: all)
+    std::string exclude;      // comma list of JSONL problem files never to train on; "" the shipped eval
+                              // sets beside the shipped model; "none" none
+    std::string strategies = "sequential,native";
+    int attempts = 4;         // sampled runs per problem and strategy, each with its own seed
+    float temperature = 0.8f;
+    uint64_t seed = 1;
+    int context = 4096;       // per-thread window
+    int concurrency = 16;
+    int threads = 0;
+    std::string out;
+};
+void add_generate_traces_options(CLI::App & cmd, GenerateTracesArgs & args);
+int run_generate_traces(const GenerateTracesArgs & args);
+
 struct ServeArgs {
     std::string model;        // empty: the shipped model
     std::string host = "127.0.0.1";

@@ -3,6 +3,8 @@
 //   forkjoin bench backend [--json] [--sizes 1M,10M,50M]
 //   forkjoin bench countdown --problems FILE.jsonl --strategy sequential|native [--context N] [--json]
 //   forkjoin run --task countdown '{"nums":[3,7,9,5],"target":24}'
+//   forkjoin generate countdown -n 500 --seed S -o problems.jsonl
+//   forkjoin generate traces --problems problems.jsonl -o traces.jsonl
 //   forkjoin calibrate context-rot --problems FILE.jsonl [--model M.gguf] [--out FILE]
 //   forkjoin serve [--model M.gguf] [--port 8080] [--api-key K]
 #include "app/commands.h"
@@ -63,7 +65,7 @@ int main(int argc, char ** argv) {
     uint64_t gen_seed = 1;
     forkjoin::countdown::GeneratorOptions gen_options;
     std::string gen_out;
-    auto * gen = app.add_subcommand("generate", "write seeded, solvable problems as JSON Lines");
+    auto * gen = app.add_subcommand("generate", "write seeded, solvable problems, or the model's verified traces, as JSON Lines");
     auto * gen_cd = gen->add_subcommand("countdown", "Countdown problems");
     gen->require_subcommand(1);
     gen_cd->add_option("-n", gen_n, "problems")->capture_default_str();
@@ -75,12 +77,18 @@ int main(int argc, char ** argv) {
     gen_cd->add_option("--max-target", gen_options.max_target)->capture_default_str();
     gen_cd->add_option("-o,--output", gen_out, "JSONL file")->required();
 
+    forkjoin::app::GenerateTracesArgs traces_args;
+    auto * gen_traces = gen->add_subcommand(
+        "traces", "the model's own verified Countdown searches as training examples (expert iteration; forkjoin-train --traces)");
+    forkjoin::app::add_generate_traces_options(*gen_traces, traces_args);
+
     CLI11_PARSE(app, argc, argv);
     try {
         if (serve->parsed()) return forkjoin::app::run_serve(serve_args);
         if (calibrate_rot->parsed()) return forkjoin::app::run_calibrate(calibrate_args);
         if (bench_backend->parsed()) return forkjoin::app::run_bench_backend(backend_args);
         if (bench_cd->parsed()) return forkjoin::app::run_bench_countdown(cd_args, problems_path, limit, cd_json);
+        if (gen_traces->parsed()) return forkjoin::app::run_generate_traces(traces_args);
         if (gen_cd->parsed()) {
             forkjoin::countdown::ProblemGenerator g(gen_seed, gen_options);
             std::vector<forkjoin::countdown::Problem> problems;

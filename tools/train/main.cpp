@@ -41,6 +41,10 @@ int main(int argc, char ** argv) {
                    "warmup and cosine decay start at this step (a new stage resumed from a checkpoint)")
         ->capture_default_str();
     app.add_option("--parallel-share", o.parallel_share, "fraction of problems in parallel mode")->capture_default_str();
+    app.add_option("--traces", o.traces_path,
+                   "JSONL of the model's own verified examples (forkjoin generate traces), mixed into every batch");
+    app.add_option("--traces-share", o.traces_share, "with --traces: fraction of each batch's tokens drawn from them")
+        ->capture_default_str();
     app.add_option("--beam", o.search.beam_size)->capture_default_str();
     app.add_option("--sub-beam", o.search.sub_beam_size)->capture_default_str();
     app.add_option("--curriculum", curriculum, "stages from_step:count:min_number:max_number, comma-separated; count N-M mixes sizes N..M")

@@ -1,6 +1,7 @@
 // The trainer's contract with llama.cpp: the vocabulary tokenizes APR's format compactly through
 // llama.cpp itself, and LibTorch's forward equals llama.cpp's forward on the exported GGUF.
 #include "backends/llama/backend.h"
+#include "base/error.h"
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/solver.h"
 #include "tools/train/countdown_vocabulary.h"
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 using namespace forkjoin;
 
@@ -292,4 +294,78 @@ TEST(Train, ScheduleRestartsWarmupAndDecayAtTheStageItResumesInto) {
     EXPECT_GT(train::learning_rate(o, 150), at_150);     // the decay is stretched over the stage only
     EXPECT_GT(train::learning_rate(o, 120), train::learning_rate(o, 180));
     EXPECT_NEAR(train::learning_rate(o, 199), 1e-4, 1e-6);
+}
+
+// Expert iteration's data: the model's own verified examples keep their parts in and out of the loss,
+// and fill their share of each batch beside the symbolic stream, the same for the same step.
+TEST(Train, OwnExamplesFillTheirShareOfEachBatchWithTheirPartsInTheLoss) {
+    torch::manual_seed(1);
+    train::LlamaTorch model(small_config());
+    const auto m = llama::Model::load(export_model(model, "own-examples.gguf"), true);
+    strategies::TrainingTrace trace;
+    trace.problem = countdown::Problem{{17, 4}, 21};
+    trace.mode = "sequential";
+    trace.thread = "root";
+    const std::string prompt = std::string(train::kSequentialTag) + "Moving to Node #0\nCurrent State: 21:[17, 4], Operations: []\n";
+    const std::string written = "Exploring Operation: 17+4=21, Resulting Numbers: [21]\n21,21 equal: Goal Reached\n";
+    trace.parts = {{prompt, false}, {written, true}};
+    const train::Example ex = train::example_from_trace(trace, *m);
+    const size_t prompt_tokens = m->tokenize(prompt).size();
+    ASSERT_GT(ex.tokens.size(), prompt_tokens + 1);
+    std::vector<llama::Token> learned;
+    for (size_t i = 0; i < ex.tokens.size(); ++i) {
+        EXPECT_EQ(ex.in_loss[i] != 0, i >= prompt_tokens) << i;
+        if (i >= prompt_tokens && i + 1 < ex.tokens.size()) learned.push_back(static_cast<llama::Token>(ex.tokens[i]));
+    }
+    EXPECT_EQ(m->detokenize(learned), written);
+    EXPECT_EQ(ex.tokens.back(), train::kEosId);
+
+    train::TrainOptions o = stream_options();
+    o.curriculum = {train::Stage{0, countdown::GeneratorOptions{}}};
+    o.traces_share = 0.5;
+    auto own_tokens = [&](const std::vector<train::Example> & batch) {
+        int64_t own = 0, all = 0;
+        for (const auto & e : batch) {
+            all += static_cast<int64_t>(e.tokens.size());
+            if (e.tokens == ex.tokens) own += static_cast<int64_t>(e.tokens.size());
+        }
+        return std::pair{own, all};
+    };
+    const auto [own, all] = own_tokens(train::training_batch(o, 1, *m, {ex}));
+    // About half: the own examples stop at the first one past half the batch, the symbolic ones at
+    // the first past the whole (each example at most one whole example's length over).
+    EXPECT_GE(own, o.batch_tokens / 2);
+    EXPECT_LT(own, o.batch_tokens / 2 + static_cast<int64_t>(ex.tokens.size()) + 1);
+    EXPECT_GE(all, o.batch_tokens);
+    EXPECT_EQ(own_tokens(train::training_batch(o, 1, *m, {ex})), own_tokens(train::training_batch(o, 1, *m, {ex})));
+    EXPECT_EQ(own_tokens(train::training_batch(o, 1, *m)).first, 0);  // without them: the symbolic stream only
+    o.traces_share = 1.0;
+    EXPECT_EQ(own_tokens(train::training_batch(o, 1, *m, {ex})).first, own_tokens(train::training_batch(o, 1, *m, {ex})).second);
+}
+
+// A traces file none of whose examples fits the training context is refused before any step, by name.
+TEST(Train, ATracesFileWithNothingThatFitsIsRefused) {
+    strategies::TrainingTrace trace;
+    trace.problem = countdown::Problem{{17, 4}, 21};
+    trace.mode = "sequential";
+    trace.thread = "root";
+    trace.parts = {{std::string(train::kSequentialTag), false}, {std::string(600, 'x'), true}};  // 600 tokens: one per character
+    const std::string traces = temp_path("too-long.jsonl");
+    {
+        std::ofstream out(traces);
+        out << strategies::to_json_line(trace) << "\n";
+    }
+    train::TrainOptions o;
+    o.out_dir = temp_path("too-long-run");
+    std::filesystem::remove_all(o.out_dir);
+    o.steps = 1;
+    o.model = small_config();  // n_ctx 256
+    o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}}};
+    o.traces_path = traces;
+    try {
+        train::train(o);
+        FAIL() << "trained on a file with nothing that fits";
+    } catch (const Error & e) {
+        EXPECT_NE(std::string(e.what()).find("too-long.jsonl: no example fits the training context"), std::string::npos) << e.what();
+    }
 }

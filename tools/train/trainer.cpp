@@ -3,6 +3,7 @@
 #include "backends/llama/backend.h"
 #include "base/cpu_share.h"
 #include "base/error.h"
+#include "base/random.h"
 #include "strategies/countdown.h"
 #include "tools/train/countdown_vocabulary.h"
 #include "tools/train/training_data.h"
@@ -102,13 +103,24 @@ private:
     size_t next_ = 0;
 };
 
-// The batch for a step depends only on (seed, step): a resumed run sees the same data stream.
-// `problems`, when given, receives the problems the batch was written from.
+// The batch for a step depends only on (seed, step) and the examples given: a resumed run sees the
+// same data stream. `own` (the model's verified examples, --traces) fills about o.traces_share of the
+// tokens, drawn with replacement; the symbolic stream the rest. `problems`, when given, receives the
+// problems the symbolic examples were written from.
 std::vector<Example> batch_for(const TrainOptions & o, int64_t step, const llama::Model & tok,
-                               std::vector<countdown::Problem> * problems = nullptr) {
+                               std::vector<countdown::Problem> * problems = nullptr, const std::vector<Example> * own = nullptr) {
     StageProblems gen(o.seed * 1000003ull + static_cast<uint64_t>(step), stage_at(o, step));
     std::vector<Example> out;
     int64_t tokens = 0;
+    if (own && !own->empty()) {
+        SplitMix64 pick(o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 0xD1B54A32D192ED03ull);
+        const double own_tokens = std::clamp(o.traces_share, 0.0, 1.0) * static_cast<double>(o.batch_tokens);
+        while (static_cast<double>(tokens) < own_tokens) {
+            const Example & ex = (*own)[pick.next() % own->size()];
+            tokens += static_cast<int64_t>(ex.tokens.size());
+            out.push_back(ex);
+        }
+    }
     for (uint64_t i = 0; tokens < o.batch_tokens; ++i) {
         const countdown::Problem p = gen.next();
         if (problems) problems->push_back(p);
@@ -124,6 +136,14 @@ std::vector<Example> batch_for(const TrainOptions & o, int64_t step, const llama
     }
     return out;
 }
+
+}  // namespace
+
+std::vector<Example> training_batch(const TrainOptions & o, int64_t step, const llama::Model & tok, const std::vector<Example> & own) {
+    return batch_for(o, step, tok, nullptr, &own);
+}
+
+namespace {
 
 // Splits a batch into groups of examples of similar length (shortest first, stable), each at most
 // `padded_tokens` once padded to its longest (a longer example goes alone).
@@ -318,6 +338,23 @@ std::string train(const TrainOptions & o) {
     };
     export_gguf(export_path);  // tokenization goes through llama.cpp with this file's vocabulary
     const auto tokenizer = llama::Model::load(export_path.string(), /*vocab_only=*/true);
+    std::vector<Example> own;
+    if (!o.traces_path.empty()) {
+        int64_t own_tokens = 0;
+        size_t too_long = 0;
+        for (const auto & t : strategies::read_training_traces(o.traces_path)) {
+            Example ex = example_from_trace(t, *tokenizer);
+            if (static_cast<int64_t>(ex.tokens.size()) > o.model.n_ctx) {
+                ++too_long;  // as the symbolic stream: too long to train on
+                continue;
+            }
+            own_tokens += static_cast<int64_t>(ex.tokens.size());
+            own.push_back(std::move(ex));
+        }
+        if (own.empty()) throw Error(ErrorCode::invalid_argument, o.traces_path + ": no example fits the training context (--ctx)");
+        std::printf("%s: %zu examples, %lld tokens (%zu longer than --ctx left out); %.0f%% of each batch's tokens\n",
+                    o.traces_path.c_str(), own.size(), static_cast<long long>(own_tokens), too_long, 100.0 * std::clamp(o.traces_share, 0.0, 1.0));
+    }
 
     std::ofstream log(dir / "train.log", std::ios::app);
     const auto t_start = Clock::now();
@@ -327,7 +364,7 @@ std::string train(const TrainOptions & o) {
     int loss_n = 0;
     for (; step < o.steps; ++step) {
         model->train();
-        const auto batch = batch_for(o, step, *tokenizer);
+        const auto batch = training_batch(o, step, *tokenizer, own);
         // Padding every example to the batch's longest wastes most of a step once lengths vary
         // (4-number sequential traces ~1,800 tokens beside ~150-token children): examples of
         // similar length go through together, gradients accumulate, and the loss is still the

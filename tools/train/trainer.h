@@ -5,6 +5,7 @@
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/solver.h"
 #include "tools/train/llama_torch.h"
+#include "tools/train/training_data.h"
 
 #include <cstdint>
 #include <functional>
@@ -39,6 +40,11 @@ struct TrainOptions {
     int64_t schedule_start = 0;
     double weight_decay = 0.05;
     double parallel_share = 0.5;      // fraction of problems written in parallel mode
+    // Expert iteration: the model's own verified examples (forkjoin generate traces, JSONL of
+    // strategies/countdown_traces.h), drawn to fill `traces_share` of each batch's tokens; the
+    // symbolic stream fills the rest. Empty: symbolic data only.
+    std::string traces_path;
+    double traces_share = 0.5;
     countdown::SearchOptions search;  // beam sizes of the traces
     std::vector<Stage> curriculum;
     LlamaConfig model;
@@ -75,7 +81,14 @@ void print_data_stats(const TrainOptions & options, int n_problems);
 std::vector<bool> in_training_stream(const TrainOptions & options, const std::vector<countdown::Problem> & problems,
                                      int64_t from_step = 0);
 
-// Runs (or resumes) training; returns the path of the exported GGUF.
+// The examples of step `step`'s batch as train() draws them: the symbolic stream, with `own` (the
+// model's verified examples, tokenized by example_from_trace) filling about options.traces_share of
+// the tokens when not empty. A function of (options, step, own) only.
+std::vector<Example> training_batch(const TrainOptions & options, int64_t step, const llama::Model & tokenizer,
+                                    const std::vector<Example> & own = {});
+
+// Runs (or resumes) training; returns the path of the exported GGUF. With traces_path, a file
+// whose examples are all longer than the model's context is refused (Error invalid_argument).
 std::string train(const TrainOptions & options);
 
 }  // namespace forkjoin::train

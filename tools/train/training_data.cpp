@@ -40,6 +40,12 @@ void add_children(const countdown::SearchTrace & t, const countdown::Problem & p
 
 }  // namespace
 
+Example example_from_trace(const strategies::TrainingTrace & trace, const llama::Model & tok) {
+    Builder b{tok, {}};
+    for (const auto & part : trace.parts) b.add(part.text, part.loss);
+    return b.finish();
+}
+
 std::vector<int64_t> prompt_tokens(const std::string & tag, const std::string & prompt, const llama::Model & tok) {
     std::vector<int64_t> out;
     for (auto t : tok.tokenize(tag)) out.push_back(t);

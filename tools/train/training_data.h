@@ -10,6 +10,7 @@
 #pragma once
 
 #include "backends/llama/model.h"
+#include "strategies/countdown_traces.h"
 #include "tasks/countdown/search_trace.h"
 
 #include <cstdint>
@@ -24,6 +25,10 @@ struct Example {
 
 std::vector<Example> make_examples(const countdown::Problem & p, bool parallel,
                                    const countdown::SearchOptions & search, const llama::Model & tokenizer);
+
+// One of the model's own verified examples (forkjoin generate traces): each part tokenized as the
+// symbolic examples are (a part at a time), in the loss where the part is, then </s> in the loss.
+Example example_from_trace(const strategies::TrainingTrace & trace, const llama::Model & tokenizer);
 
 // The prompt a thread starts from, as tokens.
 std::vector<int64_t> prompt_tokens(const std::string & tag, const std::string & prompt, const llama::Model & tokenizer);

@@ -1,0 +1,161 @@
+// forkjoin generate traces: expert iteration's data. The model searches fresh problems through the
+// runtime (sampled, several attempts each, sequential and native), the strict verifier keeps what is
+// right (strategies/countdown_traces.h), and the examples go to a JSONL file forkjoin-train reads
+// beside its symbolic data (--traces).
+#include "app/commands.h"
+#include "app/model_file.h"
+#include "base/comma_list.h"
+#include "base/error.h"
+#include "strategies/countdown.h"
+#include "strategies/countdown_traces.h"
+#include "tasks/countdown/problem.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <unordered_set>
+
+namespace forkjoin::app {
+namespace {
+
+// A problem as a set member: its numbers as a multiset, and its target (the order of the numbers
+// does not make another problem).
+std::pair<std::vector<int>, int> key_of(const countdown::Problem & p) {
+    std::vector<int> nums = p.nums;
+    std::sort(nums.begin(), nums.end());
+    return {nums, p.target};
+}
+
+// The files --exclude names: "" the shipped eval sets (every *eval*.jsonl beside the shipped model),
+// "none" none, else the comma list.
+std::vector<std::string> excluded_files(const std::string & arg) {
+    if (arg == "none") return {};
+    if (!arg.empty()) {
+        std::vector<std::string> files;
+        for (const auto & f : split_comma_list(arg)) {
+            if (!f.empty()) files.push_back(f);
+        }
+        return files;
+    }
+    std::vector<std::string> files;
+    const std::filesystem::path dir = std::filesystem::path(model_path("")).parent_path();
+    std::error_code ec;
+    for (const auto & entry : std::filesystem::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.find("eval") != std::string::npos && name.ends_with(".jsonl")) files.push_back(entry.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+}  // namespace
+
+void add_generate_traces_options(CLI::App & cmd, GenerateTracesArgs & a) {
+    cmd.add_option("--model", a.model, "GGUF model (default: the shipped Countdown model)");
+    cmd.add_option("--problems", a.problems, "JSON Lines of fresh training problems (forkjoin generate countdown)")->required();
+    cmd.add_option("--limit", a.limit, "first N problems (0: all)")->capture_default_str();
+    cmd.add_option("--exclude", a.exclude,
+                   "comma-separated JSONL problem files never to train on; their problems are skipped (default: the "
+                   "shipped eval sets beside the shipped model; none: none)");
+    cmd.add_option("--strategies", a.strategies, "comma-separated: sequential, native")->capture_default_str();
+    cmd.add_option("--attempts", a.attempts, "sampled runs per problem and strategy, each with its own seed")->capture_default_str();
+    cmd.add_option("--temperature", a.temperature, "sampling temperature (> 0)")->capture_default_str();
+    cmd.add_option("--seed", a.seed, "attempt i samples with seed + i")->capture_default_str();
+    cmd.add_option("--context", a.context, "per-thread context window in tokens")->capture_default_str();
+    cmd.add_option("--concurrency", a.concurrency, "problems in flight at once")->capture_default_str();
+    cmd.add_option("--threads", a.threads, "CPU threads per decode (0: adapt to the free cores)")->capture_default_str();
+    cmd.add_option("-o,--output", a.out, "JSONL file of training examples")->required();
+}
+
+int run_generate_traces(const GenerateTracesArgs & a) {
+    if (a.context <= 0) throw Error(ErrorCode::invalid_argument, "--context: the per-thread window must be positive (e.g. 4096)");
+    if (a.concurrency <= 0) throw Error(ErrorCode::invalid_argument, "--concurrency must be positive");
+    if (a.attempts <= 0) throw Error(ErrorCode::invalid_argument, "--attempts must be positive");
+    if (!(a.temperature > 0)) {
+        throw Error(ErrorCode::invalid_argument, "--temperature must be above 0: greedy attempts of one problem are one attempt");
+    }
+    std::vector<strategies::CountdownStrategy> modes;
+    for (const std::string & name : split_comma_list(a.strategies)) {
+        if (name.empty()) continue;
+        const auto s = strategies::parse_countdown_strategy(name);
+        if (s != strategies::CountdownStrategy::sequential && s != strategies::CountdownStrategy::native) {
+            throw Error(ErrorCode::invalid_argument, "--strategies: traces come from sequential or native runs, not " + name);
+        }
+        modes.push_back(s);
+    }
+    if (modes.empty()) throw Error(ErrorCode::invalid_argument, "--strategies names no strategy");
+
+    auto all = countdown::load_problems(a.problems);
+    if (a.limit > 0 && static_cast<size_t>(a.limit) < all.size()) all.resize(static_cast<size_t>(a.limit));
+    std::set<std::pair<std::vector<int>, int>> excluded;
+    const std::vector<std::string> exclude_files = excluded_files(a.exclude);
+    for (const auto & f : exclude_files) {
+        for (const auto & p : countdown::load_problems(f)) excluded.insert(key_of(p));
+    }
+    std::vector<countdown::Problem> problems;
+    for (const auto & p : all) {
+        if (!excluded.contains(key_of(p))) problems.push_back(p);
+    }
+    std::string from;
+    for (const auto & f : exclude_files) from += (from.empty() ? "" : ", ") + std::filesystem::path(f).filename().string();
+    std::printf("%zu problems; %zu skipped as in %s\n", problems.size(), all.size() - problems.size(),
+                from.empty() ? "no excluded file" : from.c_str());
+    std::fflush(stdout);
+    if (problems.empty()) throw Error(ErrorCode::invalid_argument, a.problems + " holds no problem to train on");
+
+    std::ofstream out(a.out);
+    if (!out) throw Error(ErrorCode::invalid_argument, "cannot write " + a.out);
+    auto model = load_model(a.model);
+    std::unordered_set<std::string> seen;  // identical examples (two attempts that wrote the same) once
+    int written = 0, duplicates = 0;
+    for (const auto mode : modes) {
+        strategies::CountdownOptions o;
+        o.strategy = mode;
+        o.limits.max_context = a.context;
+        o.limits.thread_token_budget = a.context;
+        o.concurrent_requests = a.concurrency;
+        o.sampling.temperature = a.temperature;
+        llama::BackendOptions b = strategies::countdown_backend_options(o);
+        b.n_threads = a.threads;
+        llama::LlamaBackend backend(model, b);
+        strategies::TraceYield yield;
+        int solved = 0;
+        int64_t tokens = 0;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int attempt = 0; attempt < a.attempts; ++attempt) {
+            o.sampling.seed = a.seed + static_cast<uint64_t>(attempt);
+            for (const auto & outcome : strategies::run_countdown(backend, problems, o)) {
+                solved += outcome.solved;
+                tokens += outcome.metrics.generated_tokens;
+                for (const auto & t : strategies::training_traces(outcome, mode, yield)) {
+                    if (!seen.insert(t.text()).second) {
+                        ++duplicates;
+                        continue;
+                    }
+                    out << strategies::to_json_line(t) << '\n';
+                    ++written;
+                }
+            }
+            out.flush();
+            if (!out) throw Error(ErrorCode::invalid_argument, "writing " + a.out + " failed");
+        }
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const int runs = a.attempts * static_cast<int>(problems.size());
+        std::printf("%s: %d runs, %d solved (%.1f%%), %lld tokens generated in %.0f s; roots kept %d (unsolved %d, unreadable %d)",
+                    strategies::countdown_strategy_name(mode), runs, solved, 100.0 * solved / runs, static_cast<long long>(tokens), s,
+                    yield.roots_kept, yield.roots_unsolved, yield.roots_unreadable);
+        if (mode == strategies::CountdownStrategy::native) {
+            std::printf("; children kept %d (wrong verdict %d, unfinished %d)", yield.children_kept, yield.children_wrong,
+                        yield.children_unfinished);
+        }
+        std::printf("\n");
+        std::fflush(stdout);
+    }
+    std::printf("wrote %d examples to %s (%d duplicates left out)\n", written, a.out.c_str(), duplicates);
+    return 0;
+}
+
+}  // namespace forkjoin::app

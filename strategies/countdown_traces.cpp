@@ -1,0 +1,197 @@
+#include "strategies/countdown_traces.h"
+
+#include "base/error.h"
+#include "tasks/countdown/search_trace.h"
+#include "tasks/countdown/solver.h"
+#include "tasks/countdown/sub_problem.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+namespace forkjoin::strategies {
+namespace {
+
+constexpr std::string_view kJoin = "<Sub Searches>\n";
+constexpr std::string_view kEndJoin = "<End Sub Searches>\n";
+constexpr std::string_view kGoal = " equal: Goal Reached";
+
+bool starts_line(std::string_view text, size_t pos) { return pos == 0 || text[pos - 1] == '\n'; }
+
+// The spawn block a join answers, in APR's form: one "<Start Sub Search i at level L> Moving to Node
+// #id" line per "<Goal Reached in Sub Search i at level L at Node #id>" or "<No Solution in ...>" line
+// of the join. Empty when a result line is not in that form.
+std::string spawn_block_of(std::string_view join) {
+    std::string block = "<Calling Sub Searches>\n";
+    int children = 0;
+    for (size_t at = 0; at < join.size();) {
+        const size_t end = join.find('\n', at);
+        const std::string_view line = join.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+        at = end == std::string_view::npos ? join.size() : end + 1;
+        for (std::string_view head : {std::string_view("<Goal Reached in Sub Search "), std::string_view("<No Solution in Sub Search ")}) {
+            if (!line.starts_with(head)) continue;
+            const size_t node = line.find(" at Node #");
+            if (node == std::string_view::npos || !line.ends_with(">")) return {};
+            // "i at level L" and "id".
+            const std::string_view index_level = line.substr(head.size(), node - head.size());
+            const std::string_view id = line.substr(node + 10, line.size() - 1 - node - 10);
+            if (index_level.find(" at level ") == std::string_view::npos || id.empty()) return {};
+            block += "<Start Sub Search " + std::string(index_level) + "> Moving to Node #" + std::string(id) + "\n";
+            ++children;
+        }
+    }
+    if (children == 0) return {};
+    return block + "<End Calling Sub Searches>\n";
+}
+
+// The root's examples: one per context it wrote into. False when its text is not in the form
+// (prompt, then searches separated by joins).
+bool root_examples(const runtime::ThreadRecord & root, const std::string & head, bool parallel, TrainingTrace base,
+                   std::vector<TrainingTrace> & out) {
+    const std::string & text = root.text;
+    if (!text.starts_with(head)) return false;
+    size_t written_from = head.size();
+    for (size_t join = text.find(kJoin, written_from); join != std::string::npos; join = text.find(kJoin, written_from)) {
+        if (!parallel || !starts_line(text, join)) return false;
+        const size_t end = text.find(kEndJoin, join);
+        if (end == std::string::npos) return false;
+        const std::string block = spawn_block_of(std::string_view(text).substr(join, end - join));
+        if (block.empty()) return false;
+        TrainingTrace t = base;
+        t.parts = {{text.substr(0, written_from), false}, {text.substr(written_from, join - written_from) + block, true}};
+        out.push_back(std::move(t));
+        written_from = end + kEndJoin.size();
+    }
+    TrainingTrace last = base;
+    last.parts = {{text.substr(0, written_from), false}, {text.substr(written_from), true}};
+    if (last.parts[1].text.empty()) return false;
+    out.push_back(std::move(last));
+    return true;
+}
+
+// Whether a finished child's verdict is right (see the header).
+bool child_verdict_right(const countdown::Problem & root_problem, const std::string & own) {
+    if (own.find(kGoal) != std::string::npos) {
+        const countdown::ExtractedPath path = countdown::extract_subsearch_solution(own);
+        return path.error.empty() && countdown::verify(root_problem, path.steps).ok;
+    }
+    const auto node = countdown::node_problem(own);
+    return node && !countdown::solve(node->problem);
+}
+
+}  // namespace
+
+std::string TrainingTrace::text() const {
+    std::string all;
+    for (const auto & p : parts) all += p.text;
+    return all;
+}
+
+std::vector<TrainingTrace> training_traces(const CountdownOutcome & outcome, CountdownStrategy strategy, TraceYield & yield) {
+    if (strategy != CountdownStrategy::sequential && strategy != CountdownStrategy::native) {
+        throw Error(ErrorCode::invalid_argument,
+                    std::string("training traces come from sequential or native runs, not ") + countdown_strategy_name(strategy));
+    }
+    const bool parallel = strategy == CountdownStrategy::native;
+    std::vector<TrainingTrace> out;
+    TrainingTrace base;
+    base.problem = outcome.problem;
+    base.mode = parallel ? "parallel" : "sequential";
+    const runtime::ThreadRecord * root = nullptr;
+    for (const auto & t : outcome.threads) {
+        if (t.parent < 0) root = &t;
+    }
+    if (root && outcome.solved && root->state == runtime::ThreadState::done) {
+        TrainingTrace r = base;
+        r.thread = "root";
+        const std::string head = std::string(parallel ? countdown::kParallelTag : countdown::kSequentialTag) +
+                                 countdown::root_prompt(outcome.problem);
+        std::vector<TrainingTrace> calls;
+        if (root_examples(*root, head, parallel, r, calls)) {
+            ++yield.roots_kept;
+            out.insert(out.end(), calls.begin(), calls.end());
+        } else {
+            ++yield.roots_unreadable;
+        }
+    } else {
+        ++yield.roots_unsolved;
+    }
+    if (!parallel) return out;
+    for (const auto & t : outcome.threads) {
+        if (t.parent < 0) continue;
+        // A child's context: the tag, its two first lines (node and state), then its search.
+        const std::string_view tag = countdown::kSequentialTag;
+        const size_t first = t.text.starts_with(tag) ? t.text.find('\n', tag.size()) : std::string::npos;
+        const size_t second = first == std::string::npos ? first : t.text.find('\n', first + 1);
+        if (t.state != runtime::ThreadState::done || t.nested || second == std::string::npos || second + 1 >= t.text.size()) {
+            ++yield.children_unfinished;
+            continue;
+        }
+        const std::string own = t.text.substr(tag.size());
+        if (!child_verdict_right(outcome.problem, own)) {
+            ++yield.children_wrong;
+            continue;
+        }
+        TrainingTrace c = base;
+        c.thread = "child";
+        c.label = t.label;
+        c.parts = {{t.text.substr(0, second + 1), false}, {t.text.substr(second + 1), true}};
+        out.push_back(std::move(c));
+        ++yield.children_kept;
+    }
+    return out;
+}
+
+std::string to_json_line(const TrainingTrace & trace) {
+    nlohmann::json parts = nlohmann::json::array();
+    for (const auto & p : trace.parts) parts.push_back({{"text", p.text}, {"loss", p.loss}});
+    nlohmann::json j = {{"problem", {{"nums", trace.problem.nums}, {"target", trace.problem.target}}},
+                        {"mode", trace.mode},
+                        {"thread", trace.thread},
+                        {"label", trace.label},
+                        {"parts", parts}};
+    return j.dump();
+}
+
+TrainingTrace parse_training_trace(std::string_view json_line, const std::string & where) {
+    auto fail = [&](const std::string & what) { return Error(ErrorCode::invalid_argument, where + ": " + what); };
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(json_line);
+    } catch (const nlohmann::json::exception & e) {
+        throw fail(std::string("not JSON: ") + e.what());
+    }
+    if (!j.is_object()) throw fail("not a JSON object");
+    TrainingTrace t;
+    try {
+        t.problem = countdown::parse_problem(j.at("problem").dump());
+        t.mode = j.at("mode").get<std::string>();
+        t.thread = j.at("thread").get<std::string>();
+        t.label = j.value("label", "");
+        for (const auto & p : j.at("parts")) t.parts.push_back({p.at("text").get<std::string>(), p.at("loss").get<bool>()});
+    } catch (const nlohmann::json::exception & e) {
+        throw fail(std::string("not a training trace (problem, mode, thread, parts of text and loss): ") + e.what());
+    } catch (const Error & e) {
+        throw fail(e.what());
+    }
+    if (t.mode != "sequential" && t.mode != "parallel") throw fail("mode is sequential or parallel, not '" + t.mode + "'");
+    if (t.thread != "root" && t.thread != "child") throw fail("thread is root or child, not '" + t.thread + "'");
+    bool learns = false;
+    for (const auto & p : t.parts) learns = learns || (p.loss && !p.text.empty());
+    if (!learns) throw fail("no part is in the loss: nothing to learn from");
+    return t;
+}
+
+std::vector<TrainingTrace> read_training_traces(const std::string & path) {
+    std::ifstream in(path);
+    if (!in) throw Error(ErrorCode::invalid_argument, "cannot read " + path);
+    std::vector<TrainingTrace> out;
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        out.push_back(parse_training_trace(line, path + ":" + std::to_string(n)));
+    }
+    return out;
+}
+
+}  // namespace forkjoin::strategies

@@ -1,0 +1,71 @@
+// Training examples from the model's own Countdown runs (expert iteration, rejection sampling): the
+// threads of a run that the strict verifier accepts, cut into the examples the trainer learns from,
+// in the same shape as its symbolic data (tools/train/training_data.h).
+//
+// One example is one context the model wrote into: parts of text in order, each either context the
+// model was given (not in the loss: the mode tag and its prompt, text the runtime inserted) or text
+// the model wrote (in the loss); the trainer appends the end-of-text token, in the loss. Per run:
+//   sequential: the root, when the problem is solved: [tag + prompt | whole search]
+//   native:     the root, when the problem is solved, one example per context it wrote into:
+//                 [tag + prompt | search up to and with its spawn block]
+//                 [tag + prompt + search before the spawn + the join text | what follows]
+//               (more spawns, more of the same); and every child whose verdict is right, whether
+//               the root solved the problem or not (a child's context is its own, APR's fresh start):
+//                 [tag + its two first lines | its search]
+//               A child's verdict is right when its "Goal Reached" path verifies from the root's
+//               numbers, or when it reached no goal and its node has no solution at all.
+// The spawn block is not in a root's final text (the join replaced it); it is written back from the
+// children the runtime ran, in APR's form ("<Calling Sub Searches>", one "<Start Sub Search i at
+// level L> Moving to Node #id" line per child, "<End Calling Sub Searches>"), which is the form the
+// runtime parsed them from.
+//
+// JSON Lines, one example a line:
+//   {"problem": {"nums": [..], "target": T}, "mode": "sequential"|"parallel", "thread": "root"|"child",
+//    "label": "0,1", "parts": [{"text": "...", "loss": false}, {"text": "...", "loss": true}, ...]}
+// read_training_traces() refuses a line that is not of this form, naming the file and line.
+//
+// Pure functions of their inputs; thread-safe.
+#pragma once
+
+#include "strategies/countdown.h"
+
+#include <string>
+#include <vector>
+
+namespace forkjoin::strategies {
+
+struct TracePart {
+    std::string text;
+    bool loss = false;  // written by the model: a prediction target
+    bool operator==(const TracePart &) const = default;
+};
+
+struct TrainingTrace {
+    countdown::Problem problem;
+    std::string mode;    // "sequential" or "parallel": how the run was asked to search
+    std::string thread;  // "root" or "child"
+    std::string label;   // a child's node id ("0,1"); empty for a root
+    std::vector<TracePart> parts;
+    // The whole context, parts joined: what the model saw and wrote, as one text.
+    std::string text() const;
+};
+
+// Why a run's threads gave no example, counted over runs (the generator reports them).
+struct TraceYield {
+    int roots_kept = 0, roots_unsolved = 0, roots_unreadable = 0;
+    int children_kept = 0, children_wrong = 0, children_unfinished = 0;
+};
+
+// The examples of one run of `outcome.problem` in `strategy` (sequential or native; others throw
+// invalid_argument). Threads the tree cannot be read back from (a join that is not in APR's form)
+// count as unreadable and give nothing.
+std::vector<TrainingTrace> training_traces(const CountdownOutcome & outcome, CountdownStrategy strategy,
+                                           TraceYield & yield);
+
+std::string to_json_line(const TrainingTrace & trace);
+// Throws forkjoin::Error(invalid_argument) with `where` ("FILE:LINE") and what is wrong.
+TrainingTrace parse_training_trace(std::string_view json_line, const std::string & where);
+// Every non-blank line of a JSONL file.
+std::vector<TrainingTrace> read_training_traces(const std::string & path);
+
+}  // namespace forkjoin::strategies
