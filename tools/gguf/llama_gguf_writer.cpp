@@ -1,5 +1,7 @@
 #include "tools/gguf/llama_gguf_writer.h"
 
+#include "tools/gguf/llama_tensors.h"
+
 #include "base/error.h"
 
 #include <ggml.h>
@@ -62,25 +64,11 @@ void write_llama_gguf(const std::string & path, const LlamaHyperparams & hp, con
         throw Error(ErrorCode::invalid_argument, "expected " + std::to_string(hp.n_layer) + " layers, got " +
                                                      std::to_string(w.layers.size()));
     }
-    const int64_t kv_dim = static_cast<int64_t>(hp.n_head_kv) * hp.head_dim();
-
     std::vector<TensorSpec> specs;
-    specs.push_back({"token_embd.weight", &w.token_embd, hp.n_vocab, hp.n_embd, true});
-    for (int32_t il = 0; il < hp.n_layer; ++il) {
-        const auto & L = w.layers[static_cast<size_t>(il)];
-        const std::string p = "blk." + std::to_string(il) + ".";
-        specs.push_back({p + "attn_norm.weight", &L.attn_norm, hp.n_embd, 0, false});
-        specs.push_back({p + "attn_q.weight", &L.wq, hp.n_embd, hp.n_embd, true});
-        specs.push_back({p + "attn_k.weight", &L.wk, kv_dim, hp.n_embd, true});
-        specs.push_back({p + "attn_v.weight", &L.wv, kv_dim, hp.n_embd, true});
-        specs.push_back({p + "attn_output.weight", &L.wo, hp.n_embd, hp.n_embd, true});
-        specs.push_back({p + "ffn_norm.weight", &L.ffn_norm, hp.n_embd, 0, false});
-        specs.push_back({p + "ffn_gate.weight", &L.w_gate, hp.n_ff, hp.n_embd, true});
-        specs.push_back({p + "ffn_up.weight", &L.w_up, hp.n_ff, hp.n_embd, true});
-        specs.push_back({p + "ffn_down.weight", &L.w_down, hp.n_embd, hp.n_ff, true});
-    }
-    specs.push_back({"output_norm.weight", &w.output_norm, hp.n_embd, 0, false});
-    if (!w.output.empty()) specs.push_back({"output.weight", &w.output, hp.n_vocab, hp.n_embd, true});
+    for_each_llama_tensor(hp, w, [&](const std::string & name, const std::vector<float> & values, int64_t rows, int64_t cols, bool optional) {
+        if (optional && values.empty()) return;  // output tied to token_embd
+        specs.push_back({name, &values, rows, cols, cols != 0});
+    });
     size_t data_bytes = 0;
     for (const auto & t : specs) {
         check_size(t);

@@ -1,5 +1,7 @@
 #include "tools/train/llama_torch.h"
 
+#include "base/error.h"
+
 #include <cmath>
 
 namespace forkjoin::train {
@@ -121,26 +123,46 @@ std::vector<float> to_vector(const torch::Tensor & t) {
 }
 }  // namespace
 
-gguf::LlamaWeights LlamaTorchImpl::export_weights() const {
-    gguf::LlamaWeights w;
-    w.token_embd = to_vector(tok_embd->weight);
+std::vector<std::pair<torch::Tensor, std::vector<float> *>> LlamaTorchImpl::weight_slots(gguf::LlamaWeights & w) const {
+    std::vector<std::pair<torch::Tensor, std::vector<float> *>> slots;
+    slots.emplace_back(tok_embd->weight, &w.token_embd);
+    w.layers.resize(layers->size());
+    size_t il = 0;
     for (const auto & layer : *layers) {
         const auto * b = layer->as<Block>();
-        gguf::LlamaLayerWeights L;
-        L.attn_norm = to_vector(b->attn_norm->weight);
-        L.wq = to_vector(b->wq->weight);
-        L.wk = to_vector(b->wk->weight);
-        L.wv = to_vector(b->wv->weight);
-        L.wo = to_vector(b->wo->weight);
-        L.ffn_norm = to_vector(b->ffn_norm->weight);
-        L.w_gate = to_vector(b->w_gate->weight);
-        L.w_up = to_vector(b->w_up->weight);
-        L.w_down = to_vector(b->w_down->weight);
-        w.layers.push_back(std::move(L));
+        gguf::LlamaLayerWeights & L = w.layers[il++];
+        for (auto [param, values] : {std::pair{b->attn_norm->weight, &L.attn_norm}, {b->wq->weight, &L.wq}, {b->wk->weight, &L.wk},
+                                     {b->wv->weight, &L.wv}, {b->wo->weight, &L.wo}, {b->ffn_norm->weight, &L.ffn_norm},
+                                     {b->w_gate->weight, &L.w_gate}, {b->w_up->weight, &L.w_up}, {b->w_down->weight, &L.w_down}}) {
+            slots.emplace_back(param, values);
+        }
     }
-    w.output_norm = to_vector(output_norm->weight);
-    w.output = to_vector(output->weight);
+    slots.emplace_back(output_norm->weight, &w.output_norm);
+    slots.emplace_back(output->weight, &w.output);
+    return slots;
+}
+
+gguf::LlamaWeights LlamaTorchImpl::export_weights() const {
+    gguf::LlamaWeights w;
+    for (auto & [param, values] : weight_slots(w)) *values = to_vector(param);
     return w;
+}
+
+void LlamaTorchImpl::import_weights(const gguf::LlamaWeights & weights) {
+    gguf::LlamaWeights w = weights;
+    if (w.output.empty()) w.output = w.token_embd;  // tied in the file: untied here, starting equal
+    if (w.layers.size() != layers->size()) {
+        throw Error(ErrorCode::invalid_argument, "weights for " + std::to_string(w.layers.size()) + " layers, the model has " +
+                                                     std::to_string(layers->size()));
+    }
+    torch::NoGradGuard no_grad;
+    for (auto & [param, values] : weight_slots(w)) {
+        if (static_cast<int64_t>(values->size()) != param.numel()) {
+            throw Error(ErrorCode::invalid_argument, "a weight of " + std::to_string(values->size()) + " values for a tensor of " +
+                                                         std::to_string(param.numel()));
+        }
+        param.copy_(torch::from_blob(values->data(), param.sizes(), torch::kFloat32));
+    }
 }
 
 }  // namespace forkjoin::train

@@ -54,9 +54,16 @@ public:
     // GPT-2 style init from the current torch RNG (seed it first).
     void init_weights();
     gguf::LlamaWeights export_weights() const;
+    // Sets every weight from `weights` (a file's, tools/gguf/llama_gguf_reader.h); a tied output
+    // (empty) starts as a copy of token_embd. Throws Error(invalid_argument) on a shape mismatch,
+    // before or while copying (a failed import leaves the model partly set: discard it).
+    void import_weights(const gguf::LlamaWeights & weights);
     const LlamaConfig & config() const { return config_; }
 
 private:
+    // Each parameter with its values' place in `w` (whose layers it sizes), in one order for export
+    // and import.
+    std::vector<std::pair<torch::Tensor, std::vector<float> *>> weight_slots(gguf::LlamaWeights & w) const;
     LlamaConfig config_;
     torch::nn::Embedding tok_embd{nullptr};
     torch::nn::ModuleList layers;

@@ -45,6 +45,8 @@ int main(int argc, char ** argv) {
                    "JSONL of the model's own verified examples (forkjoin generate traces), mixed into every batch");
     app.add_option("--traces-share", o.traces_share, "with --traces: fraction of each batch's tokens drawn from them")
         ->capture_default_str();
+    app.add_option("--init", o.init_from,
+                   "start from this GGUF's weights (e.g. models/countdown.gguf); its shape replaces --embd/--layers/--heads/--ff");
     app.add_option("--beam", o.search.beam_size)->capture_default_str();
     app.add_option("--sub-beam", o.search.sub_beam_size)->capture_default_str();
     app.add_option("--curriculum", curriculum, "stages from_step:count:min_number:max_number, comma-separated; count N-M mixes sizes N..M")

@@ -4,6 +4,7 @@
 #include "base/error.h"
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/solver.h"
+#include "tools/gguf/llama_gguf_reader.h"
 #include "tools/train/countdown_vocabulary.h"
 #include "tools/train/llama_torch.h"
 #include "tools/train/trainer.h"
@@ -368,4 +369,58 @@ TEST(Train, ATracesFileWithNothingThatFitsIsRefused) {
     } catch (const Error & e) {
         EXPECT_NE(std::string(e.what()).find("too-long.jsonl: no example fits the training context"), std::string::npos) << e.what();
     }
+}
+
+// Expert iteration starts from the shipped model: a GGUF read back gives the weights it was written
+// from, bit for bit (F32), and train() started from it exports the same model (the file's shape wins
+// over the options').
+TEST(Train, AGgufReadBackGivesItsWeightsAndTrainingStartsFromThem) {
+    torch::manual_seed(3);
+    train::LlamaTorch original(small_config());
+    const std::string path = export_model(original, "init-from.gguf");
+    const gguf::LlamaFile file = gguf::read_llama_gguf(path);
+    EXPECT_EQ(file.hparams.n_embd, 64);
+    EXPECT_EQ(file.hparams.n_layer, 2);
+    EXPECT_EQ(file.hparams.n_head, 4);
+    EXPECT_EQ(file.hparams.n_ff, 160);
+    train::LlamaTorch copy(small_config());
+    copy->import_weights(file.weights);
+    const auto tokens = torch::tensor(std::vector<int64_t>{1, 5, 9, 40, 77}).unsqueeze(0);
+    {
+        torch::NoGradGuard g;
+        original->eval();
+        copy->eval();
+        EXPECT_TRUE(torch::equal(original->forward(tokens), copy->forward(tokens)));
+    }
+
+    train::TrainOptions o;
+    o.out_dir = temp_path("init-run");
+    std::filesystem::remove_all(o.out_dir);
+    o.steps = 0;
+    o.model = small_config();
+    o.model.n_embd = 32;  // the file's 64 applies
+    o.model.n_ctx = 512;
+    o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}}};
+    o.init_from = path;
+    const auto [worst, scale] = torch_vs_llama_cpp(original, train::train(o));
+    EXPECT_LT(worst, 1e-4f * std::max(1.0f, scale)) << worst << " on logits up to " << scale;
+
+    // A model of another vocabulary (one token more) is refused by name, before anything trains.
+    gguf::Vocabulary vocab = train::countdown_vocabulary();
+    vocab.tokens.push_back("<extra>");
+    vocab.scores.push_back(0);
+    vocab.types.push_back(gguf::TokenType::user_defined);
+    train::LlamaConfig wider = small_config();
+    wider.n_vocab = static_cast<int64_t>(vocab.tokens.size());
+    train::LlamaTorch other(wider);
+    o.init_from = temp_path("other-vocabulary.gguf");
+    gguf::write_llama_gguf(o.init_from, wider.hparams(), vocab, other->export_weights());
+    std::filesystem::remove_all(o.out_dir);
+    try {
+        train::train(o);
+        ADD_FAILURE() << "started from a model of another vocabulary";
+    } catch (const Error & e) {
+        EXPECT_NE(std::string(e.what()).find("other-vocabulary.gguf: a vocabulary of"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(gguf::read_llama_gguf(temp_path("no-such.gguf")), Error);
 }

@@ -5,6 +5,7 @@
 #include "base/error.h"
 #include "base/random.h"
 #include "strategies/countdown.h"
+#include "tools/gguf/llama_gguf_reader.h"
 #include "tools/train/countdown_vocabulary.h"
 #include "tools/train/training_data.h"
 
@@ -17,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -313,8 +315,33 @@ std::string train(const TrainOptions & o) {
     LlamaConfig cfg = o.model;
     const gguf::Vocabulary vocab = countdown_vocabulary();
     cfg.n_vocab = static_cast<int64_t>(vocab.tokens.size());
+    std::optional<gguf::LlamaFile> init;
+    if (!o.init_from.empty()) {
+        init = gguf::read_llama_gguf(o.init_from);
+        const gguf::LlamaHyperparams & hp = init->hparams;
+        if (hp.n_vocab != cfg.n_vocab) {
+            throw Error(ErrorCode::invalid_argument, o.init_from + ": a vocabulary of " + std::to_string(hp.n_vocab) +
+                                                         " tokens, the Countdown vocabulary has " + std::to_string(cfg.n_vocab));
+        }
+        if (hp.n_head_kv != hp.n_head) {
+            throw Error(ErrorCode::invalid_argument, o.init_from + ": " + std::to_string(hp.n_head_kv) + " K/V heads for " +
+                                                         std::to_string(hp.n_head) + " query heads; the trainer's model has one per query head");
+        }
+        // The file's shape, not the command's: --embd, --layers, --heads and --ff do not apply.
+        cfg.n_embd = hp.n_embd;
+        cfg.n_layer = hp.n_layer;
+        cfg.n_head = hp.n_head;
+        cfg.n_ff = hp.n_ff;
+        cfg.rms_eps = hp.rms_eps;
+        cfg.rope_base = hp.rope_freq_base;
+    }
     LlamaTorch model(cfg);
-    model->init_weights();
+    if (init) {
+        model->import_weights(init->weights);
+        init.reset();
+    } else {
+        model->init_weights();
+    }
     torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
 
     const fs::path dir(o.out_dir), state = dir / "state.json", weights = dir / "model.pt", optim = dir / "optim.pt";

@@ -45,6 +45,10 @@ struct TrainOptions {
     // symbolic stream fills the rest. Empty: symbolic data only.
     std::string traces_path;
     double traces_share = 0.5;
+    // Start from this GGUF's weights (e.g. the shipped model) instead of random ones; its shape
+    // replaces model's n_embd, n_layer, n_head and n_ff (n_ctx stays). A run that resumes from its
+    // checkpoint reads only the shape. Empty: random init.
+    std::string init_from;
     countdown::SearchOptions search;  // beam sizes of the traces
     std::vector<Stage> curriculum;
     LlamaConfig model;
