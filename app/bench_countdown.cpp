@@ -12,6 +12,7 @@
 #include "strategies/countdown.h"
 #include "strategies/text.h"
 #include "tasks/countdown/problem.h"
+#include "tasks/countdown/trace_check.h"
 #include "trace/chrome_trace.h"
 #include "trace/thread_tree.h"
 #include "trace/svg_plot.h"
@@ -131,7 +132,20 @@ struct Summary {
     // batched decode on the same backend at the run's mean batch size and mean context per token.
     double run_tokens_per_s = 0, mean_batch = 0, mean_context = 0, raw_tokens_per_s = 0, raw_fraction = 0;
     std::optional<remote::RemoteStats> remote;  // --backend remote: what the servers did
+    countdown::LineCheck lines;  // every thread's lines by kind, and the wrong ones (tasks/countdown/trace_check.h)
 };
+
+// "root expansion 12 of 800 wrong, ..." over the kinds seen.
+std::string lines_report(const countdown::LineCheck & c) {
+    std::string out;
+    for (const auto & [kind, n] : c.by_kind) {
+        char item[160];
+        std::snprintf(item, sizeof item, "%s%s %d of %d (%.1f%%)", out.empty() ? "" : ", ", kind.c_str(), n.wrong, n.lines,
+                      n.lines ? 100.0 * n.wrong / n.lines : 0.0);
+        out += item;
+    }
+    return out;
+}
 
 // `policies`: the thresholds the policies run on (policy_settings_for), read once per command: a
 // sweep's points share them.
@@ -161,6 +175,12 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
         for (const auto & t : o.threads) {
             s.probe_tokens += static_cast<double>(t.probe_tokens);
             s.compactions += t.compactions;
+            // Failure analysis: the model's own lines, where they are the search of this problem
+            // from the thread's start (not behind distractors, not restarted by a compaction, not a
+            // nested search in its sub-problem's terms).
+            if (a.distractors == 0 && t.compactions == 0 && !t.nested) {
+                countdown::add_counts(s.lines, countdown::check_trace_lines(t.text, o.problem));
+            }
         }
         s.samples_stopped += o.stopped;
         s.samples_not_needed += o.not_needed;
@@ -211,6 +231,9 @@ nlohmann::json to_json(const Summary & s) {
             {"raw_tokens_per_s", s.raw_tokens_per_s},
             {"raw_fraction", s.raw_fraction}};
     if (s.remote) j["remote"] = remote_json(*s.remote);
+    nlohmann::json lines = nlohmann::json::object();
+    for (const auto & [kind, n] : s.lines.by_kind) lines[kind] = {{"lines", n.lines}, {"wrong", n.wrong}};
+    j["lines"] = lines;
     return j;
 }
 
@@ -249,6 +272,7 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
                 std::printf("  context rot: per problem %.0f probe tokens (%.1f%% of the tokens), %.2f compactions\n", s.probe_tokens,
                             100.0 * s.probe_tokens / std::max(1.0, s.total_tokens), s.compactions);
             }
+            if (!s.lines.by_kind.empty()) std::printf("  wrong lines by kind: %s\n", lines_report(s.lines).c_str());
             if (s.samples_stopped > 0 || s.samples_not_needed > 0) {
                 std::printf("  confidence: per problem %.2f samples stopped for low confidence, %.2f not needed once the vote settled\n",
                             s.samples_stopped, s.samples_not_needed);

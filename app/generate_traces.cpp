@@ -144,12 +144,13 @@ int run_generate_traces(const GenerateTracesArgs & a) {
         }
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const int runs = a.attempts * static_cast<int>(problems.size());
-        std::printf("%s: %d runs, %d solved (%.1f%%), %lld tokens generated in %.0f s; roots kept %d (unsolved %d, unreadable %d)",
+        std::printf("%s: %d runs, %d solved (%.1f%%), %lld tokens generated in %.0f s; roots kept %d (unsolved %d, "
+                    "with wrong lines %d, unreadable %d)",
                     strategies::countdown_strategy_name(mode), runs, solved, 100.0 * solved / runs, static_cast<long long>(tokens), s,
-                    yield.roots_kept, yield.roots_unsolved, yield.roots_unreadable);
+                    yield.roots_kept, yield.roots_unsolved, yield.roots_wrong_lines, yield.roots_unreadable);
         if (mode == strategies::CountdownStrategy::native) {
-            std::printf("; children kept %d (wrong verdict %d, unfinished %d)", yield.children_kept, yield.children_wrong,
-                        yield.children_unfinished);
+            std::printf("; children kept %d (wrong verdict %d, with wrong lines %d, unfinished %d)", yield.children_kept,
+                        yield.children_wrong, yield.children_wrong_lines, yield.children_unfinished);
         }
         std::printf("\n");
         std::fflush(stdout);

@@ -4,6 +4,7 @@
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/solver.h"
 #include "tasks/countdown/sub_problem.h"
+#include "tasks/countdown/trace_check.h"
 
 #include <nlohmann/json.hpp>
 
@@ -107,11 +108,13 @@ std::vector<TrainingTrace> training_traces(const CountdownOutcome & outcome, Cou
         const std::string head = std::string(parallel ? countdown::kParallelTag : countdown::kSequentialTag) +
                                  countdown::root_prompt(outcome.problem);
         std::vector<TrainingTrace> calls;
-        if (root_examples(*root, head, parallel, r, calls)) {
+        if (!root_examples(*root, head, parallel, r, calls)) {
+            ++yield.roots_unreadable;
+        } else if (countdown::check_trace_lines(root->text, outcome.problem).wrong() > 0) {
+            ++yield.roots_wrong_lines;
+        } else {
             ++yield.roots_kept;
             out.insert(out.end(), calls.begin(), calls.end());
-        } else {
-            ++yield.roots_unreadable;
         }
     } else {
         ++yield.roots_unsolved;
@@ -130,6 +133,10 @@ std::vector<TrainingTrace> training_traces(const CountdownOutcome & outcome, Cou
         const std::string own = t.text.substr(tag.size());
         if (!child_verdict_right(outcome.problem, own)) {
             ++yield.children_wrong;
+            continue;
+        }
+        if (countdown::check_trace_lines(t.text, outcome.problem).wrong() > 0) {
+            ++yield.children_wrong_lines;
             continue;
         }
         TrainingTrace c = base;

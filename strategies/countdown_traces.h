@@ -14,6 +14,9 @@
 //                 [tag + its two first lines | its search]
 //               A child's verdict is right when its "Goal Reached" path verifies from the root's
 //               numbers, or when it reached no goal and its node has no solution at all.
+// A thread with any wrong line (tasks/countdown/trace_check.h: a wrong sum, an operation explored
+// twice, a move to a node never generated...) gives nothing either, right answer or not: the model
+// would learn the mistake.
 // The spawn block is not in a root's final text (the join replaced it); it is written back from the
 // children the runtime ran, in APR's form ("<Calling Sub Searches>", one "<Start Sub Search i at
 // level L> Moving to Node #id" line per child, "<End Calling Sub Searches>"), which is the form the
@@ -52,8 +55,8 @@ struct TrainingTrace {
 
 // Why a run's threads gave no example, counted over runs (the generator reports them).
 struct TraceYield {
-    int roots_kept = 0, roots_unsolved = 0, roots_unreadable = 0;
-    int children_kept = 0, children_wrong = 0, children_unfinished = 0;
+    int roots_kept = 0, roots_unsolved = 0, roots_unreadable = 0, roots_wrong_lines = 0;
+    int children_kept = 0, children_wrong = 0, children_unfinished = 0, children_wrong_lines = 0;
 };
 
 // The examples of one run of `outcome.problem` in `strategy` (sequential or native; others throw

@@ -112,8 +112,28 @@ TEST(CountdownTraces, WrongVerdictsUnfinishedChildrenAndUnsolvedRootsGiveNothing
     ASSERT_EQ(traces.size(), 1u);
     EXPECT_EQ(traces[0].text(), kNoSolutionChild);
     EXPECT_EQ(yield.roots_unsolved, 1);
+    EXPECT_EQ(yield.children_wrong_lines, 0);
     EXPECT_EQ(yield.children_wrong, 2);
     EXPECT_EQ(yield.children_unfinished, 1);
+    EXPECT_EQ(yield.children_kept, 1);
+}
+
+TEST(CountdownTraces, ARightAnswerWithAWrongLineIsNotLearned) {
+    // The root solved the problem but explored 88-84 twice at its node (the shipped model does); the
+    // child's verdict is right (no solution at [84, 71]) but 84-71 is not 12.
+    std::string twice = kRootHead + kExpansion + kJoin + kAfter;
+    twice.replace(twice.find("<Sub Searches>"), 0, "Exploring Operation: 88-84=4, Resulting Numbers: [17, 4]\n");
+    std::string bad_sum = kNoSolutionChild;
+    bad_sum.replace(bad_sum.find("84-71=13, Resulting Numbers: [13]\n13,21"), 39, "84-71=12, Resulting Numbers: [12]\n12,21");
+    strategies::CountdownOutcome o = native_run({thread(1, 0, "0,1", bad_sum), thread(2, 0, "0,0", kGoalChild)});
+    o.threads[0].text = twice;
+    strategies::TraceYield yield;
+    const auto traces = strategies::training_traces(o, strategies::CountdownStrategy::native, yield);
+    ASSERT_EQ(traces.size(), 1u);
+    EXPECT_EQ(traces[0].label, "0,0");
+    EXPECT_EQ(yield.roots_wrong_lines, 1);
+    EXPECT_EQ(yield.roots_kept, 0);
+    EXPECT_EQ(yield.children_wrong_lines, 1);
     EXPECT_EQ(yield.children_kept, 1);
 }
 
@@ -122,11 +142,15 @@ TEST(CountdownTraces, ASequentialRunIsOneExampleAndAnUnreadableRootIsCounted) {
     o.problem = kProblem;
     o.solved = true;
     const std::string head = "<|sequential|>\nMoving to Node #0\nCurrent State: 21:[84, 88, 17], Operations: []\n";
-    o.threads.push_back(thread(0, -1, "", head + kExpansion + kAfter));
+    const std::string search = kExpansion +
+                               "Moving to Node #0,0\nCurrent State: 21:[17, 4], Operations: ['88-84=4']\n"
+                               "Exploring Operation: 17+4=21, Resulting Numbers: [21]\n" +
+                               kAfter;
+    o.threads.push_back(thread(0, -1, "", head + search));
     strategies::TraceYield yield;
     auto traces = strategies::training_traces(o, strategies::CountdownStrategy::sequential, yield);
     ASSERT_EQ(traces.size(), 1u);
-    EXPECT_EQ(traces[0].parts, (std::vector<TracePart>{{head, false}, {kExpansion + kAfter, true}}));
+    EXPECT_EQ(traces[0].parts, (std::vector<TracePart>{{head, false}, {search, true}}));
     EXPECT_EQ(traces[0].mode, "sequential");
     // A join in a sequential run, or a text that does not start with the problem's prompt: counted,
     // never kept.
