@@ -23,7 +23,13 @@ fi
 run_one() {
   local target=$1 seconds=$2
   [[ " ${targets[*]} " == *" $target "* ]] || { echo "unknown target '$target' (scripts/fuzz.sh --list)" >&2; exit 2; }
-  cmake --build "$build" --target "fuzz_$target" >/dev/null
+  # Quiet when it builds; a failed build prints what ninja said (its errors go to stdout) and stops.
+  local built
+  if ! built=$(cmake --build "$build" --target "fuzz_$target" 2>&1); then
+    echo "$built" | tail -40
+    echo "[fuzz] $target: the build failed (above)"
+    return 1
+  fi
   local scratch; scratch=$(mktemp -d)
   cp -r "$root/fuzz/corpus/$target/." "$scratch/"
   mkdir -p "$build/crashes/$target"
