@@ -111,6 +111,7 @@ struct GenerateTracesArgs {
     int context = 4096;       // per-thread window
     int concurrency = 16;
     int threads = 0;
+    bool join_corrections = true;  // also the expert's continuation of unsolved roots' joins
     std::string out;
 };
 void add_generate_traces_options(CLI::App & cmd, GenerateTracesArgs & args);

@@ -62,11 +62,14 @@ void add_generate_traces_options(CLI::App & cmd, GenerateTracesArgs & a) {
                    "shipped eval sets beside the shipped model; none: none)");
     cmd.add_option("--strategies", a.strategies, "comma-separated: sequential, native")->capture_default_str();
     cmd.add_option("--attempts", a.attempts, "sampled runs per problem and strategy, each with its own seed")->capture_default_str();
-    cmd.add_option("--temperature", a.temperature, "sampling temperature (> 0)")->capture_default_str();
+    cmd.add_option("--temperature", a.temperature, "sampling temperature (0: greedy, with --attempts 1)")->capture_default_str();
     cmd.add_option("--seed", a.seed, "attempt i samples with seed + i")->capture_default_str();
     cmd.add_option("--context", a.context, "per-thread context window in tokens")->capture_default_str();
     cmd.add_option("--concurrency", a.concurrency, "problems in flight at once")->capture_default_str();
     cmd.add_option("--threads", a.threads, "CPU threads per decode (0: adapt to the free cores)")->capture_default_str();
+    cmd.add_flag("!--no-join-corrections", a.join_corrections,
+                 "keep only what the model wrote right: no expert continuation of an unsolved root's join "
+                 "(strategies/countdown_traces.h)");
     cmd.add_option("-o,--output", a.out, "JSONL file of training examples")->required();
 }
 
@@ -74,8 +77,10 @@ int run_generate_traces(const GenerateTracesArgs & a) {
     if (a.context <= 0) throw Error(ErrorCode::invalid_argument, "--context: the per-thread window must be positive (e.g. 4096)");
     if (a.concurrency <= 0) throw Error(ErrorCode::invalid_argument, "--concurrency must be positive");
     if (a.attempts <= 0) throw Error(ErrorCode::invalid_argument, "--attempts must be positive");
-    if (!(a.temperature > 0)) {
-        throw Error(ErrorCode::invalid_argument, "--temperature must be above 0: greedy attempts of one problem are one attempt");
+    if (a.temperature < 0 || (a.temperature == 0 && a.attempts > 1)) {
+        throw Error(ErrorCode::invalid_argument,
+                    "--temperature must be above 0 for more than one attempt (greedy attempts of one problem are one attempt); "
+                    "0 with --attempts 1 runs each problem greedily once");
     }
     std::vector<strategies::CountdownStrategy> modes;
     for (const std::string & name : split_comma_list(a.strategies)) {
@@ -130,7 +135,7 @@ int run_generate_traces(const GenerateTracesArgs & a) {
             for (const auto & outcome : strategies::run_countdown(backend, problems, o)) {
                 solved += outcome.solved;
                 tokens += outcome.metrics.generated_tokens;
-                for (const auto & t : strategies::training_traces(outcome, mode, yield)) {
+                for (const auto & t : strategies::training_traces(outcome, mode, yield, a.join_corrections)) {
                     if (!seen.insert(t.text()).second) {
                         ++duplicates;
                         continue;
@@ -149,8 +154,9 @@ int run_generate_traces(const GenerateTracesArgs & a) {
                     strategies::countdown_strategy_name(mode), runs, solved, 100.0 * solved / runs, static_cast<long long>(tokens), s,
                     yield.roots_kept, yield.roots_unsolved, yield.roots_wrong_lines, yield.roots_unreadable);
         if (mode == strategies::CountdownStrategy::native) {
-            std::printf("; children kept %d (wrong verdict %d, with wrong lines %d, unfinished %d)", yield.children_kept,
-                        yield.children_wrong, yield.children_wrong_lines, yield.children_unfinished);
+            std::printf("; children kept %d (wrong verdict %d, with wrong lines %d, unfinished %d); joins corrected %d",
+                        yield.children_kept, yield.children_wrong, yield.children_wrong_lines, yield.children_unfinished,
+                        yield.joins_corrected);
         }
         std::printf("\n");
         std::fflush(stdout);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <optional>
 
 namespace forkjoin::strategies {
 namespace {
@@ -19,16 +20,24 @@ constexpr std::string_view kGoal = " equal: Goal Reached";
 
 bool starts_line(std::string_view text, size_t pos) { return pos == 0 || text[pos - 1] == '\n'; }
 
+// The lines of `text` (each without its newline), in order.
+std::vector<std::string_view> lines_of(std::string_view text) {
+    std::vector<std::string_view> lines;
+    for (size_t at = 0; at < text.size();) {
+        const size_t end = text.find('\n', at);
+        lines.push_back(text.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at));
+        at = end == std::string_view::npos ? text.size() : end + 1;
+    }
+    return lines;
+}
+
 // The spawn block a join answers, in APR's form: one "<Start Sub Search i at level L> Moving to Node
 // #id" line per "<Goal Reached in Sub Search i at level L at Node #id>" or "<No Solution in ...>" line
 // of the join. Empty when a result line is not in that form.
 std::string spawn_block_of(std::string_view join) {
     std::string block = "<Calling Sub Searches>\n";
     int children = 0;
-    for (size_t at = 0; at < join.size();) {
-        const size_t end = join.find('\n', at);
-        const std::string_view line = join.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
-        at = end == std::string_view::npos ? join.size() : end + 1;
+    for (const std::string_view line : lines_of(join)) {
         for (std::string_view head : {std::string_view("<Goal Reached in Sub Search "), std::string_view("<No Solution in Sub Search ")}) {
             if (!line.starts_with(head)) continue;
             const size_t node = line.find(" at Node #");
@@ -70,6 +79,66 @@ bool root_examples(const runtime::ThreadRecord & root, const std::string & head,
     return true;
 }
 
+// What the symbolic writer (tasks/countdown/search_trace.cpp) writes after a join, for this join:
+// the first sub search in the join's order whose goal path verifies from the root's numbers, as
+// "T,T equal: Goal Reached" and the clean path from node #0 (the root's state, the step to that
+// child's node, then the child's path as the join gives it). Empty when no goal path verifies.
+std::string expert_continuation(std::string_view join, const countdown::Problem & problem) {
+    const std::vector<std::string_view> lines = lines_of(join);
+    const std::string target = std::to_string(problem.target);
+    for (size_t i = 0; i < lines.size(); ++i) {
+        if (!lines[i].starts_with("<Goal Reached in Sub Search ")) continue;
+        std::string path;  // the child's path: its lines up to the next result line
+        for (size_t k = i + 1; k < lines.size() && !lines[k].starts_with("<"); ++k) path += std::string(lines[k]) + "\n";
+        if (!path.starts_with("Moving to Node #") || path.find(kGoal) == std::string::npos) continue;
+        const countdown::ExtractedPath steps = countdown::extract_subsearch_solution(path);
+        if (!steps.error.empty() || !countdown::verify(problem, steps.steps).ok) continue;
+        // The child's node (a child of node #0: one operation) and its state, as its path states it.
+        const std::vector<std::string_view> own = lines_of(path);
+        const std::string_view move = own[0];
+        const std::string id(move.substr(std::string_view("Moving to Node #").size()));
+        const std::string state_head = "Current State: " + target + ":";
+        if (own.size() < 2 || !own[1].starts_with(state_head) || id.find(',') == std::string::npos ||
+            id.find(',', id.find(',') + 1) != std::string::npos) {
+            continue;
+        }
+        const std::string_view state = own[1].substr(state_head.size());
+        const size_t ops_at = state.find(", Operations: ['");
+        if (ops_at == std::string_view::npos || !state.ends_with("']")) continue;
+        const std::string numbers(state.substr(0, ops_at));
+        const std::string op(state.substr(ops_at + 16, state.size() - 2 - ops_at - 16));
+        if (op.find('\'') != std::string::npos) continue;  // more than one operation: not a child of the root
+        return target + "," + target + std::string(kGoal) + "\n" + countdown::root_prompt(problem) + "Exploring Operation: " + op +
+               ", Resulting Numbers: " + numbers + "\nGenerated Node #" + id + ": " + target + ":" + numbers + " Operation: " + op +
+               "\n" + path;
+    }
+    return {};
+}
+
+// The root's first context after its first join, continued as the symbolic writer would from that
+// join (expert_continuation), as an example; nullopt when the root has no join, no goal path in it
+// verifies, or the continuation would not be a verified answer with every line right.
+std::optional<TrainingTrace> corrected_join(const runtime::ThreadRecord & root, const std::string & head, TrainingTrace base) {
+    const std::string & text = root.text;
+    if (!text.starts_with(head)) return std::nullopt;
+    const size_t join = text.find(kJoin, head.size());
+    if (join == std::string::npos || !starts_line(text, join)) return std::nullopt;
+    const size_t end = text.find(kEndJoin, join);
+    if (end == std::string::npos) return std::nullopt;
+    const std::string context = text.substr(0, end + kEndJoin.size());
+    const std::string continuation = expert_continuation(std::string_view(text).substr(join, end - join), base.problem);
+    if (continuation.empty()) return std::nullopt;
+    const std::string whole = context + continuation;
+    const countdown::ExtractedPath answer = countdown::extract_solution(whole);
+    if (!answer.error.empty() || !countdown::verify(base.problem, answer.steps).ok) return std::nullopt;
+    // The model's own lines before the spawn may be wrong (not in the loss); the continuation adds none.
+    if (countdown::check_trace_lines(whole, base.problem).wrong() != countdown::check_trace_lines(context, base.problem).wrong()) {
+        return std::nullopt;
+    }
+    base.parts = {{context, false}, {continuation, true}};
+    return base;
+}
+
 // Whether a finished child's verdict is right (see the header).
 bool child_verdict_right(const countdown::Problem & root_problem, const std::string & own) {
     if (own.find(kGoal) != std::string::npos) {
@@ -88,7 +157,8 @@ std::string TrainingTrace::text() const {
     return all;
 }
 
-std::vector<TrainingTrace> training_traces(const CountdownOutcome & outcome, CountdownStrategy strategy, TraceYield & yield) {
+std::vector<TrainingTrace> training_traces(const CountdownOutcome & outcome, CountdownStrategy strategy, TraceYield & yield,
+                                           bool correct_joins) {
     if (strategy != CountdownStrategy::sequential && strategy != CountdownStrategy::native) {
         throw Error(ErrorCode::invalid_argument,
                     std::string("training traces come from sequential or native runs, not ") + countdown_strategy_name(strategy));
@@ -102,11 +172,12 @@ std::vector<TrainingTrace> training_traces(const CountdownOutcome & outcome, Cou
     for (const auto & t : outcome.threads) {
         if (t.parent < 0) root = &t;
     }
+    const std::string head = std::string(parallel ? countdown::kParallelTag : countdown::kSequentialTag) +
+                             countdown::root_prompt(outcome.problem);
+    bool root_kept = false;
     if (root && outcome.solved && root->state == runtime::ThreadState::done) {
         TrainingTrace r = base;
         r.thread = "root";
-        const std::string head = std::string(parallel ? countdown::kParallelTag : countdown::kSequentialTag) +
-                                 countdown::root_prompt(outcome.problem);
         std::vector<TrainingTrace> calls;
         if (!root_examples(*root, head, parallel, r, calls)) {
             ++yield.roots_unreadable;
@@ -114,12 +185,21 @@ std::vector<TrainingTrace> training_traces(const CountdownOutcome & outcome, Cou
             ++yield.roots_wrong_lines;
         } else {
             ++yield.roots_kept;
+            root_kept = true;
             out.insert(out.end(), calls.begin(), calls.end());
         }
     } else {
         ++yield.roots_unsolved;
     }
     if (!parallel) return out;
+    if (root && !root_kept && correct_joins) {
+        TrainingTrace j = base;
+        j.thread = "join";
+        if (auto corrected = corrected_join(*root, head, j)) {
+            out.push_back(std::move(*corrected));
+            ++yield.joins_corrected;
+        }
+    }
     for (const auto & t : outcome.threads) {
         if (t.parent < 0) continue;
         // A child's context: the tag, its two first lines (node and state), then its search.
@@ -182,7 +262,9 @@ TrainingTrace parse_training_trace(std::string_view json_line, const std::string
         throw fail(e.what());
     }
     if (t.mode != "sequential" && t.mode != "parallel") throw fail("mode is sequential or parallel, not '" + t.mode + "'");
-    if (t.thread != "root" && t.thread != "child") throw fail("thread is root or child, not '" + t.thread + "'");
+    if (t.thread != "root" && t.thread != "child" && t.thread != "join") {
+        throw fail("thread is root, child or join, not '" + t.thread + "'");
+    }
     bool learns = false;
     for (const auto & p : t.parts) learns = learns || (p.loss && !p.text.empty());
     if (!learns) throw fail("no part is in the loss: nothing to learn from");

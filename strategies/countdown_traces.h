@@ -14,6 +14,17 @@
 //                 [tag + its two first lines | its search]
 //               A child's verdict is right when its "Goal Reached" path verifies from the root's
 //               numbers, or when it reached no goal and its node has no solution at all.
+// With correct_joins, a native root that was not kept (unsolved, or a wrong line) whose first join
+// holds a goal path that verifies also gives the example the symbolic writer would have made of that
+// join (thread "join", an expert correction of the model's own context, as DAgger does):
+//                 [tag + prompt + its search before the spawn + the join text | the continuation]
+//               where the continuation is "T,T equal: Goal Reached" and the clean path from node #0
+//               through the first such sub search (the writer's rule: the first goal in the join's
+//               order), its last lines the child's path as the join gives it. The model's own lines
+//               before the spawn may be wrong (they are not in the loss); the continuation must verify
+//               and add no wrong line. This is the failure the line check finds most (on the first 48
+//               4-number problems, a child of 17 roots reached a verified goal, and 5 roots wrote it
+//               back: the rest copied a wrong step into the clean path).
 // A thread with any wrong line (tasks/countdown/trace_check.h: a wrong sum, an operation explored
 // twice, a move to a node never generated...) gives nothing either, right answer or not: the model
 // would learn the mistake.
@@ -23,7 +34,7 @@
 // runtime parsed them from.
 //
 // JSON Lines, one example a line:
-//   {"problem": {"nums": [..], "target": T}, "mode": "sequential"|"parallel", "thread": "root"|"child",
+//   {"problem": {"nums": [..], "target": T}, "mode": "sequential"|"parallel", "thread": "root"|"child"|"join",
 //    "label": "0,1", "parts": [{"text": "...", "loss": false}, {"text": "...", "loss": true}, ...]}
 // read_training_traces() refuses a line that is not of this form, naming the file and line.
 //
@@ -46,7 +57,7 @@ struct TracePart {
 struct TrainingTrace {
     countdown::Problem problem;
     std::string mode;    // "sequential" or "parallel": how the run was asked to search
-    std::string thread;  // "root" or "child"
+    std::string thread;  // "root", "child" or "join" (an expert-corrected root continuation)
     std::string label;   // a child's node id ("0,1"); empty for a root
     std::vector<TracePart> parts;
     // The whole context, parts joined: what the model saw and wrote, as one text.
@@ -57,13 +68,14 @@ struct TrainingTrace {
 struct TraceYield {
     int roots_kept = 0, roots_unsolved = 0, roots_unreadable = 0, roots_wrong_lines = 0;
     int children_kept = 0, children_wrong = 0, children_unfinished = 0, children_wrong_lines = 0;
+    int joins_corrected = 0;
 };
 
 // The examples of one run of `outcome.problem` in `strategy` (sequential or native; others throw
 // invalid_argument). Threads the tree cannot be read back from (a join that is not in APR's form)
 // count as unreadable and give nothing.
 std::vector<TrainingTrace> training_traces(const CountdownOutcome & outcome, CountdownStrategy strategy,
-                                           TraceYield & yield);
+                                           TraceYield & yield, bool correct_joins = true);
 
 std::string to_json_line(const TrainingTrace & trace);
 // Throws forkjoin::Error(invalid_argument) with `where` ("FILE:LINE") and what is wrong.

@@ -108,7 +108,7 @@ TEST(CountdownTraces, WrongVerdictsUnfinishedChildrenAndUnsolvedRootsGiveNothing
                                                                 thread(3, 0, "0,1", kNoSolutionChild, runtime::ThreadState::failed),
                                                                 thread(4, 0, "0,1", kNoSolutionChild)},
                                                                /*solved=*/false),
-                                                    strategies::CountdownStrategy::native, yield);
+                                                    strategies::CountdownStrategy::native, yield, /*correct_joins=*/false);
     ASSERT_EQ(traces.size(), 1u);
     EXPECT_EQ(traces[0].text(), kNoSolutionChild);
     EXPECT_EQ(yield.roots_unsolved, 1);
@@ -129,12 +129,72 @@ TEST(CountdownTraces, ARightAnswerWithAWrongLineIsNotLearned) {
     o.threads[0].text = twice;
     strategies::TraceYield yield;
     const auto traces = strategies::training_traces(o, strategies::CountdownStrategy::native, yield);
-    ASSERT_EQ(traces.size(), 1u);
-    EXPECT_EQ(traces[0].label, "0,0");
+    // The root's continuation after its join is right, and it is learned as a correction: the wrong
+    // line before the spawn is context, not in the loss.
+    ASSERT_EQ(traces.size(), 2u);
+    EXPECT_EQ(traces[0].thread, "join");
+    EXPECT_EQ(traces[0].parts[1], (TracePart{kAfter, true}));
+    EXPECT_EQ(traces[1].label, "0,0");
     EXPECT_EQ(yield.roots_wrong_lines, 1);
     EXPECT_EQ(yield.roots_kept, 0);
     EXPECT_EQ(yield.children_wrong_lines, 1);
     EXPECT_EQ(yield.children_kept, 1);
+}
+
+TEST(CountdownTraces, AnUnsolvedRootsJoinIsContinuedAsTheSymbolicWriterWould) {
+    // The root's join holds a verified goal (node #0,0), but the root copied a wrong step into its
+    // clean path (the shipped model's most common fault). The correction: the root's context up to
+    // the join's end, then exactly what the symbolic writer writes after that join (kAfter), in the
+    // loss; the root's own continuation is not learned.
+    std::string wrong_after = kAfter;
+    wrong_after.replace(wrong_after.rfind("17+4=21, Resulting Numbers: [21]\n21,21 equal"), 46,
+                        "17*4=68, Resulting Numbers: [68]\n68,21 unequal: No Solution\nNo solution found.");
+    strategies::CountdownOutcome o = native_run({thread(1, 0, "0,0", kGoalChild)}, /*solved=*/false);
+    o.threads[0].text = kRootHead + kExpansion + kJoin + wrong_after;
+    strategies::TraceYield yield;
+    auto traces = strategies::training_traces(o, strategies::CountdownStrategy::native, yield);
+    ASSERT_EQ(traces.size(), 2u);
+    EXPECT_EQ(traces[0].thread, "join");
+    EXPECT_EQ(traces[0].mode, "parallel");
+    EXPECT_EQ(traces[0].parts, (std::vector<TracePart>{{kRootHead + kExpansion + kJoin, false}, {kAfter, true}}));
+    EXPECT_EQ(traces[1].thread, "child");
+    EXPECT_EQ(yield.roots_unsolved, 1);
+    EXPECT_EQ(yield.joins_corrected, 1);
+    // Without corrections, only the child.
+    strategies::TraceYield plain;
+    EXPECT_EQ(strategies::training_traces(o, strategies::CountdownStrategy::native, plain, /*correct_joins=*/false).size(), 1u);
+    EXPECT_EQ(plain.joins_corrected, 0);
+
+    // The writer's rule: the first goal in the join's order that verifies. A first goal reached by a
+    // wrong sum is passed over for the second; a join whose only goal is wrong gives no correction.
+    const std::string bad_first =
+        "<Sub Searches>\n"
+        "<Goal Reached in Sub Search 0 at level 1 at Node #0,1>\n"
+        "Moving to Node #0,1\nCurrent State: 21:[84, 71], Operations: ['88-17=71']\n"
+        "Exploring Operation: 84-71=21, Resulting Numbers: [21]\n21,21 equal: Goal Reached\n"
+        "<Goal Reached in Sub Search 1 at level 1 at Node #0,0>\n"
+        "Moving to Node #0,0\nCurrent State: 21:[17, 4], Operations: ['88-84=4']\n"
+        "Exploring Operation: 17+4=21, Resulting Numbers: [21]\n21,21 equal: Goal Reached\n"
+        "<End Sub Searches>\n";
+    o.threads[0].text = kRootHead + kExpansion + bad_first + wrong_after;
+    traces = strategies::training_traces(o, strategies::CountdownStrategy::native, yield);
+    ASSERT_EQ(traces.size(), 2u);
+    EXPECT_EQ(traces[0].parts, (std::vector<TracePart>{{kRootHead + kExpansion + bad_first, false}, {kAfter, true}}));
+    std::string only_bad = bad_first;
+    only_bad.erase(only_bad.find("<Goal Reached in Sub Search 1"), only_bad.find("<End Sub") - only_bad.find("<Goal Reached in Sub Search 1"));
+    o.threads[0].text = kRootHead + kExpansion + only_bad + wrong_after;
+    EXPECT_EQ(strategies::training_traces(o, strategies::CountdownStrategy::native, yield).size(), 1u);
+    // A path whose state contradicts its own operations (a wrong line) is not copied either.
+    std::string bad_state = kJoin;
+    bad_state.replace(bad_state.find("21:[17, 4], Operations"), 10, "21:[17, 5]");
+    o.threads[0].text = kRootHead + kExpansion + bad_state + wrong_after;
+    EXPECT_EQ(strategies::training_traces(o, strategies::CountdownStrategy::native, yield).size(), 1u);
+    EXPECT_EQ(yield.joins_corrected, 2);
+    // A solved, kept root needs no correction: its own continuation is the example.
+    strategies::TraceYield solved;
+    traces = strategies::training_traces(native_run({thread(1, 0, "0,0", kGoalChild)}), strategies::CountdownStrategy::native, solved);
+    EXPECT_EQ(solved.joins_corrected, 0);
+    for (const auto & t : traces) EXPECT_NE(t.thread, "join");
 }
 
 TEST(CountdownTraces, ASequentialRunIsOneExampleAndAnUnreadableRootIsCounted) {

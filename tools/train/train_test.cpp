@@ -188,7 +188,7 @@ TEST(Train, SmokeTrainingLossFallsExportLoadsAndResumes) {
     o.log_every = 10;
     o.eval_every = 0;
     o.threads = 0;  // FORKJOIN_THREADS (ctest: 1)
-    o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}}};
+    o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}, 0, {}}};
     std::vector<double> losses;
     o.on_step = [&](int64_t, double loss) { losses.push_back(loss); };
     o.steps = 15;
@@ -228,7 +228,7 @@ train::TrainOptions stream_options() {
 
 TEST(Train, HeldOutCheckFindsTheStreamsProblemsInAnyOrder) {
     train::TrainOptions o = stream_options();
-    o.curriculum = {train::Stage{0, countdown::GeneratorOptions{}}};
+    o.curriculum = {train::Stage{0, countdown::GeneratorOptions{}, 0, {}}};
     // Step 1's first problem, as batch_for draws it, with its numbers reversed: still the same problem.
     countdown::Problem used = countdown::ProblemGenerator(o.seed * 1000003ull + 1, o.curriculum[0].problems).next();
     std::reverse(used.nums.begin(), used.nums.end());
@@ -258,6 +258,17 @@ TEST(Train, MixedStageDrawsEverySizeAndLeavesSingleSizeStagesAsTheyWere) {
     EXPECT_EQ(train::in_training_stream(o, {first_three, first_four}), (std::vector<bool>{true, true}));
     o.curriculum = train::parse_curriculum("0:3:1:99");
     EXPECT_EQ(train::in_training_stream(o, {first_three, first_four}), (std::vector<bool>{true, false}));
+    // A '+' part joins the turn with a seed of its own after the stage's sizes; the sizes before it
+    // draw what they drew without it.
+    o.curriculum = train::parse_curriculum("0:3-4:1:99+3:1:20");
+    ASSERT_EQ(o.curriculum[0].more.size(), 1u);
+    EXPECT_EQ(o.curriculum[0].more[0].count, 3);
+    EXPECT_EQ(o.curriculum[0].more[0].max_number, 20);
+    const countdown::Problem first_small = countdown::ProblemGenerator(seed + 2 * 0x9E3779B97F4A7C15ull, o.curriculum[0].more[0]).next();
+    for (int n : first_small.nums) EXPECT_LE(n, 20);
+    EXPECT_EQ(train::in_training_stream(o, {first_three, first_four, first_small}), (std::vector<bool>{true, true, true}));
+    o.curriculum = train::parse_curriculum("0:3-4:1:99");
+    EXPECT_FALSE(train::in_training_stream(o, {first_small})[0]);
 }
 
 TEST(Train, CurriculumParserNamesTheStageItRefuses) {
@@ -268,7 +279,7 @@ TEST(Train, CurriculumParserNamesTheStageItRefuses) {
     EXPECT_EQ(stages[1].max_count, 0);
     EXPECT_EQ(stages[2].max_count, 4);
     for (const char * bad : {"0:3:1", "0:3:1:20x", "0:4-3:1:99", "0:3-:1:99", "0:0:1:99", "0:3:50:10",
-                             "100:3:1:20,100:4:1:99", "0:three:1:99"}) {
+                             "100:3:1:20,100:4:1:99", "0:three:1:99", "0:3:1:99+", "0:3:1:99+3:1", "0:3:1:99+3:30:20", "0:+3:1:20"}) {
         try {
             train::parse_curriculum(bad);
             ADD_FAILURE() << "accepted " << bad;
@@ -322,7 +333,7 @@ TEST(Train, OwnExamplesFillTheirShareOfEachBatchWithTheirPartsInTheLoss) {
     EXPECT_EQ(ex.tokens.back(), train::kEosId);
 
     train::TrainOptions o = stream_options();
-    o.curriculum = {train::Stage{0, countdown::GeneratorOptions{}}};
+    o.curriculum = {train::Stage{0, countdown::GeneratorOptions{}, 0, {}}};
     o.traces_share = 0.5;
     auto own_tokens = [&](const std::vector<train::Example> & batch) {
         int64_t own = 0, all = 0;
@@ -361,7 +372,7 @@ TEST(Train, ATracesFileWithNothingThatFitsIsRefused) {
     std::filesystem::remove_all(o.out_dir);
     o.steps = 1;
     o.model = small_config();  // n_ctx 256
-    o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}}};
+    o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}, 0, {}}};
     o.traces_path = traces;
     try {
         train::train(o);
@@ -400,7 +411,7 @@ TEST(Train, AGgufReadBackGivesItsWeightsAndTrainingStartsFromThem) {
     o.model = small_config();
     o.model.n_embd = 32;  // the file's 64 applies
     o.model.n_ctx = 512;
-    o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}}};
+    o.curriculum = {{0, countdown::GeneratorOptions{3, 1, 10, 10, 30}, 0, {}}};
     o.init_from = path;
     const auto [worst, scale] = torch_vs_llama_cpp(original, train::train(o));
     EXPECT_LT(worst, 1e-4f * std::max(1.0f, scale)) << worst << " on logits up to " << scale;

@@ -34,34 +34,68 @@ double learning_rate(const TrainOptions & o, int64_t step) {
     return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + std::cos(M_PI * std::min(1.0, progress)));
 }
 
+namespace {
+
+// "count:min:max" with count N or N-M: the kinds of problem it names, smallest count first; empty
+// when it is not of that form.
+std::vector<countdown::GeneratorOptions> parse_problem_kinds(const std::string & text) {
+    char count[32] = {0};
+    countdown::GeneratorOptions g;
+    int consumed = 0;
+    if (std::sscanf(text.c_str(), "%31[0-9-]:%d:%d%n", count, &g.min_number, &g.max_number, &consumed) != 3 ||
+        static_cast<size_t>(consumed) != text.size() || g.min_number > g.max_number) {
+        return {};
+    }
+    int first = 0, last = 0, used = 0;
+    if (std::sscanf(count, "%d-%d%n", &first, &last, &used) == 2 && count[used] == 0) {
+        if (first < 1 || last <= first) return {};
+    } else if (std::sscanf(count, "%d%n", &first, &used) == 1 && count[used] == 0) {
+        if (first < 1) return {};
+        last = first;
+    } else {
+        return {};
+    }
+    std::vector<countdown::GeneratorOptions> kinds;
+    for (int c = first; c <= last; ++c) {
+        kinds.push_back(g);
+        kinds.back().count = c;
+    }
+    return kinds;
+}
+
+}  // namespace
+
 std::vector<Stage> parse_curriculum(const std::string & text) {
     std::vector<Stage> stages;
     std::stringstream ss(text);
     std::string stage;
     while (std::getline(ss, stage, ',')) {
         Stage s;
-        char count[32] = {0};
-        int consumed = 0;
-        bool ok = std::sscanf(stage.c_str(), "%" SCNd64 ":%31[0-9-]:%d:%d%n", &s.from_step, count,
-                              &s.problems.min_number, &s.problems.max_number, &consumed) == 4 &&
-                  static_cast<size_t>(consumed) == stage.size();
-        int first = 0, last = 0, used = 0;
-        if (ok && std::sscanf(count, "%d-%d%n", &first, &last, &used) == 2 && count[used] == 0) {
-            ok = first >= 1 && last > first;
-            s.problems.count = first;
-            s.max_count = last;
-        } else if (ok && std::sscanf(count, "%d%n", &first, &used) == 1 && count[used] == 0) {
-            ok = first >= 1;
-            s.problems.count = first;
-        } else {
-            ok = false;
+        const size_t colon = stage.find(':');
+        int used = 0;
+        bool ok = colon != std::string::npos &&
+                  std::sscanf(stage.substr(0, colon).c_str(), "%" SCNd64 "%n", &s.from_step, &used) == 1 &&
+                  static_cast<size_t>(used) == colon;
+        std::stringstream parts(ok ? stage.substr(colon + 1) : std::string());
+        std::string part;
+        for (bool first = true; ok && std::getline(parts, part, '+'); first = false) {
+            const auto kinds = parse_problem_kinds(part);
+            ok = !kinds.empty();
+            if (!ok) break;
+            if (first) {
+                s.problems = kinds.front();
+                if (kinds.size() > 1) s.max_count = kinds.back().count;
+            } else {
+                s.more.insert(s.more.end(), kinds.begin(), kinds.end());
+            }
         }
+        ok = ok && s.problems.count >= 1 && !stage.ends_with("+");
         // stage_at takes the last stage that has begun: stages out of order would silently skip some.
-        ok = ok && s.problems.min_number <= s.problems.max_number &&
-             (stages.empty() || s.from_step > stages.back().from_step);
+        ok = ok && (stages.empty() || s.from_step > stages.back().from_step);
         if (!ok) {
-            throw Error(ErrorCode::invalid_argument, "bad curriculum stage '" + stage +
-                                                         "' (from_step:count:min:max with count N or N-M, steps increasing)");
+            throw Error(ErrorCode::invalid_argument,
+                        "bad curriculum stage '" + stage +
+                            "' (from_step:count:min:max with count N or N-M, then optionally +count:min:max parts; steps increasing)");
         }
         stages.push_back(s);
     }
@@ -79,13 +113,15 @@ const Stage & stage_at(const TrainOptions & o, int64_t step) {
     return *current;
 }
 
-// The problem sizes a stage draws, smallest first: one for a single-size stage.
+// The kinds of problem a stage draws, in turn: its sizes smallest first (one for a single-size
+// stage), then its `more`.
 std::vector<countdown::GeneratorOptions> stage_sizes(const Stage & stage) {
     std::vector<countdown::GeneratorOptions> sizes;
     for (int count = stage.problems.count; count <= std::max(stage.problems.count, stage.max_count); ++count) {
         sizes.push_back(stage.problems);
         sizes.back().count = count;
     }
+    sizes.insert(sizes.end(), stage.more.begin(), stage.more.end());
     return sizes;
 }
 

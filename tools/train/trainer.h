@@ -16,15 +16,19 @@ namespace forkjoin::train {
 
 // A curriculum stage: from step `from_step` on, problems come from `problems`. With `max_count` above
 // problems.count the stage mixes sizes: problem i of a step has count + i % (max_count - count + 1)
-// numbers, so a stage that adds a size can keep the smaller ones it would otherwise forget.
+// numbers, so a stage that adds a size can keep the smaller ones it would otherwise forget. `more`
+// adds other kinds to the turn (e.g. 3 numbers from 1..20 beside 3 and 4 from 1..99: a model trained
+// only on large numbers forgets the small ones its first stage taught).
 struct Stage {
     int64_t from_step = 0;
     countdown::GeneratorOptions problems;
     int max_count = 0;  // 0: problems.count only
+    std::vector<countdown::GeneratorOptions> more;
 };
 
 // Parses --curriculum: comma-separated stages from_step:count:min_number:max_number, where count is
-// N or N-M (a mixed stage); from_step increases. Throws invalid_argument naming the bad stage.
+// N or N-M (a mixed stage), optionally followed by +count:min_number:max_number parts drawn in turn
+// with it (count N or N-M); from_step increases. Throws invalid_argument naming the bad stage.
 std::vector<Stage> parse_curriculum(const std::string & text);
 
 struct TrainOptions {
