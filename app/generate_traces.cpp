@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "strategies/countdown.h"
 #include "strategies/countdown_traces.h"
+#include "tasks/countdown/held_out.h"
 #include "tasks/countdown/problem.h"
 
 #include <algorithm>
@@ -19,40 +20,6 @@
 #include <unordered_set>
 
 namespace forkjoin::app {
-namespace {
-
-// A problem as a set member: its numbers as a multiset, and its target (the order of the numbers
-// does not make another problem).
-std::pair<std::vector<int>, int> key_of(const countdown::Problem & p) {
-    std::vector<int> nums = p.nums;
-    std::sort(nums.begin(), nums.end());
-    return {nums, p.target};
-}
-
-// The files --exclude names: "" the shipped eval sets (every *eval*.jsonl beside the shipped model),
-// "none" none, else the comma list.
-std::vector<std::string> excluded_files(const std::string & arg) {
-    if (arg == "none") return {};
-    if (!arg.empty()) {
-        std::vector<std::string> files;
-        for (const auto & f : split_comma_list(arg)) {
-            if (!f.empty()) files.push_back(f);
-        }
-        return files;
-    }
-    std::vector<std::string> files;
-    const std::filesystem::path dir = std::filesystem::path(model_path("")).parent_path();
-    std::error_code ec;
-    for (const auto & entry : std::filesystem::directory_iterator(dir, ec)) {
-        const std::string name = entry.path().filename().string();
-        if (name.find("eval") != std::string::npos && name.ends_with(".jsonl")) files.push_back(entry.path().string());
-    }
-    std::sort(files.begin(), files.end());
-    return files;
-}
-
-}  // namespace
-
 void add_generate_traces_options(CLI::App & cmd, GenerateTracesArgs & a) {
     cmd.add_option("--model", a.model, "GGUF model (default: the shipped Countdown model)");
     cmd.add_option("--problems", a.problems, "JSON Lines of fresh training problems (forkjoin generate countdown)")->required();
@@ -95,14 +62,12 @@ int run_generate_traces(const GenerateTracesArgs & a) {
 
     auto all = countdown::load_problems(a.problems);
     if (a.limit > 0 && static_cast<size_t>(a.limit) < all.size()) all.resize(static_cast<size_t>(a.limit));
-    std::set<std::pair<std::vector<int>, int>> excluded;
-    const std::vector<std::string> exclude_files = excluded_files(a.exclude);
-    for (const auto & f : exclude_files) {
-        for (const auto & p : countdown::load_problems(f)) excluded.insert(key_of(p));
-    }
+    const std::vector<std::string> exclude_files =
+        countdown::held_out_files(a.exclude, std::filesystem::path(model_path("")).parent_path().string());
+    const std::set<countdown::ProblemKey> excluded = countdown::load_held_out(exclude_files);
     std::vector<countdown::Problem> problems;
     for (const auto & p : all) {
-        if (!excluded.contains(key_of(p))) problems.push_back(p);
+        if (!excluded.contains(countdown::key_of(p))) problems.push_back(p);
     }
     std::string from;
     for (const auto & f : exclude_files) from += (from.empty() ? "" : ", ") + std::filesystem::path(f).filename().string();

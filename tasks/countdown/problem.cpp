@@ -4,12 +4,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 
 namespace forkjoin::countdown {
 
 namespace {
 constexpr int kMaxNumbers = 8;  // the solver is exponential in the count; more is not Countdown
+}
+
+ProblemKey key_of(const Problem & p) {
+    std::vector<int> nums = p.nums;
+    std::sort(nums.begin(), nums.end());
+    return {std::move(nums), p.target};
 }
 
 Problem parse_problem(std::string_view line) {

@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace forkjoin::countdown {
@@ -15,6 +16,11 @@ struct Problem {
     int target = 0;
     bool operator==(const Problem &) const = default;
 };
+
+// A problem as a set member: its numbers as a multiset (sorted), and its target. The order of the
+// numbers does not make another problem, so held-out checks and training exclusions compare these.
+using ProblemKey = std::pair<std::vector<int>, int>;
+ProblemKey key_of(const Problem & p);
 
 // Throws forkjoin::Error(invalid_argument) naming the problem with the line.
 Problem parse_problem(std::string_view json_line);

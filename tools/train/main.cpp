@@ -4,6 +4,7 @@
 // Re-running the same command resumes from runs/cd1/state.json. Progress (loss, tokens/s, ETA)
 // goes to stdout and runs/cd1/train.log; runs/cd1/model.gguf is the exported model.
 #include "base/error.h"
+#include "tasks/countdown/held_out.h"
 #include "tasks/countdown/problem.h"
 #include "tools/train/trainer.h"
 
@@ -45,6 +46,10 @@ int main(int argc, char ** argv) {
                    "JSONL of the model's own verified examples (forkjoin generate traces), mixed into every batch");
     app.add_option("--traces-share", o.traces_share, "with --traces: fraction of each batch's tokens drawn from them")
         ->capture_default_str();
+    std::string exclude;
+    app.add_option("--exclude", exclude,
+                   "comma-separated JSONL problem files never to train on: the symbolic stream skips their problems and "
+                   "--traces examples of them are dropped (default: every *eval*.jsonl in the project's models/; none: none)");
     app.add_option("--init", o.init_from,
                    "start from this GGUF's weights (e.g. models/countdown.gguf); its shape replaces --embd/--layers/--heads/--ff");
     app.add_option("--beam", o.search.beam_size)->capture_default_str();
@@ -65,6 +70,13 @@ int main(int argc, char ** argv) {
     CLI11_PARSE(app, argc, argv);
     try {
         o.curriculum = train::parse_curriculum(curriculum);
+        const auto held_out_files = countdown::held_out_files(exclude, FORKJOIN_MODELS_DIR);
+        o.held_out = countdown::load_held_out(held_out_files);
+        if (!o.held_out.empty()) {
+            std::printf("never trained on: %zu problems of", o.held_out.size());
+            for (const auto & f : held_out_files) std::printf(" %s", f.c_str());
+            std::printf("\n");
+        }
         if (data_stats > 0) {
             train::print_data_stats(o, data_stats);
             return 0;

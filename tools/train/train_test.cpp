@@ -242,6 +242,27 @@ TEST(Train, HeldOutCheckFindsTheStreamsProblemsInAnyOrder) {
     EXPECT_TRUE(train::in_training_stream(o, {used}, 1)[0]);
 }
 
+TEST(Train, HeldOutProblemsAreNeverDrawnAndTheNextTakesTheirPlace) {
+    train::TrainOptions o = stream_options();
+    o.curriculum = {train::Stage{0, countdown::GeneratorOptions{}, 0, {}}};
+    const countdown::GeneratorOptions stage = o.curriculum[0].problems;
+    countdown::ProblemGenerator gen(o.seed * 1000003ull + 1, stage);
+    const countdown::Problem first = gen.next(), second = gen.next();
+    ASSERT_EQ(train::in_training_stream(o, {first, second}), (std::vector<bool>{true, true}));
+    countdown::Problem reversed = first;
+    std::reverse(reversed.nums.begin(), reversed.nums.end());
+    o.held_out = {countdown::key_of(reversed)};  // held out in any order of its numbers
+    train::LlamaTorch model(small_config());
+    const auto tok = llama::Model::load(export_model(model, "held-out.gguf"), true);
+    const auto batch = train::training_batch(o, 1, *tok);
+    EXPECT_FALSE(train::in_training_stream(o, {first})[0]);
+    EXPECT_TRUE(train::in_training_stream(o, {second})[0]);
+    // The stream goes on: the step's batch is still full.
+    int64_t tokens = 0;
+    for (const auto & e : batch) tokens += static_cast<int64_t>(e.tokens.size());
+    EXPECT_GE(tokens, o.batch_tokens);
+}
+
 TEST(Train, MixedStageDrawsEverySizeAndLeavesSingleSizeStagesAsTheyWere) {
     train::TrainOptions o = stream_options();
     o.curriculum = train::parse_curriculum("0:3-4:1:99");

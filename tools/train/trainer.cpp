@@ -160,7 +160,8 @@ std::vector<Example> batch_for(const TrainOptions & o, int64_t step, const llama
         }
     }
     for (uint64_t i = 0; tokens < o.batch_tokens; ++i) {
-        const countdown::Problem p = gen.next();
+        countdown::Problem p = gen.next();
+        while (o.held_out.contains(countdown::key_of(p))) p = gen.next();
         if (problems) problems->push_back(p);
         // Alternate modes deterministically by problem index.
         const bool parallel = static_cast<double>((step * 7919 + static_cast<int64_t>(i)) % 1000) < o.parallel_share * 1000.0;
@@ -276,12 +277,8 @@ std::shared_ptr<const llama::Model> vocabulary_tokenizer(const TrainOptions & o)
 std::vector<bool> in_training_stream(const TrainOptions & o, const std::vector<countdown::Problem> & problems,
                                      int64_t from_step) {
     // A problem is its multiset of numbers and its target: the order of the numbers is not a new problem.
-    using Key = std::pair<std::vector<int>, int>;
-    auto key = [](countdown::Problem p) {
-        std::sort(p.nums.begin(), p.nums.end());
-        return Key(p.nums, p.target);
-    };
-    std::set<Key> wanted, seen;
+    const auto key = countdown::key_of;
+    std::set<countdown::ProblemKey> wanted, seen;
     for (const auto & p : problems) wanted.insert(key(p));
     const auto tok = vocabulary_tokenizer(o);
     for (int64_t step = from_step; step < o.steps; ++step) {
@@ -404,8 +401,12 @@ std::string train(const TrainOptions & o) {
     std::vector<Example> own;
     if (!o.traces_path.empty()) {
         int64_t own_tokens = 0;
-        size_t too_long = 0;
+        size_t too_long = 0, held_out = 0;
         for (const auto & t : strategies::read_training_traces(o.traces_path)) {
+            if (o.held_out.contains(countdown::key_of(t.problem))) {
+                ++held_out;  // an eval problem: never trained on
+                continue;
+            }
             Example ex = example_from_trace(t, *tokenizer);
             if (static_cast<int64_t>(ex.tokens.size()) > o.model.n_ctx) {
                 ++too_long;  // as the symbolic stream: too long to train on
@@ -415,8 +416,10 @@ std::string train(const TrainOptions & o) {
             own.push_back(std::move(ex));
         }
         if (own.empty()) throw Error(ErrorCode::invalid_argument, o.traces_path + ": no example fits the training context (--ctx)");
-        std::printf("%s: %zu examples, %lld tokens (%zu longer than --ctx left out); %.0f%% of each batch's tokens\n",
-                    o.traces_path.c_str(), own.size(), static_cast<long long>(own_tokens), too_long, 100.0 * std::clamp(o.traces_share, 0.0, 1.0));
+        std::printf("%s: %zu examples, %lld tokens (%zu longer than --ctx, %zu of held-out problems left out); %.0f%% of each "
+                    "batch's tokens\n",
+                    o.traces_path.c_str(), own.size(), static_cast<long long>(own_tokens), too_long, held_out,
+                    100.0 * std::clamp(o.traces_share, 0.0, 1.0));
     }
 
     std::ofstream log(dir / "train.log", std::ios::app);

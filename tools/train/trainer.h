@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,9 @@ struct TrainOptions {
     // replaces model's n_embd, n_layer, n_head and n_ff (n_ctx stays). A run that resumes from its
     // checkpoint reads only the shape. Empty: random init.
     std::string init_from;
+    // Problems never trained on (the eval sets: countdown/held_out.h): the symbolic stream draws
+    // the next problem in their place, and examples of --traces on them are dropped.
+    std::set<countdown::ProblemKey> held_out;
     countdown::SearchOptions search;  // beam sizes of the traces
     std::vector<Stage> curriculum;
     LlamaConfig model;
