@@ -25,8 +25,8 @@ void add_generate_traces_options(CLI::App & cmd, GenerateTracesArgs & a) {
     cmd.add_option("--problems", a.problems, "JSON Lines of fresh training problems (forkjoin generate countdown)")->required();
     cmd.add_option("--limit", a.limit, "first N problems (0: all)")->capture_default_str();
     cmd.add_option("--exclude", a.exclude,
-                   "comma-separated JSONL problem files never to train on; their problems are skipped (default: the "
-                   "shipped eval sets beside the shipped model; none: none)");
+                   "comma-separated JSONL problem files never to train on, besides the shipped eval sets beside the shipped "
+                   "model; their problems are skipped (a list starting with none drops the shipped sets)");
     cmd.add_option("--strategies", a.strategies, "comma-separated: sequential, native")->capture_default_str();
     cmd.add_option("--attempts", a.attempts, "sampled runs per problem and strategy, each with its own seed")->capture_default_str();
     cmd.add_option("--temperature", a.temperature, "sampling temperature (0: greedy, with --attempts 1)")->capture_default_str();

@@ -98,7 +98,7 @@ std::string expert_continuation(std::string_view join, const countdown::Problem 
         const std::string_view move = own[0];
         const std::string id(move.substr(std::string_view("Moving to Node #").size()));
         const std::string state_head = "Current State: " + target + ":";
-        if (own.size() < 2 || !own[1].starts_with(state_head) || id.find(',') == std::string::npos ||
+        if (own.size() < 2 || !own[1].starts_with(state_head) || !id.starts_with("0,") ||
             id.find(',', id.find(',') + 1) != std::string::npos) {
             continue;
         }

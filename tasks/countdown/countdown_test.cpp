@@ -1,6 +1,7 @@
 // Countdown: arithmetic rules, solver, generator, strict verifier, JSONL, and APR-format traces.
 #include "base/error.h"
 #include "tasks/countdown/arithmetic.h"
+#include "tasks/countdown/held_out.h"
 #include "tasks/countdown/problem.h"
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/prompts.h"
@@ -329,4 +330,36 @@ TEST(SubProblem, ASearchOfANodesStateReadsBackAsASearchFromTheNode) {
     EXPECT_EQ(read_back(cancelled, node), "Moving to Node #0,2\nCurrent State: 24:[4, 6, 9], Operations: ['3*2=6']\nNo solution found.\n");
     EXPECT_FALSE(node_problem("no node here"));
     EXPECT_FALSE(node_problem("Moving to Node #0\nCurrent State: x:[1, 2], Operations: []\n"));
+}
+
+TEST(HeldOut, EvalSetsAreHeldOutUnlessDroppedAndNamedFilesAddToThem) {
+    const auto dir = std::filesystem::temp_directory_path() / "forkjoin-held-out-test";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    const auto write = [&](const std::string & name, const std::string & text) {
+        std::ofstream(dir / name) << text;
+        return (dir / name).string();
+    };
+    const std::string b = write("b-eval.jsonl", "{\"nums\":[3,7,9],\"target\":24}\n");
+    const std::string a = write("a-eval.jsonl", "{\"nums\":[10,2,5],\"target\":25}\n");
+    write("train.jsonl", "{\"nums\":[1,2,3],\"target\":6}\n");  // not an eval set: not held out
+    const std::string extra = write("extra.jsonl", "{\"nums\":[4,4,4],\"target\":48}\n");
+    const std::string models = dir.string();
+
+    EXPECT_EQ(held_out_files("", models), (std::vector<std::string>{a, b}));
+    EXPECT_EQ(held_out_files(extra, models), (std::vector<std::string>{a, b, extra}));  // adds, never replaces
+    EXPECT_EQ(held_out_files("none", models), std::vector<std::string>{});
+    EXPECT_EQ(held_out_files("none," + extra, models), (std::vector<std::string>{extra}));
+    // A problem is its numbers in any order and its target.
+    const auto keys = load_held_out(held_out_files("", models));
+    EXPECT_EQ(keys.size(), 2u);
+    EXPECT_TRUE(keys.contains(key_of(Problem{{9, 3, 7}, 24})));
+    EXPECT_FALSE(keys.contains(key_of(Problem{{9, 3, 7}, 25})));
+    // Wanting the eval sets and finding none is an error, not a stream that holds nothing out.
+    EXPECT_THROW(held_out_files("", (dir / "missing").string()), Error);
+    std::filesystem::remove(a);
+    std::filesystem::remove(b);
+    EXPECT_THROW(held_out_files("", models), Error);
+    EXPECT_EQ(held_out_files("none", models), std::vector<std::string>{});
+    std::filesystem::remove_all(dir);
 }

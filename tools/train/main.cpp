@@ -48,8 +48,9 @@ int main(int argc, char ** argv) {
         ->capture_default_str();
     std::string exclude;
     app.add_option("--exclude", exclude,
-                   "comma-separated JSONL problem files never to train on: the symbolic stream skips their problems and "
-                   "--traces examples of them are dropped (default: every *eval*.jsonl in the project's models/; none: none)");
+                   "comma-separated JSONL problem files never to train on, besides every *eval*.jsonl in the project's models/ "
+                   "(a list starting with none drops those; with --overlap they are not held out unless named): the "
+                   "symbolic stream skips their problems and --traces examples of them are dropped");
     app.add_option("--init", o.init_from,
                    "start from this GGUF's weights (e.g. models/countdown.gguf); its shape replaces --embd/--layers/--heads/--ff");
     app.add_option("--beam", o.search.beam_size)->capture_default_str();
@@ -70,7 +71,12 @@ int main(int argc, char ** argv) {
     CLI11_PARSE(app, argc, argv);
     try {
         o.curriculum = train::parse_curriculum(curriculum);
-        const auto held_out_files = countdown::held_out_files(exclude, FORKJOIN_MODELS_DIR);
+        // --overlap asks what a stream contained: the shipped stages were trained with nothing excluded,
+        // and with the eval sets excluded by default the check would find none of them by construction.
+        // There the default is none; an explicit --exclude still names the stream to check.
+        const bool checking_overlap = !overlap_path.empty();
+        const auto held_out_files =
+            countdown::held_out_files(checking_overlap && exclude.empty() ? "none" : exclude, FORKJOIN_MODELS_DIR);
         o.held_out = countdown::load_held_out(held_out_files);
         if (!o.held_out.empty()) {
             std::printf("never trained on: %zu problems of", o.held_out.size());

@@ -251,16 +251,27 @@ TEST(Train, HeldOutProblemsAreNeverDrawnAndTheNextTakesTheirPlace) {
     ASSERT_EQ(train::in_training_stream(o, {first, second}), (std::vector<bool>{true, true}));
     countdown::Problem reversed = first;
     std::reverse(reversed.nums.begin(), reversed.nums.end());
+    ASSERT_NE(reversed.nums, first.nums);  // else "in any order" below tests nothing
     o.held_out = {countdown::key_of(reversed)};  // held out in any order of its numbers
-    train::LlamaTorch model(small_config());
-    const auto tok = llama::Model::load(export_model(model, "held-out.gguf"), true);
-    const auto batch = train::training_batch(o, 1, *tok);
     EXPECT_FALSE(train::in_training_stream(o, {first})[0]);
     EXPECT_TRUE(train::in_training_stream(o, {second})[0]);
-    // The stream goes on: the step's batch is still full.
-    int64_t tokens = 0;
-    for (const auto & e : batch) tokens += static_cast<int64_t>(e.tokens.size());
-    EXPECT_GE(tokens, o.batch_tokens);
+    // The step draws on past it: what it draws is the generator's stream with the held-out problem
+    // left out, a run of the problems after it (a skip that ended the step, or re-seeded it, would not).
+    o.steps = 2;  // step 1 alone
+    countdown::ProblemGenerator all(o.seed * 1000003ull + 1, stage);
+    std::vector<countdown::Problem> drawn;
+    for (int i = 0; i < 64; ++i) drawn.push_back(all.next());
+    o.held_out = {countdown::key_of(first)};
+    const auto seen = train::in_training_stream(o, drawn, 1);
+    EXPECT_FALSE(seen[0]);
+    const size_t n = static_cast<size_t>(std::find(seen.begin() + 1, seen.end(), false) - seen.begin());
+    ASSERT_GT(n, 2u);  // at least two problems after the held-out one
+    ASSERT_LT(n, drawn.size());
+    std::set<countdown::ProblemKey> run;
+    for (size_t i = 0; i < n; ++i) run.insert(countdown::key_of(drawn[i]));
+    for (size_t i = n; i < drawn.size(); ++i) {
+        if (!run.contains(countdown::key_of(drawn[i]))) EXPECT_FALSE(seen[i]) << i;  // a repeat may be seen
+    }
 }
 
 TEST(Train, MixedStageDrawsEverySizeAndLeavesSingleSizeStagesAsTheyWere) {

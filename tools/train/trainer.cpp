@@ -141,8 +141,10 @@ private:
     size_t next_ = 0;
 };
 
-// The batch for a step depends only on (seed, step) and the examples given: a resumed run sees the
-// same data stream. `own` (the model's verified examples, --traces) fills about o.traces_share of the
+// The batch for a step depends only on (seed, step), the held-out problems and the examples given: a
+// resumed run sees the same data stream (state.json names the held-out set; a resume warns when it
+// changed). A held-out problem is skipped and the generator's next one drawn in its place, which also
+// moves a mixed stage's turn on by one kind. `own` (the model's verified examples, --traces) fills about o.traces_share of the
 // tokens, drawn with replacement; the symbolic stream the rest. `problems`, when given, receives the
 // problems the symbolic examples were written from.
 std::vector<Example> batch_for(const TrainOptions & o, int64_t step, const llama::Model & tok,
@@ -218,8 +220,29 @@ std::pair<torch::Tensor, torch::Tensor> collate(const std::vector<Example> & bat
     return {tokens, weights};
 }
 
-void write_state(const fs::path & path, int64_t step, uint64_t seed) {
-    std::ofstream(path) << nlohmann::json{{"step", step}, {"seed", seed}}.dump() << "\n";
+// The symbolic stream skips the held-out problems, so it depends on them as well as on (seed, step):
+// the state names them by a digest (FNV-1a over the sorted keys) so that a resume can say when they
+// changed.
+std::string held_out_digest(const std::set<countdown::ProblemKey> & held_out) {
+    uint64_t h = 1469598103934665603ull;
+    const auto mix = [&](int64_t v) {
+        for (int b = 0; b < 8; ++b) {
+            h ^= static_cast<uint64_t>(v >> (8 * b)) & 0xffu;
+            h *= 1099511628211ull;
+        }
+    };
+    for (const auto & [nums, target] : held_out) {
+        mix(static_cast<int64_t>(nums.size()));
+        for (int n : nums) mix(n);
+        mix(target);
+    }
+    char out[32];
+    std::snprintf(out, sizeof out, "%zu:%016llx", held_out.size(), static_cast<unsigned long long>(h));
+    return out;
+}
+
+void write_state(const fs::path & path, int64_t step, uint64_t seed, const std::string & held_out) {
+    std::ofstream(path) << nlohmann::json{{"step", step}, {"seed", seed}, {"held_out", held_out}}.dump() << "\n";
 }
 
 std::vector<countdown::Problem> eval_set(const TrainOptions & o, int64_t step) {
@@ -384,6 +407,12 @@ std::string train(const TrainOptions & o) {
         std::ifstream in(state);
         const auto j = nlohmann::json::parse(in);
         step = j.at("step").get<int64_t>();
+        const std::string before = j.value("held_out", std::string("0:none recorded"));
+        if (before != held_out_digest(o.held_out)) {
+            std::printf("warning: the held-out problems differ from the run's so far (%s, now %s): the symbolic stream "
+                        "from here on is not the one the same command drew before\n",
+                        before.c_str(), held_out_digest(o.held_out).c_str());
+        }
         torch::load(model, weights.string());
         torch::load(opt, optim.string());
         std::printf("resuming %s at step %lld\n", o.out_dir.c_str(), static_cast<long long>(step));
@@ -479,7 +508,7 @@ std::string train(const TrainOptions & o) {
         if (done % o.checkpoint_every == 0 || done == o.steps) {
             torch::save(model, weights.string());
             torch::save(opt, optim.string());
-            write_state(state, done, o.seed);
+            write_state(state, done, o.seed, held_out_digest(o.held_out));
             export_gguf(export_path);
         }
         if (o.eval_every > 0 && (done % o.eval_every == 0 || done == o.steps)) {

@@ -16,8 +16,9 @@
 namespace forkjoin::train {
 
 // A curriculum stage: from step `from_step` on, problems come from `problems`. With `max_count` above
-// problems.count the stage mixes sizes: problem i of a step has count + i % (max_count - count + 1)
-// numbers, so a stage that adds a size can keep the smaller ones it would otherwise forget. `more`
+// problems.count the stage mixes sizes: the step's problems take the sizes count..max_count in turn
+// (then the kinds of `more`), so a stage that adds a size can keep the smaller ones it would otherwise
+// forget; a held-out problem skipped moves the turn on. `more`
 // adds other kinds to the turn (e.g. 3 numbers from 1..20 beside 3 and 4 from 1..99: a model trained
 // only on large numbers forgets the small ones its first stage taught).
 struct Stage {
