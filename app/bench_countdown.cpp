@@ -127,6 +127,7 @@ struct Summary {
     // and samples cancelled or never started once the vote settled.
     double samples_stopped = 0, samples_not_needed = 0;
     double compactions = 0;  // per problem: threads' contexts the context-rot monitor compacted
+    double rewrites = 0;     // per problem: native + validate, the root's continuations after its join re-sampled
     double run_wall_s = 0;  // the whole run's wall time divided by n: throughput, all requests in flight
     // The engine against its physical limit: tokens decoded per second over the whole run, and raw
     // batched decode on the same backend at the run's mean batch size and mean context per token.
@@ -178,16 +179,19 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
             // Failure analysis: the model's own lines, where they are the search of this problem
             // from the thread's start (not behind distractors, not restarted by a compaction, not a
             // nested search in its sub-problem's terms).
-            if (a.distractors == 0 && t.compactions == 0 && !t.nested) {
+            // A rewrite (validate) restates its root's context up to the join: its lines are counted once, in the root.
+            const bool rewrite = o.rewrites > 0 && t.parent < 0 && t.id > 0;
+            if (a.distractors == 0 && t.compactions == 0 && !t.nested && !rewrite) {
                 countdown::add_counts(s.lines, countdown::check_trace_lines(t.text, o.problem));
             }
         }
         s.samples_stopped += o.stopped;
         s.samples_not_needed += o.not_needed;
+        s.rewrites += o.rewrites;
     }
     const double n = static_cast<double>(s.n);
     for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads,
-                       &s.probe_tokens, &s.samples_stopped, &s.samples_not_needed, &s.compactions}) {
+                       &s.probe_tokens, &s.samples_stopped, &s.samples_not_needed, &s.compactions, &s.rewrites}) {
         *v /= n;
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -225,7 +229,7 @@ nlohmann::json to_json(const Summary & s) {
     nlohmann::json j = {{"n", s.n}, {"strategy", s.strategy}, {"controller", s.controller}, {"context", s.context}, {"distractors", s.distractors}, {"accuracy", s.accuracy},
             {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens}, {"probe_tokens", s.probe_tokens},
             {"max_context_tokens", s.max_context_tokens}, {"samples_stopped", s.samples_stopped}, {"compactions", s.compactions},
-            {"samples_not_needed", s.samples_not_needed}, {"wall_seconds", s.latency_s},
+            {"samples_not_needed", s.samples_not_needed}, {"answer_rewrites", s.rewrites}, {"wall_seconds", s.latency_s},
             {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads},
             {"run_tokens_per_s", s.run_tokens_per_s}, {"mean_batch", s.mean_batch}, {"mean_context", s.mean_context},
             {"raw_tokens_per_s", s.raw_tokens_per_s},
@@ -273,6 +277,10 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
                             100.0 * s.probe_tokens / std::max(1.0, s.total_tokens), s.compactions);
             }
             if (!s.lines.by_kind.empty()) std::printf("  wrong lines by kind: %s\n", lines_report(s.lines).c_str());
+            if (s.rewrites > 0) {
+                std::printf("  validate: per problem %.2f root continuations re-sampled after a join that reached the target\n",
+                            s.rewrites);
+            }
             if (s.samples_stopped > 0 || s.samples_not_needed > 0) {
                 std::printf("  confidence: per problem %.2f samples stopped for low confidence, %.2f not needed once the vote settled\n",
                             s.samples_stopped, s.samples_not_needed);

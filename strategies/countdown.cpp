@@ -1,12 +1,14 @@
 #include "strategies/countdown.h"
 
 #include "dialects/apr.h"
+#include "strategies/countdown_traces.h"
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/sub_problem.h"
 #include "tasks/countdown/verifier.h"
 #include "tasks/answer.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -152,7 +154,79 @@ CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions 
     prompt_ = options_.distractors + countdown::root_context(problem_, options_.strategy == CountdownStrategy::native, options_.style);
     controller_ = runtime::make_controller(options_.controller, countdown_hooks(problem_, options_.style), options_.policies);
     expected_ = sampled(options_.strategy) ? std::max(1, options_.samples) : 1;
+    validate_answer_ = options_.strategy == CountdownStrategy::native && runtime::has_policy(options_.controller, "validate");
     outcome_.problem = problem_;
+}
+
+int64_t CountdownProgram::generated_so_far() const {
+    int64_t spent = 0;
+    for (const auto & s : samples_) spent += s.metrics.generated_tokens;
+    return spent;
+}
+
+double CountdownProgram::elapsed_so_far() const {
+    double spent = 0;  // the calls ran one after another
+    for (const auto & s : samples_) spent += s.metrics.wall_s;
+    return spent;
+}
+
+std::optional<std::string> CountdownProgram::rewrite_prefix(const runtime::RequestResult & root, std::string & why_not) const {
+    // What the root wrote after its last join is what is re-sampled: from a root that ended by itself
+    // or at its context window (the rewrite has the same window, the prefix in it); one stopped by its
+    // token budget, the request's or its time would be given more than its limits allowed.
+    const bool at_window = root.limit && *root.limit == runtime::LimitKind::context_window;
+    if ((root.limit && !at_window) || (!root.ok && !at_window)) {
+        why_not = "it ended at a limit or failed: " + root.end_reason;
+        return std::nullopt;
+    }
+    // A root the monitor compacted is read from its node (claimed_path): its rewrite would not be.
+    if (!root.threads.empty() && root.threads[0].compactions > 0) {
+        why_not = "it was compacted";
+        return std::nullopt;
+    }
+    constexpr std::string_view kJoin = "<Sub Searches>\n", kEndJoin = "<End Sub Searches>\n";
+    const size_t end = root.text.rfind(kEndJoin);
+    const size_t join = end == std::string::npos ? std::string::npos : root.text.rfind(kJoin, end);
+    if (join == std::string::npos) {
+        why_not = "no join to continue from";
+        return std::nullopt;
+    }
+    // The join must hold the answer: a sub search's goal path that verifies from the root's numbers
+    // (what the symbolic writer would continue with). Then the root failed to write it back.
+    if (expert_continuation(std::string_view(root.text).substr(join, end - join), problem_).empty()) {
+        why_not = "no sub search in its join reached the target by a path that verifies";
+        return std::nullopt;
+    }
+    return root.text.substr(0, end + kEndJoin.size());
+}
+
+void CountdownProgram::start_rewrite(runtime::ProgramContext & ctx) {
+    const int round = outcome_.rewrites + 1;
+    const int64_t spent = generated_so_far();
+    runtime::RequestOptions request;
+    request.sampling = options_.sampling;
+    request.sampling.temperature = kRewriteTemperature;
+    request.sampling.seed = options_.sampling.seed * 1000003ull + 104729ull * static_cast<uint64_t>(round);
+    request.dialect = dialect_;
+    // The request's limits, less what the job spent: total tokens and wall time. The thread's own
+    // budget and window apply afresh to the continuation (its context, the prefix included, still
+    // within the window).
+    runtime::Limits limits = options_.limits;
+    limits.max_depth = 0;  // the join is done: what is left is the path
+    limits.total_token_budget = options_.limits.total_token_budget - spent;
+    if (options_.limits.timeout_s > 0) limits.timeout_s = options_.limits.timeout_s - elapsed_so_far();
+    request.limits = limits;
+    // The runtime's own controller: no policy of the request's applies to a thread that spawns
+    // nothing, and the context-rot monitor must not compact away the join it is to read.
+    request.controller = nullptr;
+    char note[256];
+    std::snprintf(note, sizeof note,
+                  "validate: the root's answer failed the verifier while a sub search in its join reached the target; its "
+                  "continuation after the join re-sampled at %.1f (round %d of %d, %lld tokens spent)",
+                  static_cast<double>(kRewriteTemperature), round, runtime::Validate::kMaxRounds, static_cast<long long>(spent));
+    notes_.push_back(note);
+    ++outcome_.rewrites;
+    ctx.call(rewrite_from_, request, -1, false);
 }
 
 countdown::ExtractedPath CountdownProgram::claimed_path(const runtime::RequestResult & sample) const {
@@ -192,6 +266,25 @@ void CountdownProgram::start_sample(runtime::ProgramContext & ctx, int i) {
 
 void CountdownProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId, const runtime::RequestResult & result) {
     samples_.push_back(result);
+    if (validate_answer_) {
+        // The root first, then its rewrites one at a time, until one verifies or the rounds or the
+        // budget are spent.
+        const countdown::ExtractedPath path = claimed_path(result);
+        const bool answered = path.error.empty() && countdown::verify(problem_, path.steps).ok;
+        std::string why_not;
+        if (!answered && rewrite_from_.empty()) {
+            if (auto prefix = rewrite_prefix(result, why_not)) rewrite_from_ = std::move(*prefix);
+        }
+        const bool time_left = options_.limits.timeout_s <= 0 || elapsed_so_far() < options_.limits.timeout_s;
+        if (!answered && !rewrite_from_.empty() && outcome_.rewrites < runtime::Validate::kMaxRounds &&
+            generated_so_far() < options_.limits.total_token_budget && time_left) {
+            start_rewrite(ctx);
+            return;
+        }
+        if (!answered && outcome_.rewrites == 0 && !why_not.empty()) notes_.push_back("validate: the root's answer failed the verifier; " + why_not);
+        conclude(ctx);
+        return;
+    }
     const int ended = static_cast<int>(samples_.size());
     if (ended == expected_) {
         conclude(ctx);
@@ -260,7 +353,15 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note)
         }
         outcome_.votes = v.count;
     } else if (!claims.empty()) {
+        // The root's, unless validation re-sampled its continuation: then the first the verifier
+        // accepts (the rewrites ran because the root's did not verify).
         chosen = claims.front().sample;
+        for (const auto & c : claims) {
+            if (outcome_.rewrites > 0 && countdown::verify(problem_, c.path.steps).ok) {
+                chosen = c.sample;
+                break;
+            }
+        }
     }
     runtime::JobResult job;
     job.strategy = countdown_strategy_name(options_.strategy);
@@ -280,10 +381,16 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note)
     job.error = outcome_.solved ? std::string() : outcome_.reason;
     job.text = outcome_.run.text.starts_with(prompt_) ? outcome_.run.text.substr(prompt_.size()) : outcome_.run.text;
     job.finish_reason = runtime::finish_reason(outcome_.run);
-    for (const auto & s : samples_) job.metrics.sequential_tokens = std::max(job.metrics.sequential_tokens, s.metrics.sequential_tokens);
+    if (outcome_.rewrites > 0) {
+        // The rewrites run one after another, after the root: one chain.
+        for (const auto & s : samples_) job.metrics.sequential_tokens += s.metrics.sequential_tokens;
+    } else {
+        for (const auto & s : samples_) job.metrics.sequential_tokens = std::max(job.metrics.sequential_tokens, s.metrics.sequential_tokens);
+    }
     for (const auto & s : samples_) outcome_.stopped += ConfidentSampling::stopped(s);
-    outcome_.not_needed = expected_ - static_cast<int>(samples_.size());
+    outcome_.not_needed = expected_ - (static_cast<int>(samples_.size()) - outcome_.rewrites);
     job.notes = confident_.notes(outcome_.stopped, static_cast<int>(samples_.size()), note);
+    job.notes.insert(job.notes.end(), notes_.begin(), notes_.end());
     ctx.finish(std::move(job));
 }
 

@@ -60,12 +60,15 @@ struct CountdownOutcome {
     bool solved = false;           // verified
     std::string reason;            // why not
     std::string expression;        // e.g. "(7+5)+(9+3)" when solved
-    runtime::RequestResult run;    // the answering sample (sampled strategies), else the only run
+    runtime::RequestResult run;    // the answering call: a sample (sampled strategies), a root's rewrite
+                                   // (native + validate), else the only run
     runtime::Metrics metrics;      // the problem's cost, all samples together
     std::vector<runtime::ThreadRecord> threads;  // the job's whole tree (every sample)
     int votes = 0;                 // self-consistency: samples that gave the chosen answer
     int stopped = 0;               // samples the confidence policy stopped (low confidence), and
     int not_needed = 0;            // samples cancelled or never started once the vote settled
+    int rewrites = 0;              // native + validate: the root's continuations after its join re-sampled
+                                   // (calls after the root's; their roots are the job's last threads)
 };
 
 // One problem as a job. After the job ends, outcome() holds the verdict.
@@ -84,6 +87,16 @@ private:
     // The vote over the samples so far: per sample its expression ("" without a path), weighed as
     // confident_ says.
     tasks::Vote vote(std::vector<std::string> & answers) const;
+    // Validation of a native root's answer (the validate policy): when the verifier rejects what the
+    // root wrote after its join while a child's goal in that join verifies, the root's context up to
+    // the join's end is continued again, sampled, at most Validate::kMaxRounds times within the
+    // request's total budget. For a root whose answer failed: the prefix to continue, or nothing (with
+    // why in `why_not`).
+    std::optional<std::string> rewrite_prefix(const runtime::RequestResult & root, std::string & why_not) const;
+    void start_rewrite(runtime::ProgramContext & ctx);
+    int64_t generated_so_far() const;  // by every call of the job that ended
+    double elapsed_so_far() const;     // their wall time
+    static constexpr float kRewriteTemperature = 0.7f;  // as the validate policy re-runs sub searches
     countdown::Problem problem_;
     CountdownOptions options_;
     std::shared_ptr<const dialects::Dialect> dialect_;
@@ -92,6 +105,9 @@ private:
     std::vector<runtime::RequestResult> samples_;
     int expected_ = 1;
     int started_ = 0;
+    bool validate_answer_ = false;  // native under the validate policy
+    std::string rewrite_from_;      // the root's context up to its join's end, once a rewrite started
+    std::vector<std::string> notes_;
     ConfidentSampling confident_;
     CountdownOutcome outcome_;
 };

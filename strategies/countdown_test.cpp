@@ -3,6 +3,7 @@
 // model still solves what its card says it solves (floors far below the card's figures, so a
 // broken engine or model fails here, and noise does not).
 #include "strategies/countdown.h"
+#include "strategies/countdown_traces.h"
 #include "tasks/countdown/problem.h"
 #include "tasks/countdown/verifier.h"
 
@@ -131,6 +132,54 @@ TEST(CountdownStrategies, EarlyStopCancelsSiblingsOfAVerifiedChildAndSpendsLess)
     EXPECT_LT(tokens_stopped, tokens_plain);
 }
 
+// Validation of the root's answer on the shipped model: a root that failed to write back a path its
+// join holds (the shipped model's most common failure on 4 numbers) has its continuation after the
+// join re-sampled, at most Validate::kMaxRounds times. Each rewrite starts from the root's context up
+// to the join's end, runs no child, and its tokens are the job's; the answer is the first the
+// verifier accepts.
+TEST(CountdownStrategies, ValidateResamplesARootThatFailedToWriteBackAVerifiedJoin) {
+    const auto four = problems(kEval4Set, 16);
+    const auto out = run(CountdownStrategy::native, 1024, 1, 0, four, "validate");
+    int rewritten = 0;
+    for (const auto & o : out) {
+        int64_t generated = 0;
+        for (const auto & t : o.threads) generated += t.generated_tokens;
+        EXPECT_EQ(o.metrics.generated_tokens, generated) << "every token is the job's";
+        if (o.rewrites == 0) continue;
+        ++rewritten;
+        const runtime::ThreadRecord & root = o.threads[0];
+        // The root's own answer failed, and a sub search in its join reached the target by a path
+        // that verifies.
+        const auto own = countdown::extract_solution(root.text);
+        EXPECT_FALSE(own.error.empty() && countdown::verify(o.problem, own.steps).ok) << root.text;
+        const size_t end = root.text.rfind("<End Sub Searches>\n");
+        ASSERT_NE(end, std::string::npos);
+        const size_t join = root.text.rfind("<Sub Searches>\n", end);
+        EXPECT_FALSE(expert_continuation(std::string_view(root.text).substr(join, end - join), o.problem).empty());
+        const std::string prefix = root.text.substr(0, end + 19);
+        std::vector<int> rewrites;
+        for (const auto & t : o.threads) {
+            if (t.parent < 0 && t.id != 0) rewrites.push_back(t.id);
+        }
+        ASSERT_EQ(static_cast<int>(rewrites.size()), o.rewrites);
+        for (int id : rewrites) {
+            const runtime::ThreadRecord & t = o.threads[static_cast<size_t>(id)];
+            EXPECT_TRUE(t.text.starts_with(prefix)) << t.text;
+            EXPECT_GT(t.generated_tokens, 0);
+            for (const auto & c : o.threads) EXPECT_NE(c.parent, id) << "a rewrite runs no child";
+        }
+        if (o.solved) {
+            // The answer is the last rewrite's: rounds stop at the first the verifier accepts.
+            EXPECT_EQ(o.run.text, o.threads[static_cast<size_t>(rewrites.back())].text);
+        } else {
+            // Unsolved: every round was tried (no budget or time ran out at these sizes).
+            EXPECT_EQ(o.rewrites, runtime::Validate::kMaxRounds);
+        }
+    }
+    std::printf("validate: %d of 16 roots re-sampled after their join, %d solved\n", rewritten, solved(out));
+    EXPECT_GT(rewritten, 0);  // 1 of these 16 on cd-v6 (3 solved)
+}
+
 TEST(CountdownStrategies, ContextWindowHoldsForEveryThread) {
     const int window = 160;
     for (auto s : {CountdownStrategy::sequential, CountdownStrategy::native}) {
@@ -183,8 +232,11 @@ TEST(CountdownStrategies, SelfConsistencyWithConfidenceAccountsForEverySample) {
             if (t.end_reason == "job finished") ++cut;
         }
         EXPECT_EQ(low, o.stopped);
-        // Samples that ended count; the rest were cancelled or never started.
-        EXPECT_EQ(roots - cut, 8 - o.not_needed);
+        // Samples whose answers the vote read count; the rest were cancelled or never started, or
+        // ended in the very step the vote settled, before the program saw them (they ran, and their
+        // tokens are the job's, but no answer of theirs was needed: seen once in 12 on cd-v6).
+        EXPECT_GE(roots - cut, 8 - o.not_needed);
+        EXPECT_LE(roots - cut, 8 - o.not_needed + 1);
         EXPECT_LE(roots, 8);
     }
     std::printf("confidence: %lld tokens against %lld plain; %d samples stopped, %d not needed; solved %d vs %d\n",

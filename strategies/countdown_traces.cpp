@@ -79,42 +79,6 @@ bool root_examples(const runtime::ThreadRecord & root, const std::string & head,
     return true;
 }
 
-// What the symbolic writer (tasks/countdown/search_trace.cpp) writes after a join, for this join:
-// the first sub search in the join's order whose goal path verifies from the root's numbers, as
-// "T,T equal: Goal Reached" and the clean path from node #0 (the root's state, the step to that
-// child's node, then the child's path as the join gives it). Empty when no goal path verifies.
-std::string expert_continuation(std::string_view join, const countdown::Problem & problem) {
-    const std::vector<std::string_view> lines = lines_of(join);
-    const std::string target = std::to_string(problem.target);
-    for (size_t i = 0; i < lines.size(); ++i) {
-        if (!lines[i].starts_with("<Goal Reached in Sub Search ")) continue;
-        std::string path;  // the child's path: its lines up to the next result line
-        for (size_t k = i + 1; k < lines.size() && !lines[k].starts_with("<"); ++k) path += std::string(lines[k]) + "\n";
-        if (!path.starts_with("Moving to Node #") || path.find(kGoal) == std::string::npos) continue;
-        const countdown::ExtractedPath steps = countdown::extract_subsearch_solution(path);
-        if (!steps.error.empty() || !countdown::verify(problem, steps.steps).ok) continue;
-        // The child's node (a child of node #0: one operation) and its state, as its path states it.
-        const std::vector<std::string_view> own = lines_of(path);
-        const std::string_view move = own[0];
-        const std::string id(move.substr(std::string_view("Moving to Node #").size()));
-        const std::string state_head = "Current State: " + target + ":";
-        if (own.size() < 2 || !own[1].starts_with(state_head) || !id.starts_with("0,") ||
-            id.find(',', id.find(',') + 1) != std::string::npos) {
-            continue;
-        }
-        const std::string_view state = own[1].substr(state_head.size());
-        const size_t ops_at = state.find(", Operations: ['");
-        if (ops_at == std::string_view::npos || !state.ends_with("']")) continue;
-        const std::string numbers(state.substr(0, ops_at));
-        const std::string op(state.substr(ops_at + 16, state.size() - 2 - ops_at - 16));
-        if (op.find('\'') != std::string::npos) continue;  // more than one operation: not a child of the root
-        return target + "," + target + std::string(kGoal) + "\n" + countdown::root_prompt(problem) + "Exploring Operation: " + op +
-               ", Resulting Numbers: " + numbers + "\nGenerated Node #" + id + ": " + target + ":" + numbers + " Operation: " + op +
-               "\n" + path;
-    }
-    return {};
-}
-
 // The root's first context after its first join, continued as the symbolic writer would from that
 // join (expert_continuation), as an example; nullopt when the root has no join, no goal path in it
 // verifies, or the continuation would not be a verified answer with every line right.
@@ -150,6 +114,38 @@ bool child_verdict_right(const countdown::Problem & root_problem, const std::str
 }
 
 }  // namespace
+
+std::string expert_continuation(std::string_view join, const countdown::Problem & problem) {
+    const std::vector<std::string_view> lines = lines_of(join);
+    const std::string target = std::to_string(problem.target);
+    for (size_t i = 0; i < lines.size(); ++i) {
+        if (!lines[i].starts_with("<Goal Reached in Sub Search ")) continue;
+        std::string path;  // the child's path: its lines up to the next result line
+        for (size_t k = i + 1; k < lines.size() && !lines[k].starts_with("<"); ++k) path += std::string(lines[k]) + "\n";
+        if (!path.starts_with("Moving to Node #") || path.find(kGoal) == std::string::npos) continue;
+        const countdown::ExtractedPath steps = countdown::extract_subsearch_solution(path);
+        if (!steps.error.empty() || !countdown::verify(problem, steps.steps).ok) continue;
+        // The child's node (a child of node #0: one operation) and its state, as its path states it.
+        const std::vector<std::string_view> own = lines_of(path);
+        const std::string_view move = own[0];
+        const std::string id(move.substr(std::string_view("Moving to Node #").size()));
+        const std::string state_head = "Current State: " + target + ":";
+        if (own.size() < 2 || !own[1].starts_with(state_head) || !id.starts_with("0,") ||
+            id.find(',', id.find(',') + 1) != std::string::npos) {
+            continue;
+        }
+        const std::string_view state = own[1].substr(state_head.size());
+        const size_t ops_at = state.find(", Operations: ['");
+        if (ops_at == std::string_view::npos || !state.ends_with("']")) continue;
+        const std::string numbers(state.substr(0, ops_at));
+        const std::string op(state.substr(ops_at + 16, state.size() - 2 - ops_at - 16));
+        if (op.find('\'') != std::string::npos) continue;  // more than one operation: not a child of the root
+        return target + "," + target + std::string(kGoal) + "\n" + countdown::root_prompt(problem) + "Exploring Operation: " + op +
+               ", Resulting Numbers: " + numbers + "\nGenerated Node #" + id + ": " + target + ":" + numbers + " Operation: " + op +
+               "\n" + path;
+    }
+    return {};
+}
 
 std::string TrainingTrace::text() const {
     std::string all;

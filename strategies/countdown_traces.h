@@ -48,6 +48,13 @@
 
 namespace forkjoin::strategies {
 
+// What the symbolic writer (tasks/countdown/search_trace.cpp) writes after a join, for this join
+// (its text from "<Sub Searches>" to before "<End Sub Searches>"): the first sub search in the join's
+// order whose goal path verifies from the root's numbers, as "T,T equal: Goal Reached" and the clean
+// path from node #0 (the root's state, the step to that child's node, then the child's path as the
+// join gives it). Empty when no goal path of a child of node #0 verifies.
+std::string expert_continuation(std::string_view join, const countdown::Problem & problem);
+
 struct TracePart {
     std::string text;
     bool loss = false;  // written by the model: a prediction target
