@@ -184,9 +184,8 @@ std::optional<std::string> CountdownProgram::rewrite_prefix(const runtime::Reque
         why_not = "it was compacted";
         return std::nullopt;
     }
-    constexpr std::string_view kJoin = "<Sub Searches>\n", kEndJoin = "<End Sub Searches>\n";
-    const size_t end = root.text.rfind(kEndJoin);
-    const size_t join = end == std::string::npos ? std::string::npos : root.text.rfind(kJoin, end);
+    const size_t end = root.text.rfind(kJoinEnd);
+    const size_t join = end == std::string::npos ? std::string::npos : root.text.rfind(kJoinBegin, end);
     if (join == std::string::npos) {
         why_not = "no join to continue from";
         return std::nullopt;
@@ -197,7 +196,7 @@ std::optional<std::string> CountdownProgram::rewrite_prefix(const runtime::Reque
         why_not = "no sub search in its join reached the target by a path that verifies";
         return std::nullopt;
     }
-    return root.text.substr(0, end + kEndJoin.size());
+    return root.text.substr(0, end + kJoinEnd.size());
 }
 
 void CountdownProgram::start_rewrite(runtime::ProgramContext & ctx) {

@@ -14,8 +14,6 @@
 namespace forkjoin::strategies {
 namespace {
 
-constexpr std::string_view kJoin = "<Sub Searches>\n";
-constexpr std::string_view kEndJoin = "<End Sub Searches>\n";
 constexpr std::string_view kGoal = " equal: Goal Reached";
 
 bool starts_line(std::string_view text, size_t pos) { return pos == 0 || text[pos - 1] == '\n'; }
@@ -61,16 +59,16 @@ bool root_examples(const runtime::ThreadRecord & root, const std::string & head,
     const std::string & text = root.text;
     if (!text.starts_with(head)) return false;
     size_t written_from = head.size();
-    for (size_t join = text.find(kJoin, written_from); join != std::string::npos; join = text.find(kJoin, written_from)) {
+    for (size_t join = text.find(kJoinBegin, written_from); join != std::string::npos; join = text.find(kJoinBegin, written_from)) {
         if (!parallel || !starts_line(text, join)) return false;
-        const size_t end = text.find(kEndJoin, join);
+        const size_t end = text.find(kJoinEnd, join);
         if (end == std::string::npos) return false;
         const std::string block = spawn_block_of(std::string_view(text).substr(join, end - join));
         if (block.empty()) return false;
         TrainingTrace t = base;
         t.parts = {{text.substr(0, written_from), false}, {text.substr(written_from, join - written_from) + block, true}};
         out.push_back(std::move(t));
-        written_from = end + kEndJoin.size();
+        written_from = end + kJoinEnd.size();
     }
     TrainingTrace last = base;
     last.parts = {{text.substr(0, written_from), false}, {text.substr(written_from), true}};
@@ -85,11 +83,11 @@ bool root_examples(const runtime::ThreadRecord & root, const std::string & head,
 std::optional<TrainingTrace> corrected_join(const runtime::ThreadRecord & root, const std::string & head, TrainingTrace base) {
     const std::string & text = root.text;
     if (!text.starts_with(head)) return std::nullopt;
-    const size_t join = text.find(kJoin, head.size());
+    const size_t join = text.find(kJoinBegin, head.size());
     if (join == std::string::npos || !starts_line(text, join)) return std::nullopt;
-    const size_t end = text.find(kEndJoin, join);
+    const size_t end = text.find(kJoinEnd, join);
     if (end == std::string::npos) return std::nullopt;
-    const std::string context = text.substr(0, end + kEndJoin.size());
+    const std::string context = text.substr(0, end + kJoinEnd.size());
     const std::string continuation = expert_continuation(std::string_view(text).substr(join, end - join), base.problem);
     if (continuation.empty()) return std::nullopt;
     const std::string whole = context + continuation;

@@ -44,9 +44,14 @@
 #include "strategies/countdown.h"
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace forkjoin::strategies {
+
+// A join's text in a parent's context (dialects/apr.h): from kJoinBegin to kJoinEnd, both included.
+inline constexpr std::string_view kJoinBegin = "<Sub Searches>\n";
+inline constexpr std::string_view kJoinEnd = "<End Sub Searches>\n";
 
 // What the symbolic writer (tasks/countdown/search_trace.cpp) writes after a join, for this join
 // (its text from "<Sub Searches>" to before "<End Sub Searches>"): the first sub search in the join's

@@ -270,7 +270,9 @@ TEST(Train, HeldOutProblemsAreNeverDrawnAndTheNextTakesTheirPlace) {
     std::set<countdown::ProblemKey> run;
     for (size_t i = 0; i < n; ++i) run.insert(countdown::key_of(drawn[i]));
     for (size_t i = n; i < drawn.size(); ++i) {
-        if (!run.contains(countdown::key_of(drawn[i]))) EXPECT_FALSE(seen[i]) << i;  // a repeat may be seen
+        if (!run.contains(countdown::key_of(drawn[i]))) {
+            EXPECT_FALSE(seen[i]) << i;  // a repeat may be seen
+        }
     }
 }
 

@@ -403,15 +403,16 @@ std::string train(const TrainOptions & o) {
     const fs::path dir(o.out_dir), state = dir / "state.json", weights = dir / "model.pt", optim = dir / "optim.pt";
     const fs::path export_path = dir / "model.gguf";
     int64_t step = 0;
+    const std::string held_out_id = held_out_digest(o.held_out);  // what state.json records of them
     if (fs::exists(state)) {
         std::ifstream in(state);
         const auto j = nlohmann::json::parse(in);
         step = j.at("step").get<int64_t>();
         const std::string before = j.value("held_out", std::string("0:none recorded"));
-        if (before != held_out_digest(o.held_out)) {
+        if (before != held_out_id) {
             std::printf("warning: the held-out problems differ from the run's so far (%s, now %s): the symbolic stream "
                         "from here on is not the one the same command drew before\n",
-                        before.c_str(), held_out_digest(o.held_out).c_str());
+                        before.c_str(), held_out_id.c_str());
         }
         torch::load(model, weights.string());
         torch::load(opt, optim.string());
@@ -508,7 +509,7 @@ std::string train(const TrainOptions & o) {
         if (done % o.checkpoint_every == 0 || done == o.steps) {
             torch::save(model, weights.string());
             torch::save(opt, optim.string());
-            write_state(state, done, o.seed, held_out_digest(o.held_out));
+            write_state(state, done, o.seed, held_out_id);
             export_gguf(export_path);
         }
         if (o.eval_every > 0 && (done % o.eval_every == 0 || done == o.steps)) {
