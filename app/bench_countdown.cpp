@@ -41,6 +41,7 @@ strategies::CountdownOptions options_from(const CountdownArgs & a) {
     o.limits.max_children = a.max_children;
     o.concurrent_requests = a.concurrency;
     o.samples = a.samples;
+    o.native_samples = a.native_samples;
     o.sampling.temperature = a.temperature;
     o.sampling.seed = a.seed;
     o.controller = a.controller;
@@ -71,6 +72,8 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
                    "--kv-cells / threads cells, and fails if it fills it)")
         ->capture_default_str();
     cmd.add_option("--samples", a.samples, "self-consistency, best-of-n: samples per problem")->capture_default_str();
+    cmd.add_flag("--native-samples", a.native_samples,
+                 "self-consistency, best-of-n: each sample a native run (it spawns) instead of a sequential thread");
     cmd.add_option("--temperature", a.temperature, "0: greedy")->capture_default_str();
     cmd.add_option("--seed", a.seed)->capture_default_str();
     cmd.add_option("--threads", a.threads,
@@ -128,6 +131,7 @@ struct Summary {
     double samples_stopped = 0, samples_not_needed = 0;
     double compactions = 0;  // per problem: threads' contexts the context-rot monitor compacted
     double rewrites = 0;     // per problem: native + validate, the root's continuations after its join re-sampled
+    double reexplorations = 0;  // per problem: native + validate, roots started again with unexplored first steps
     double run_wall_s = 0;  // the whole run's wall time divided by n: throughput, all requests in flight
     // The engine against its physical limit: tokens decoded per second over the whole run, and raw
     // batched decode on the same backend at the run's mean batch size and mean context per token.
@@ -161,7 +165,7 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
     const auto outcomes = strategies::run_countdown(backend, problems, options);
     write_trace(a, outcomes);
     Summary s;
-    s.strategy = a.strategy;
+    s.strategy = a.strategy + (a.native_samples && a.strategy != "native" && a.strategy != "sequential" ? " (native samples)" : "");
     s.controller = a.controller;
     s.context = a.context;
     s.distractors = a.distractors;
@@ -179,19 +183,22 @@ Summary measure(const CountdownArgs & a, const std::shared_ptr<const llama::Mode
             // Failure analysis: the model's own lines, where they are the search of this problem
             // from the thread's start (not behind distractors, not restarted by a compaction, not a
             // nested search in its sub-problem's terms).
-            // A rewrite (validate) restates its root's context up to the join: its lines are counted once, in the root.
-            const bool rewrite = o.rewrites > 0 && t.parent < 0 && t.id > 0;
-            if (a.distractors == 0 && t.compactions == 0 && !t.nested && !rewrite) {
+            // A follow-up root (validate) is left out: a rewrite restates its root's context up to the
+            // join (its lines are counted once, in the root), a re-exploration starts from an expansion
+            // the controller wrote. Their children are the model's and count.
+            const bool followup = o.rewrites + o.reexplorations > 0 && t.parent < 0 && t.id > 0;
+            if (a.distractors == 0 && t.compactions == 0 && !t.nested && !followup) {
                 countdown::add_counts(s.lines, countdown::check_trace_lines(t.text, o.problem));
             }
         }
         s.samples_stopped += o.stopped;
         s.samples_not_needed += o.not_needed;
         s.rewrites += o.rewrites;
+        s.reexplorations += o.reexplorations;
     }
     const double n = static_cast<double>(s.n);
     for (double * v : {&s.accuracy, &s.total_tokens, &s.sequential_tokens, &s.max_context_tokens, &s.latency_s, &s.threads,
-                       &s.probe_tokens, &s.samples_stopped, &s.samples_not_needed, &s.compactions, &s.rewrites}) {
+                       &s.probe_tokens, &s.samples_stopped, &s.samples_not_needed, &s.compactions, &s.rewrites, &s.reexplorations}) {
         *v /= n;
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -229,7 +236,7 @@ nlohmann::json to_json(const Summary & s) {
     nlohmann::json j = {{"n", s.n}, {"strategy", s.strategy}, {"controller", s.controller}, {"context", s.context}, {"distractors", s.distractors}, {"accuracy", s.accuracy},
             {"total_tokens", s.total_tokens}, {"sequential_tokens", s.sequential_tokens}, {"probe_tokens", s.probe_tokens},
             {"max_context_tokens", s.max_context_tokens}, {"samples_stopped", s.samples_stopped}, {"compactions", s.compactions},
-            {"samples_not_needed", s.samples_not_needed}, {"answer_rewrites", s.rewrites}, {"wall_seconds", s.latency_s},
+            {"samples_not_needed", s.samples_not_needed}, {"answer_rewrites", s.rewrites}, {"root_reexplorations", s.reexplorations}, {"wall_seconds", s.latency_s},
             {"run_wall_seconds_per_problem", s.run_wall_s}, {"threads", s.threads},
             {"run_tokens_per_s", s.run_tokens_per_s}, {"mean_batch", s.mean_batch}, {"mean_context", s.mean_context},
             {"raw_tokens_per_s", s.raw_tokens_per_s},
@@ -280,6 +287,9 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
             if (s.rewrites > 0) {
                 std::printf("  validate: per problem %.2f root continuations re-sampled after a join that reached the target\n",
                             s.rewrites);
+            }
+            if (s.reexplorations > 0) {
+                std::printf("  validate: per problem %.2f roots re-explored with the first steps no root had expanded\n", s.reexplorations);
             }
             if (s.samples_stopped > 0 || s.samples_not_needed > 0) {
                 std::printf("  confidence: per problem %.2f samples stopped for low confidence, %.2f not needed once the vote settled\n",

@@ -55,6 +55,7 @@ struct CountdownArgs {
     int concurrency = 16;
     int64_t kv_cells = 0;  // 0: sized for every thread's window
     int samples = 4;
+    bool native_samples = false;  // self-consistency, best-of-n: samples are native runs
     float temperature = 0.0f;
     uint64_t seed = 0;
     bool sweep = false;

@@ -11,6 +11,7 @@ set(FORKJOIN_COUNTDOWN_SOURCES
   tasks/countdown/search_trace.cpp
   tasks/countdown/prompts.cpp
   tasks/countdown/sub_problem.cpp
+  tasks/countdown/re_exploration.cpp
   tasks/countdown/trace_check.cpp
   tasks/countdown/held_out.cpp)
 set(FORKJOIN_DIALECT_SOURCES dialects/plain.cpp dialects/apr.cpp dialects/forked_blocks.cpp)

@@ -13,10 +13,13 @@
 //                   most 2 rounds, and only while the remaining budget pays for them at the measured cost
 //                   per child. Without a settles hook it never fires here; plan-execute, where no verifier
 //                   exists, runs a validator thread over its workers' results instead (strategies/text.h).
-//                   The root's answer is validated too, where the strategy can: Countdown's native
-//                   strategy re-samples (at 0.7) the root's continuation after its join when the verifier
-//                   rejects its answer while a sub search of the join reached the target, at most
-//                   kMaxRounds times within the total budget (strategies/countdown.h).
+//                   The root's answer is validated too, where the strategy can: when the verifier
+//                   rejects a native Countdown root's answer, the strategy re-samples (at 0.7) the root's
+//                   continuation after its join if a sub search of the join reached the target, else
+//                   re-explores: the root starts again from its state with the best first steps (APR's
+//                   heuristic) no root of the job expanded as its expansion, and spawns, joins and
+//                   answers as any root; each at most kMaxRounds times within the total budget
+//                   (strategies/countdown.h, tasks/countdown/re_exploration.h).
 //   split           a child whose part is itself worth splitting (TaskHooks::split: Countdown, a state of
 //                   3 or more numbers) runs as a search of its own sub-problem (a root of it, in parallel
 //                   mode) instead of the search its parent asked for; it may spawn one level deeper than

@@ -2,6 +2,7 @@
 
 #include "dialects/apr.h"
 #include "strategies/countdown_traces.h"
+#include "tasks/countdown/re_exploration.h"
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/sub_problem.h"
 #include "tasks/countdown/verifier.h"
@@ -44,8 +45,9 @@ llama::BackendOptions countdown_backend_options(const CountdownOptions & o) {
     // The split policy nests a search in each child, whose children need sequences of their own.
     const int children = std::max(0, o.limits.max_children);
     const bool nests = runtime::has_policy(o.controller, "split");
-    const int per_request = sampled(o.strategy)                   ? std::max(1, o.samples)
-                            : o.strategy == CountdownStrategy::native ? 1 + children + (nests ? children * children : 0)
+    const int native = 1 + children + (nests ? children * children : 0);
+    const int per_request = sampled(o.strategy)                   ? std::max(1, o.samples) * (o.native_samples ? native : 1)
+                            : o.strategy == CountdownStrategy::native ? native
                                                                        : 1;
     b.n_seq_max = static_cast<uint32_t>(std::clamp(o.concurrent_requests * per_request, 1, 256));
     const int64_t window = o.limits.max_context > 0 ? o.limits.max_context : int64_t{o.limits.thread_token_budget} + 512;
@@ -151,11 +153,15 @@ CountdownProgram::CountdownProgram(countdown::Problem problem, CountdownOptions 
     apr.child_prefix = countdown::child_context_prefix(options_.style);
     apr.state_line_newline = options_.style != countdown::PromptStyle::apr;
     dialect_ = dialects::make_apr_dialect(apr);
-    prompt_ = options_.distractors + countdown::root_context(problem_, options_.strategy == CountdownStrategy::native, options_.style);
+    prompt_ = options_.distractors + countdown::root_context(problem_, spawns(), options_.style);
     controller_ = runtime::make_controller(options_.controller, countdown_hooks(problem_, options_.style), options_.policies);
     expected_ = sampled(options_.strategy) ? std::max(1, options_.samples) : 1;
     validate_answer_ = options_.strategy == CountdownStrategy::native && runtime::has_policy(options_.controller, "validate");
     outcome_.problem = problem_;
+}
+
+bool CountdownProgram::spawns() const {
+    return options_.strategy == CountdownStrategy::native || (sampled(options_.strategy) && options_.native_samples);
 }
 
 int64_t CountdownProgram::generated_so_far() const {
@@ -170,20 +176,27 @@ double CountdownProgram::elapsed_so_far() const {
     return spent;
 }
 
-std::optional<std::string> CountdownProgram::rewrite_prefix(const runtime::RequestResult & root, std::string & why_not) const {
-    // What the root wrote after its last join is what is re-sampled: from a root that ended by itself
-    // or at its context window (the rewrite has the same window, the prefix in it); one stopped by its
-    // token budget, the request's or its time would be given more than its limits allowed.
+bool CountdownProgram::may_follow_up(const runtime::RequestResult & root, std::string & why_not) {
+    // A root that ended by itself or at its context window (a follow-up has the same window); one
+    // stopped by its token budget, the request's or its time would be given more than its limits
+    // allowed.
     const bool at_window = root.limit && *root.limit == runtime::LimitKind::context_window;
     if ((root.limit && !at_window) || (!root.ok && !at_window)) {
         why_not = "it ended at a limit or failed: " + root.end_reason;
-        return std::nullopt;
+        return false;
     }
-    // A root the monitor compacted is read from its node (claimed_path): its rewrite would not be.
+    // A root the monitor compacted is read from its node (claimed_path), and no longer holds the
+    // expansion it searched: a follow-up of it would not be.
     if (!root.threads.empty() && root.threads[0].compactions > 0) {
         why_not = "it was compacted";
-        return std::nullopt;
+        return false;
     }
+    return true;
+}
+
+std::optional<std::string> CountdownProgram::rewrite_prefix(const runtime::RequestResult & root, std::string & why_not) const {
+    // What the root wrote after its last join is what is re-sampled.
+    if (!may_follow_up(root, why_not)) return std::nullopt;
     const size_t end = root.text.rfind(kJoinEnd);
     const size_t join = end == std::string::npos ? std::string::npos : root.text.rfind(kJoinBegin, end);
     if (join == std::string::npos) {
@@ -199,22 +212,26 @@ std::optional<std::string> CountdownProgram::rewrite_prefix(const runtime::Reque
     return root.text.substr(0, end + kJoinEnd.size());
 }
 
-void CountdownProgram::start_rewrite(runtime::ProgramContext & ctx) {
-    const int round = outcome_.rewrites + 1;
-    const int64_t spent = generated_so_far();
+runtime::RequestOptions CountdownProgram::followup_request(uint64_t salt) const {
     runtime::RequestOptions request;
     request.sampling = options_.sampling;
-    request.sampling.temperature = kRewriteTemperature;
-    request.sampling.seed = options_.sampling.seed * 1000003ull + 104729ull * static_cast<uint64_t>(round);
+    request.sampling.seed = options_.sampling.seed * 1000003ull + salt;
     request.dialect = dialect_;
     // The request's limits, less what the job spent: total tokens and wall time. The thread's own
-    // budget and window apply afresh to the continuation (its context, the prefix included, still
-    // within the window).
+    // budget and window apply afresh (a rewrite's context, the prefix included, still within the window).
     runtime::Limits limits = options_.limits;
-    limits.max_depth = 0;  // the join is done: what is left is the path
-    limits.total_token_budget = options_.limits.total_token_budget - spent;
+    limits.total_token_budget = options_.limits.total_token_budget - generated_so_far();
     if (options_.limits.timeout_s > 0) limits.timeout_s = options_.limits.timeout_s - elapsed_so_far();
     request.limits = limits;
+    request.controller = controller_;
+    return request;
+}
+
+void CountdownProgram::start_rewrite(runtime::ProgramContext & ctx) {
+    const int round = outcome_.rewrites + 1;
+    runtime::RequestOptions request = followup_request(104729ull * static_cast<uint64_t>(round));
+    request.sampling.temperature = kRewriteTemperature;
+    request.limits->max_depth = 0;  // the join is done: what is left is the path
     // The runtime's own controller: no policy of the request's applies to a thread that spawns
     // nothing, and the context-rot monitor must not compact away the join it is to read.
     request.controller = nullptr;
@@ -222,10 +239,41 @@ void CountdownProgram::start_rewrite(runtime::ProgramContext & ctx) {
     std::snprintf(note, sizeof note,
                   "validate: the root's answer failed the verifier while a sub search in its join reached the target; its "
                   "continuation after the join re-sampled at %.1f (round %d of %d, %lld tokens spent)",
-                  static_cast<double>(kRewriteTemperature), round, runtime::Validate::kMaxRounds, static_cast<long long>(spent));
+                  static_cast<double>(kRewriteTemperature), round, runtime::Validate::kMaxRounds,
+                  static_cast<long long>(generated_so_far()));
     notes_.push_back(note);
     ++outcome_.rewrites;
     ctx.call(rewrite_from_, request, -1, false);
+}
+
+std::optional<std::string> CountdownProgram::reexploration_prompt(const runtime::RequestResult & root, std::string & why_not) {
+    if (!may_follow_up(root, why_not)) return std::nullopt;
+    const auto states = countdown::expanded_states(own_text(root));
+    explored_.insert(explored_.end(), states.begin(), states.end());
+    // As wide as the root chose to expand (APR's beam), at least the 2 a spawn needs.
+    const int width = std::max(2, static_cast<int>(states.size()));
+    const std::string expansion = countdown::reexpansion(problem_, explored_, width);
+    if (expansion.empty()) {
+        why_not = "fewer than 2 first steps are left unexplored";
+        return std::nullopt;
+    }
+    std::string prompt = options_.distractors + countdown::root_context(problem_, /*parallel=*/true, options_.style);
+    if (options_.style == countdown::PromptStyle::apr) prompt += "\n";  // APR's root context ends before its state line's newline
+    return prompt + expansion;
+}
+
+void CountdownProgram::start_reexploration(runtime::ProgramContext & ctx, std::string prompt, const std::string & why) {
+    const int round = outcome_.reexplorations + 1;
+    // The request's own sampling and policies: the new root spawns, its children are validated as
+    // the first root's were.
+    const runtime::RequestOptions request = followup_request(7727ull * static_cast<uint64_t>(round));
+    const size_t width = countdown::expanded_states(std::string_view(prompt).substr(options_.distractors.size())).size();
+    notes_.push_back("validate: the root's answer failed the verifier and " + why + "; the root re-explored from its state with the " +
+                     std::to_string(width) + " first steps no root of this job expanded, best by APR's heuristic, as its expansion (round " +
+                     std::to_string(round) + " of " + std::to_string(runtime::Validate::kMaxRounds) + ", " +
+                     std::to_string(generated_so_far()) + " tokens spent)");
+    ++outcome_.reexplorations;
+    ctx.call(prompt, request, -1, false);
 }
 
 countdown::ExtractedPath CountdownProgram::claimed_path(const runtime::RequestResult & sample) const {
@@ -251,7 +299,7 @@ void CountdownProgram::start(runtime::ProgramContext & ctx) {
 
 void CountdownProgram::start_sample(runtime::ProgramContext & ctx, int i) {
     runtime::Limits limits = options_.limits;
-    if (options_.strategy != CountdownStrategy::native) limits.max_depth = 0;
+    if (!spawns()) limits.max_depth = 0;
     runtime::RequestOptions request;
     request.sampling = options_.sampling;
     request.sampling.seed = options_.sampling.seed * 1000003ull + static_cast<uint64_t>(i) * 7919ull;
@@ -266,21 +314,36 @@ void CountdownProgram::start_sample(runtime::ProgramContext & ctx, int i) {
 void CountdownProgram::on_finished(runtime::ProgramContext & ctx, runtime::RequestId, const runtime::RequestResult & result) {
     samples_.push_back(result);
     if (validate_answer_) {
-        // The root first, then its rewrites one at a time, until one verifies or the rounds or the
-        // budget are spent.
+        // The root first, then one follow-up at a time until an answer verifies or the rounds, the
+        // budget or the time are spent: a rewrite where a join holds the answer its root failed to
+        // write, else a re-exploration of the nodes no root of this job expanded.
         const countdown::ExtractedPath path = claimed_path(result);
-        const bool answered = path.error.empty() && countdown::verify(problem_, path.steps).ok;
-        std::string why_not;
-        if (!answered && rewrite_from_.empty()) {
-            if (auto prefix = rewrite_prefix(result, why_not)) rewrite_from_ = std::move(*prefix);
-        }
-        const bool time_left = options_.limits.timeout_s <= 0 || elapsed_so_far() < options_.limits.timeout_s;
-        if (!answered && !rewrite_from_.empty() && outcome_.rewrites < runtime::Validate::kMaxRounds &&
-            generated_so_far() < options_.limits.total_token_budget && time_left) {
-            start_rewrite(ctx);
+        if (path.error.empty() && countdown::verify(problem_, path.steps).ok) {
+            conclude(ctx);
             return;
         }
-        if (!answered && outcome_.rewrites == 0 && !why_not.empty()) notes_.push_back("validate: the root's answer failed the verifier; " + why_not);
+        const bool time_left = options_.limits.timeout_s <= 0 || elapsed_so_far() < options_.limits.timeout_s;
+        const bool room = generated_so_far() < options_.limits.total_token_budget && time_left;
+        std::string why_not;
+        if (rewrite_from_.empty()) {
+            if (auto prefix = rewrite_prefix(result, why_not)) rewrite_from_ = std::move(*prefix);
+        }
+        if (!rewrite_from_.empty()) {
+            if (outcome_.rewrites < runtime::Validate::kMaxRounds && room) {
+                start_rewrite(ctx);
+                return;
+            }
+        } else if (outcome_.reexplorations < runtime::Validate::kMaxRounds && room) {
+            std::string why_not_again;
+            if (auto prompt = reexploration_prompt(result, why_not_again)) {
+                start_reexploration(ctx, std::move(*prompt), why_not);
+                return;
+            }
+            why_not += "; not re-explored: " + why_not_again;
+        }
+        if (outcome_.rewrites + outcome_.reexplorations == 0 && !why_not.empty()) {
+            notes_.push_back("validate: the root's answer failed the verifier; " + why_not);
+        }
         conclude(ctx);
         return;
     }
@@ -352,11 +415,11 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note)
         }
         outcome_.votes = v.count;
     } else if (!claims.empty()) {
-        // The root's, unless validation re-sampled its continuation: then the first the verifier
-        // accepts (the rewrites ran because the root's did not verify).
+        // The root's, unless validation followed it up (re-sampled its continuation or re-explored
+        // it): then the first the verifier accepts (the follow-ups ran because the root's did not verify).
         chosen = claims.front().sample;
         for (const auto & c : claims) {
-            if (outcome_.rewrites > 0 && countdown::verify(problem_, c.path.steps).ok) {
+            if (followups() > 0 && countdown::verify(problem_, c.path.steps).ok) {
                 chosen = c.sample;
                 break;
             }
@@ -380,14 +443,14 @@ void CountdownProgram::conclude(runtime::ProgramContext & ctx, std::string note)
     job.error = outcome_.solved ? std::string() : outcome_.reason;
     job.text = outcome_.run.text.starts_with(prompt_) ? outcome_.run.text.substr(prompt_.size()) : outcome_.run.text;
     job.finish_reason = runtime::finish_reason(outcome_.run);
-    if (outcome_.rewrites > 0) {
-        // The rewrites run one after another, after the root: one chain.
+    if (followups() > 0) {
+        // The follow-ups run one after another, after the root: one chain.
         for (const auto & s : samples_) job.metrics.sequential_tokens += s.metrics.sequential_tokens;
     } else {
         for (const auto & s : samples_) job.metrics.sequential_tokens = std::max(job.metrics.sequential_tokens, s.metrics.sequential_tokens);
     }
     for (const auto & s : samples_) outcome_.stopped += ConfidentSampling::stopped(s);
-    outcome_.not_needed = expected_ - (static_cast<int>(samples_.size()) - outcome_.rewrites);
+    outcome_.not_needed = expected_ - (static_cast<int>(samples_.size()) - followups());
     job.notes = confident_.notes(outcome_.stopped, static_cast<int>(samples_.size()), note);
     job.notes.insert(job.notes.end(), notes_.begin(), notes_.end());
     ctx.finish(std::move(job));

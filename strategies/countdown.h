@@ -1,7 +1,9 @@
 // Countdown through the engine: each problem becomes one job (a CountdownProgram), run as a
 // strategy, and its answer is read from the root's final text and checked by the strict verifier.
 //   sequential: one thread that never spawns (the baseline; spawns are refused by depth limit 0)
-//   native:     the model decides through the apr dialect (fresh children, text join)
+//   native:     the model decides through the apr dialect (fresh children, text join); under the
+//               validate policy a root whose answer fails the verifier is followed up (a rewrite of
+//               its continuation, or a re-exploration of first steps it left; see CountdownProgram)
 //   self-consistency: `samples` independent sequential threads (sampled, seeds differ); the answer
 //               the most samples gave (the same expression) is the answer, then verified. The model
 //               picks, the verifier only grades.
@@ -10,7 +12,9 @@
 // With the `confidence` controller policy, self-consistency runs as DeepConf does online
 // (strategies/confident_sampling.h): warm-up samples first, low-confidence samples stopped, answers
 // weighed by confidence, sampling stopped at consensus.
-// For both sampled strategies costs add up (total tokens) and the chain is the longest sample.
+// For both sampled strategies costs add up (total tokens) and the chain is the longest sample. Their
+// samples may be native runs instead (CountdownOptions::native_samples): blind resampling of the
+// native strategy, against which the validate policy's follow-ups are measured.
 #pragma once
 
 #include "backends/llama/backend.h"
@@ -37,6 +41,8 @@ struct CountdownOptions {
     Sampling sampling;      // greedy by default
     int concurrent_requests = 16;  // requests in flight at once
     int samples = 4;               // self-consistency, best-of-n: threads per problem
+    bool native_samples = false;   // self-consistency, best-of-n: each sample a native run (it spawns, its
+                                   // children count as its tokens) instead of a sequential thread
     std::string controller = "default";  // controller policies (runtime/policies.h), e.g. "early-stop"
     runtime::PolicySettings policies;    // their per-model settings (runtime/calibration.h)
     // The context-rot benchmark: text put before each root's context (countdown_distractors()); the
@@ -61,14 +67,16 @@ struct CountdownOutcome {
     std::string reason;            // why not
     std::string expression;        // e.g. "(7+5)+(9+3)" when solved
     runtime::RequestResult run;    // the answering call: a sample (sampled strategies), a root's rewrite
-                                   // (native + validate), else the only run
+                                   // or re-exploration (native + validate), else the only run
     runtime::Metrics metrics;      // the problem's cost, all samples together
     std::vector<runtime::ThreadRecord> threads;  // the job's whole tree (every sample)
     int votes = 0;                 // self-consistency: samples that gave the chosen answer
     int stopped = 0;               // samples the confidence policy stopped (low confidence), and
     int not_needed = 0;            // samples cancelled or never started once the vote settled
     int rewrites = 0;              // native + validate: the root's continuations after its join re-sampled
-                                   // (calls after the root's; their roots are the job's last threads)
+    int reexplorations = 0;        // native + validate: roots started again with unexplored first steps
+                                   // (both are calls after the root's, one chain; their roots are the
+                                   // job's roots after its first, thread id > 0 and no parent)
 };
 
 // One problem as a job. After the job ends, outcome() holds the verdict.
@@ -92,8 +100,25 @@ private:
     // the join's end is continued again, sampled, at most Validate::kMaxRounds times within the
     // request's total budget. For a root whose answer failed: the prefix to continue, or nothing (with
     // why in `why_not`).
+    // Whether a failed root may be followed up at all (rewrite or re-exploration); if not, why.
+    static bool may_follow_up(const runtime::RequestResult & root, std::string & why_not);
     std::optional<std::string> rewrite_prefix(const runtime::RequestResult & root, std::string & why_not) const;
     void start_rewrite(runtime::ProgramContext & ctx);
+    // A follow-up call's options: the job's sampling (its seed moved by `salt`), dialect and
+    // controller, and its limits less the tokens and time the job spent.
+    runtime::RequestOptions followup_request(uint64_t salt) const;
+    // Re-exploration (the validate policy), for a root whose answer failed while no join of the job
+    // held a verified path: the root starts again from its state with the best first steps no root of
+    // the job expanded (tasks/countdown/re_exploration.h) written as its expansion, as wide as the
+    // root's own, and the model goes on from there: spawns, joins, answers. At most
+    // Validate::kMaxRounds times within the request's total budget and time. For a root whose answer
+    // failed: the new root's context, or nothing (with why in `why_not`); adds its expansion to
+    // explored_.
+    std::optional<std::string> reexploration_prompt(const runtime::RequestResult & root, std::string & why_not);
+    void start_reexploration(runtime::ProgramContext & ctx, std::string prompt, const std::string & why);
+    int followups() const { return outcome_.rewrites + outcome_.reexplorations; }
+    // Whether the job's roots run in parallel mode (they may spawn).
+    bool spawns() const;
     int64_t generated_so_far() const;  // by every call of the job that ended
     double elapsed_so_far() const;     // their wall time
     static constexpr float kRewriteTemperature = 0.7f;  // as the validate policy re-runs sub searches
@@ -107,6 +132,7 @@ private:
     int started_ = 0;
     bool validate_answer_ = false;  // native under the validate policy
     std::string rewrite_from_;      // the root's context up to its join's end, once a rewrite started
+    std::vector<std::vector<int>> explored_;  // the states the job's roots expanded (re-exploration)
     std::vector<std::string> notes_;
     ConfidentSampling confident_;
     CountdownOutcome outcome_;

@@ -5,10 +5,13 @@
 #include "strategies/countdown.h"
 #include "strategies/countdown_traces.h"
 #include "tasks/countdown/problem.h"
+#include "tasks/countdown/prompts.h"
+#include "tasks/countdown/re_exploration.h"
 #include "tasks/countdown/verifier.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -137,47 +140,104 @@ TEST(CountdownStrategies, EarlyStopCancelsSiblingsOfAVerifiedChildAndSpendsLess)
 // join re-sampled, at most Validate::kMaxRounds times. Each rewrite starts from the root's context up
 // to the join's end, runs no child, and its tokens are the job's; the answer is the first the
 // verifier accepts.
-TEST(CountdownStrategies, ValidateResamplesARootThatFailedToWriteBackAVerifiedJoin) {
+// Validation of a native root's answer follows a failed root up, one call after another: a rewrite of
+// its continuation where its join holds a verified path, else a re-exploration from the root's state
+// with first steps no root of the job expanded.
+TEST(CountdownStrategies, ValidateFollowsUpARootWhoseAnswerFailed) {
     const auto four = problems(kEval4Set, 16);
     const auto out = run(CountdownStrategy::native, 1024, 1, 0, four, "validate");
-    int rewritten = 0;
+    int rewritten = 0, reexplored = 0, solved_after = 0;
     for (const auto & o : out) {
         int64_t generated = 0;
         for (const auto & t : o.threads) generated += t.generated_tokens;
         EXPECT_EQ(o.metrics.generated_tokens, generated) << "every token is the job's";
-        if (o.rewrites == 0) continue;
-        ++rewritten;
+        std::vector<int> followups;
+        for (const auto & t : o.threads) {
+            if (t.parent < 0 && t.id != 0) followups.push_back(t.id);
+        }
+        ASSERT_EQ(static_cast<int>(followups.size()), o.rewrites + o.reexplorations);
+        EXPECT_LE(o.rewrites, runtime::Validate::kMaxRounds);
+        EXPECT_LE(o.reexplorations, runtime::Validate::kMaxRounds);
+        if (followups.empty()) continue;
+        rewritten += o.rewrites > 0;
+        reexplored += o.reexplorations > 0;
+        solved_after += o.solved;
+        // The root's own answer failed.
         const runtime::ThreadRecord & root = o.threads[0];
-        // The root's own answer failed, and a sub search in its join reached the target by a path
-        // that verifies.
         const auto own = countdown::extract_solution(root.text);
         EXPECT_FALSE(own.error.empty() && countdown::verify(o.problem, own.steps).ok) << root.text;
-        const size_t end = root.text.rfind("<End Sub Searches>\n");
-        ASSERT_NE(end, std::string::npos);
-        const size_t join = root.text.rfind("<Sub Searches>\n", end);
-        EXPECT_FALSE(expert_continuation(std::string_view(root.text).substr(join, end - join), o.problem).empty());
-        const std::string prefix = root.text.substr(0, end + 19);
-        std::vector<int> rewrites;
-        for (const auto & t : o.threads) {
-            if (t.parent < 0 && t.id != 0) rewrites.push_back(t.id);
-        }
-        ASSERT_EQ(static_cast<int>(rewrites.size()), o.rewrites);
-        for (int id : rewrites) {
+        // Each re-exploration expands only states no earlier root of the job did, from the problem's
+        // own state; each rewrite restates the context of the root (or re-exploration) before it up to
+        // a join that holds a verified path, and spawns nothing.
+        auto explored = countdown::expanded_states(root.text);
+        const std::string fresh_root = countdown::root_context(o.problem, true, countdown::PromptStyle::forkjoin);
+        std::string last_root = root.text;
+        int rewrites = 0, reexplorations = 0;
+        for (int id : followups) {
             const runtime::ThreadRecord & t = o.threads[static_cast<size_t>(id)];
-            EXPECT_TRUE(t.text.starts_with(prefix)) << t.text;
             EXPECT_GT(t.generated_tokens, 0);
-            for (const auto & c : o.threads) EXPECT_NE(c.parent, id) << "a rewrite runs no child";
+            const size_t end = last_root.rfind("<End Sub Searches>\n");
+            if (end != std::string::npos && t.text.starts_with(last_root.substr(0, end + 19))) {
+                ++rewrites;
+                const size_t join = last_root.rfind("<Sub Searches>\n", end);
+                EXPECT_FALSE(expert_continuation(std::string_view(last_root).substr(join, end - join), o.problem).empty());
+                for (const auto & c : o.threads) EXPECT_NE(c.parent, id) << "a rewrite runs no child";
+                continue;
+            }
+            ++reexplorations;
+            ASSERT_TRUE(t.text.starts_with(fresh_root + "Exploring Operation: ")) << t.text;
+            const auto states = countdown::expanded_states(t.text);
+            EXPECT_GE(states.size(), 2u);
+            for (const auto & st : states) {
+                EXPECT_EQ(std::find(explored.begin(), explored.end(), st), explored.end()) << "expanded again:\n" << t.text;
+            }
+            explored.insert(explored.end(), states.begin(), states.end());
+            last_root = t.text;
         }
+        EXPECT_EQ(rewrites, o.rewrites);
+        EXPECT_EQ(reexplorations, o.reexplorations);
         if (o.solved) {
-            // The answer is the last rewrite's: rounds stop at the first the verifier accepts.
-            EXPECT_EQ(o.run.text, o.threads[static_cast<size_t>(rewrites.back())].text);
-        } else {
-            // Unsolved: every round was tried (no budget or time ran out at these sizes).
-            EXPECT_EQ(o.rewrites, runtime::Validate::kMaxRounds);
+            // Rounds stop at the first answer the verifier accepts: the last follow-up's.
+            EXPECT_EQ(o.run.text, o.threads[static_cast<size_t>(followups.back())].text);
         }
     }
-    std::printf("validate: %d of 16 roots re-sampled after their join, %d solved\n", rewritten, solved(out));
-    EXPECT_GT(rewritten, 0);  // 1 of these 16 on cd-v6 (3 solved)
+    std::printf("validate: of 16 roots, %d re-sampled after a join, %d re-explored; %d of them solved, %d in all\n",
+                rewritten, reexplored, solved_after, solved(out));
+    EXPECT_GT(reexplored, 0);
+    EXPECT_GT(solved_after, 0);  // the follow-ups find answers the roots did not
+}
+
+// Blind resampling of the native strategy (the control the validate policy's follow-ups are measured
+// against): each best-of-n sample is a native root that may spawn, and the job's tokens are all of
+// theirs.
+TEST(CountdownStrategies, NativeSamplesSpawnAndCountEveryToken) {
+    CountdownOptions o;
+    o.strategy = CountdownStrategy::best_of_n;
+    o.native_samples = true;
+    o.samples = 3;
+    o.limits.max_context = 1024;
+    o.limits.thread_token_budget = 1024;
+    o.concurrent_requests = 4;
+    o.sampling.temperature = 0.7f;
+    o.sampling.seed = 11;
+    const auto out = run_countdown(backend(), problems(kEval4Set, 4), o);
+    int spawned = 0;
+    for (const auto & r : out) {
+        int roots = 0;
+        int64_t generated = 0;
+        for (const auto & t : r.threads) {
+            roots += t.parent < 0;
+            spawned += t.parent >= 0;
+            generated += t.generated_tokens;
+            if (t.parent < 0) {
+                EXPECT_TRUE(t.text.starts_with(countdown::kParallelTag)) << t.text;
+            }
+        }
+        EXPECT_EQ(roots, 3);
+        EXPECT_EQ(r.metrics.generated_tokens, generated);
+        EXPECT_GT(r.metrics.threads, 3);
+    }
+    EXPECT_GT(spawned, 0);
 }
 
 TEST(CountdownStrategies, ContextWindowHoldsForEveryThread) {

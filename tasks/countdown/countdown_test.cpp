@@ -5,12 +5,15 @@
 #include "tasks/countdown/problem.h"
 #include "tasks/countdown/search_trace.h"
 #include "tasks/countdown/prompts.h"
+#include "tasks/countdown/re_exploration.h"
 #include "tasks/countdown/solver.h"
 #include "tasks/countdown/sub_problem.h"
+#include "tasks/countdown/trace_check.h"
 #include "tasks/countdown/verifier.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -362,4 +365,70 @@ TEST(HeldOut, EvalSetsAreHeldOutUnlessDroppedAndNamedFilesAddToThem) {
     EXPECT_THROW(held_out_files("", models), Error);
     EXPECT_EQ(held_out_files("none", models), std::vector<std::string>{});
     std::filesystem::remove_all(dir);
+}
+
+// Re-exploration (validate): the nodes a root expanded are read by their states, and the next
+// expansion writes the best first steps none of them holds, in the lines a root writes.
+TEST(ReExploration, TheNextExpansionHoldsTheBestFirstStepsNotYetExpanded) {
+    ProblemGenerator gen(23, GeneratorOptions{.count = 4});
+    for (int i = 0; i < 50; ++i) {
+        const Problem p = gen.next();
+        // A symbolic APR root expands 5 nodes: those are its states, in order.
+        SearchOptions o;
+        o.parallel = true;
+        o.beam_size = o.sub_beam_size = 5;
+        o.seed = static_cast<uint64_t>(i);
+        const std::string root = write_search_trace(p, o).main_calls[0];
+        const auto first = expanded_states(root);
+        ASSERT_FALSE(first.empty()) << root;
+        for (const auto & s : first) EXPECT_EQ(s.size(), 3u);
+
+        // Ranked as APR ranks: the best ten unexplored are the best five, then the next five.
+        const std::string next = reexpansion(p, first, 5);
+        const auto second = expanded_states(next);
+        const auto ten = expanded_states(reexpansion(p, {}, 10));
+        auto firsts = expanded_states(reexpansion(p, {}, 5));
+        for (const auto & s : second) {
+            EXPECT_EQ(std::find(first.begin(), first.end(), s), first.end()) << "expanded twice\n" << next;
+            EXPECT_NE(std::find(ten.begin(), ten.end(), s), ten.end()) << "not among the best ten\n" << next;
+        }
+        auto both = expanded_states(reexpansion(p, firsts, 5));
+        firsts.insert(firsts.end(), both.begin(), both.end());
+        EXPECT_EQ(firsts, ten);
+
+        // The lines are a root's: the line checker finds nothing wrong in them after the root's prompt.
+        const LineCheck check = check_trace_lines(root_prompt(p) + next, p);
+        EXPECT_EQ(check.wrong(), 0) << check.first_error << "\n" << next;
+        EXPECT_EQ(check.by_kind.at("root expansion").lines, 2 * static_cast<int>(second.size()));
+        EXPECT_EQ(next.rfind("Exploring Operation: ", 0), 0u);
+        EXPECT_NE(next.find("Generated Node #0,0: " + std::to_string(p.target) + ":["), std::string::npos) << next;
+    }
+}
+
+TEST(ReExploration, ExploredIsWhatTheRootWroteAndNothingAfterItsSpawn) {
+    const Problem p{{3, 7, 9, 5}, 24};
+    // A wrong state counts as the state searched; deeper ids and anything after the spawn block do not count.
+    const std::string root = "<|parallel|>\nMoving to Node #0\nCurrent State: 24:[3, 7, 9, 5], Operations: []\n"
+                             "Exploring Operation: 3+7=10, Resulting Numbers: [9, 5, 11]\n"
+                             "Generated Node #0,0: 24:[9, 5, 11] Operation: 3+7=10\n"
+                             "Generated Node #0,1,0: 24:[1, 2] Operation: 1+1=2\n"
+                             "Generated Node #0,1: 24:[3, 7, 14] Operation: 9+5=14\n"
+                             "<Calling Sub Searches>\n<Start Sub Search 0 at level 1> Moving to Node #0,0\n"
+                             "Generated Node #0,2: 24:[1, 1, 1] Operation: 1+1=2\n";
+    const std::vector<std::vector<int>> want = {{5, 9, 11}, {3, 7, 14}};
+    EXPECT_EQ(expanded_states(root), want);
+    // The step the root named (3+7, giving [9, 5, 10]) was not searched: it is still there to explore.
+    const auto all = expanded_states(reexpansion(p, {}, 100));
+    const auto left = expanded_states(reexpansion(p, want, 100));
+    EXPECT_EQ(left.size(), all.size() - 1);
+    EXPECT_NE(std::find(left.begin(), left.end(), std::vector<int>{5, 9, 10}), left.end());
+    EXPECT_EQ(std::find(left.begin(), left.end(), std::vector<int>{3, 7, 14}), left.end());
+    // Each state once: steps that leave the same numbers are one node to search.
+    for (size_t i = 0; i < all.size(); ++i) {
+        for (size_t j = i + 1; j < all.size(); ++j) EXPECT_NE(all[i], all[j]);
+    }
+    // Fewer than 2 steps left: no expansion (APR's root spawns for 2 or more nodes).
+    EXPECT_EQ(reexpansion(p, all, 5), "");
+    EXPECT_EQ(reexpansion(p, std::vector<std::vector<int>>(all.begin() + 1, all.end()), 5), "");
+    EXPECT_EQ(reexpansion(Problem{{3, 5}, 8}, {}, 5), "");  // every step leaves one number
 }

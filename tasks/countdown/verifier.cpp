@@ -102,12 +102,9 @@ ExtractedPath extract_subsearch_solution(std::string_view trace) {
     return out;
 }
 
-std::vector<int> state_numbers(std::string_view text) {
-    const std::string_view state = "Current State: ";
-    const size_t at = text.find(state);
-    if (at == std::string_view::npos) return {};
-    const size_t open = text.find('[', at);
-    const size_t close = text.find(']', at);
+std::vector<int> bracket_numbers(std::string_view text) {
+    const size_t open = text.find('[');
+    const size_t close = text.find(']');
     if (open == std::string_view::npos || close == std::string_view::npos || close < open) return {};
     std::vector<int> nums;
     int value = 0;
@@ -125,6 +122,11 @@ std::vector<int> state_numbers(std::string_view text) {
     }
     if (in_number) nums.push_back(value);
     return nums;
+}
+
+std::vector<int> state_numbers(std::string_view text) {
+    const size_t at = text.find("Current State: ");
+    return at == std::string_view::npos ? std::vector<int>{} : bracket_numbers(text.substr(at));
 }
 
 std::string to_expression(const Problem & p, const std::vector<Operation> & steps) {

@@ -38,6 +38,8 @@ ExtractedPath extract_subsearch_solution(std::string_view trace);
 // The numbers of a node's state line "Current State: T:[a, b, ...], ..." (the first in `text`);
 // empty when there is none.
 std::vector<int> state_numbers(std::string_view text);
+// The numbers of the first "[a, b, ...]" in `text`; empty when there is none.
+std::vector<int> bracket_numbers(std::string_view text);
 
 // A readable expression, e.g. "(3+5)*3": each step's result replaced by its sub-expression.
 std::string to_expression(const Problem & p, const std::vector<Operation> & steps);
