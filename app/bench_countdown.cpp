@@ -42,6 +42,11 @@ strategies::CountdownOptions options_from(const CountdownArgs & a) {
     o.concurrent_requests = a.concurrency;
     o.samples = a.samples;
     o.native_samples = a.native_samples;
+    // (A sweep's native and sequential series ignore it: their roots are what they are.)
+    if (o.native_samples && !a.sweep && o.strategy != strategies::CountdownStrategy::self_consistency &&
+        o.strategy != strategies::CountdownStrategy::best_of_n) {
+        throw Error(ErrorCode::invalid_argument, "--native-samples is for --strategy self-consistency or best-of-n");
+    }
     o.sampling.temperature = a.temperature;
     o.sampling.seed = a.seed;
     o.controller = a.controller;
@@ -339,7 +344,8 @@ int run_bench_countdown(const CountdownArgs & a, const std::string & problems_pa
     std::vector<Summary> points;
     for (const auto & [series, point] : plan) {
         points.push_back(measure(point, model, problems, policies));
-        points.back().strategy = series;
+        const bool native_samples = points.back().strategy.ends_with(" (native samples)");
+        points.back().strategy = series + (native_samples ? " (native samples)" : "");
         if (!json) {
             std::printf("  %s context %d, distractors %d: accuracy %.1f%%\n", series.c_str(), point.context, point.distractors,
                         100.0 * points.back().accuracy);

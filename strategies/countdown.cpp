@@ -339,7 +339,7 @@ void CountdownProgram::on_finished(runtime::ProgramContext & ctx, runtime::Reque
                 start_reexploration(ctx, std::move(*prompt), why_not);
                 return;
             }
-            why_not += "; not re-explored: " + why_not_again;
+            if (why_not_again != why_not) why_not += "; not re-explored: " + why_not_again;
         }
         if (outcome_.rewrites + outcome_.reexplorations == 0 && !why_not.empty()) {
             notes_.push_back("validate: the root's answer failed the verifier; " + why_not);

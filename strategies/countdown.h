@@ -95,13 +95,13 @@ private:
     // The vote over the samples so far: per sample its expression ("" without a path), weighed as
     // confident_ says.
     tasks::Vote vote(std::vector<std::string> & answers) const;
+    // Whether a failed root may be followed up at all (rewrite or re-exploration); if not, why.
+    static bool may_follow_up(const runtime::RequestResult & root, std::string & why_not);
     // Validation of a native root's answer (the validate policy): when the verifier rejects what the
     // root wrote after its join while a child's goal in that join verifies, the root's context up to
     // the join's end is continued again, sampled, at most Validate::kMaxRounds times within the
     // request's total budget. For a root whose answer failed: the prefix to continue, or nothing (with
     // why in `why_not`).
-    // Whether a failed root may be followed up at all (rewrite or re-exploration); if not, why.
-    static bool may_follow_up(const runtime::RequestResult & root, std::string & why_not);
     std::optional<std::string> rewrite_prefix(const runtime::RequestResult & root, std::string & why_not) const;
     void start_rewrite(runtime::ProgramContext & ctx);
     // A follow-up call's options: the job's sampling (its seed moved by `salt`), dialect and
