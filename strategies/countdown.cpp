@@ -246,7 +246,7 @@ void CountdownProgram::start_rewrite(runtime::ProgramContext & ctx) {
     ctx.call(rewrite_from_, request, -1, false);
 }
 
-std::optional<std::string> CountdownProgram::reexploration_prompt(const runtime::RequestResult & root, std::string & why_not) {
+std::optional<CountdownProgram::Reexploration> CountdownProgram::reexploration_prompt(const runtime::RequestResult & root, std::string & why_not) {
     if (!may_follow_up(root, why_not)) return std::nullopt;
     const auto states = countdown::expanded_states(own_text(root));
     explored_.insert(explored_.end(), states.begin(), states.end());
@@ -259,21 +259,20 @@ std::optional<std::string> CountdownProgram::reexploration_prompt(const runtime:
     }
     std::string prompt = options_.distractors + countdown::root_context(problem_, /*parallel=*/true, options_.style);
     if (options_.style == countdown::PromptStyle::apr) prompt += "\n";  // APR's root context ends before its state line's newline
-    return prompt + expansion;
+    return Reexploration{prompt + expansion, countdown::expanded_states(expansion).size()};
 }
 
-void CountdownProgram::start_reexploration(runtime::ProgramContext & ctx, std::string prompt, const std::string & why) {
+void CountdownProgram::start_reexploration(runtime::ProgramContext & ctx, Reexploration next, const std::string & why) {
     const int round = outcome_.reexplorations + 1;
     // The request's own sampling and policies: the new root spawns, its children are validated as
     // the first root's were.
     const runtime::RequestOptions request = followup_request(7727ull * static_cast<uint64_t>(round));
-    const size_t width = countdown::expanded_states(std::string_view(prompt).substr(options_.distractors.size())).size();
     notes_.push_back("validate: the root's answer failed the verifier and " + why + "; the root re-explored from its state with the " +
-                     std::to_string(width) + " first steps no root of this job expanded, best by APR's heuristic, as its expansion (round " +
+                     std::to_string(next.steps) + " first steps no root of this job expanded, best by APR's heuristic, as its expansion (round " +
                      std::to_string(round) + " of " + std::to_string(runtime::Validate::kMaxRounds) + ", " +
                      std::to_string(generated_so_far()) + " tokens spent)");
     ++outcome_.reexplorations;
-    ctx.call(prompt, request, -1, false);
+    ctx.call(next.prompt, request, -1, false);
 }
 
 countdown::ExtractedPath CountdownProgram::claimed_path(const runtime::RequestResult & sample) const {
@@ -335,8 +334,8 @@ void CountdownProgram::on_finished(runtime::ProgramContext & ctx, runtime::Reque
             }
         } else if (outcome_.reexplorations < runtime::Validate::kMaxRounds && room) {
             std::string why_not_again;
-            if (auto prompt = reexploration_prompt(result, why_not_again)) {
-                start_reexploration(ctx, std::move(*prompt), why_not);
+            if (auto next = reexploration_prompt(result, why_not_again)) {
+                start_reexploration(ctx, std::move(*next), why_not);
                 return;
             }
             if (why_not_again != why_not) why_not += "; not re-explored: " + why_not_again;

@@ -114,8 +114,12 @@ private:
     // Validate::kMaxRounds times within the request's total budget and time. For a root whose answer
     // failed: the new root's context, or nothing (with why in `why_not`); adds its expansion to
     // explored_.
-    std::optional<std::string> reexploration_prompt(const runtime::RequestResult & root, std::string & why_not);
-    void start_reexploration(runtime::ProgramContext & ctx, std::string prompt, const std::string & why);
+    struct Reexploration {
+        std::string prompt;  // the new root's context, its expansion included
+        size_t steps = 0;    // the first steps its expansion holds
+    };
+    std::optional<Reexploration> reexploration_prompt(const runtime::RequestResult & root, std::string & why_not);
+    void start_reexploration(runtime::ProgramContext & ctx, Reexploration next, const std::string & why);
     int followups() const { return outcome_.rewrites + outcome_.reexplorations; }
     // Whether the job's roots run in parallel mode (they may spawn).
     bool spawns() const;
