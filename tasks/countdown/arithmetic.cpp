@@ -20,6 +20,15 @@ std::vector<Operation> combine(int a, int b) {
     return out;
 }
 
+std::vector<Successor> successors(const std::vector<int> & nums) {
+    std::vector<Successor> out;
+    for_each_successor(nums, [&](const Operation & op, const std::vector<int> & next) {
+        out.push_back({op, next});
+        return false;
+    });
+    return out;
+}
+
 namespace {
 void skip_spaces(std::string_view & s) {
     while (!s.empty() && s.front() == ' ') s.remove_prefix(1);

@@ -36,24 +36,17 @@ std::string reexpansion(const Problem & p, const std::vector<std::vector<int>> &
         double h = 0;
     };
     std::vector<Step> steps;
-    for (size_t i = 0; i < p.nums.size(); ++i) {
-        for (size_t j = i + 1; j < p.nums.size(); ++j) {
-            for (const Operation & op : combine(p.nums[i], p.nums[j])) {
-                Step s;
-                s.op = op;
-                for (size_t k = 0; k < p.nums.size(); ++k) {
-                    if (k != i && k != j) s.nums.push_back(p.nums[k]);
-                }
-                s.nums.push_back(op.result);
-                if (s.nums.size() < 2) continue;  // a last step: no node to search
-                s.key = s.nums;
-                std::sort(s.key.begin(), s.key.end());
-                if (std::find(explored.begin(), explored.end(), s.key) != explored.end()) continue;
-                if (std::any_of(steps.begin(), steps.end(), [&](const Step & t) { return t.key == s.key; })) continue;
-                s.h = mult_heuristic(s.nums, p.target);
-                steps.push_back(std::move(s));
-            }
-        }
+    for (Successor & next : successors(p.nums)) {
+        if (next.nums.size() < 2) continue;  // a last step: no node to search
+        Step s;
+        s.op = next.op;
+        s.key = next.nums;
+        std::sort(s.key.begin(), s.key.end());
+        if (std::find(explored.begin(), explored.end(), s.key) != explored.end()) continue;
+        if (std::any_of(steps.begin(), steps.end(), [&](const Step & t) { return t.key == s.key; })) continue;
+        s.nums = std::move(next.nums);
+        s.h = mult_heuristic(s.nums, p.target);
+        steps.push_back(std::move(s));
     }
     std::stable_sort(steps.begin(), steps.end(), [](const Step & a, const Step & b) { return a.h < b.h; });
     if (static_cast<int>(steps.size()) > width) steps.resize(static_cast<size_t>(std::max(0, width)));

@@ -80,21 +80,14 @@ struct Searcher {
                 const NodePtr & cur = current[idx];
                 main() += state_line(target, *cur);
                 std::vector<std::shared_ptr<Node>> generated;
-                for (size_t i = 0; i < cur->nums.size(); ++i) {
-                    for (size_t j = i + 1; j < cur->nums.size(); ++j) {
-                        for (const Operation & op : combine(cur->nums[i], cur->nums[j])) {
-                            auto n = std::make_shared<Node>();
-                            for (size_t k = 0; k < cur->nums.size(); ++k) {
-                                if (k != i && k != j) n->nums.push_back(cur->nums[k]);
-                            }
-                            n->nums.push_back(op.result);
-                            n->ops = cur->ops;
-                            n->ops.push_back(op);
-                            n->h = mult_heuristic(n->nums, target);
-                            n->parent = cur;
-                            generated.push_back(std::move(n));
-                        }
-                    }
+                for (Successor & next : successors(cur->nums)) {
+                    auto n = std::make_shared<Node>();
+                    n->nums = std::move(next.nums);
+                    n->ops = cur->ops;
+                    n->ops.push_back(next.op);
+                    n->h = mult_heuristic(n->nums, target);
+                    n->parent = cur;
+                    generated.push_back(std::move(n));
                 }
                 std::stable_sort(generated.begin(), generated.end(),
                                  [](const auto & a, const auto & b) { return a->h < b->h; });

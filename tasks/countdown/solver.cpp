@@ -5,32 +5,21 @@
 namespace forkjoin::countdown {
 namespace {
 
-bool search(std::vector<int> & nums, int target, std::vector<Operation> & path) {
+bool search(const std::vector<int> & nums, int target, std::vector<Operation> & path) {
     if (nums.size() == 1) return nums[0] == target;
-    for (size_t i = 0; i < nums.size(); ++i) {
-        for (size_t j = i + 1; j < nums.size(); ++j) {
-            for (const Operation & op : combine(nums[i], nums[j])) {
-                std::vector<int> next;
-                next.reserve(nums.size() - 1);
-                for (size_t k = 0; k < nums.size(); ++k) {
-                    if (k != i && k != j) next.push_back(nums[k]);
-                }
-                next.push_back(op.result);
-                path.push_back(op);
-                if (search(next, target, path)) return true;
-                path.pop_back();
-            }
-        }
-    }
-    return false;
+    return for_each_successor(nums, [&](const Operation & op, const std::vector<int> & next) {
+        path.push_back(op);
+        if (search(next, target, path)) return true;
+        path.pop_back();
+        return false;
+    });
 }
 
 }  // namespace
 
 std::optional<std::vector<Operation>> solve(const Problem & p) {
-    std::vector<int> nums = p.nums;
     std::vector<Operation> path;
-    if (search(nums, p.target, path)) return path;
+    if (search(p.nums, p.target, path)) return path;
     return std::nullopt;
 }
 
