@@ -86,7 +86,7 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
         ->capture_default_str();
     cmd.add_option("--trace", a.trace_path, "write the thread trees as Chrome trace JSON (Perfetto)");
     cmd.add_option("--controller", a.controller,
-                   "controller policies, comma-separated: default, split, adaptive-width, early-stop, validate, context-rot, confidence, all (see runtime/policies.h)")
+                   "controller policies, comma-separated: default, split, adaptive-width, stagger, early-stop, validate, context-rot, confidence, all (see runtime/policies.h)")
         ->capture_default_str();
     cmd.add_option("--calibration", a.calibration, "the policies' per-model settings: a calibration file (forkjoin calibrate), or none for the built-in ones (default: MODEL.calibration.json beside the model, when it is for this model)");
     cmd.add_option("--max-total-tokens", a.max_total_tokens, "generated tokens per problem, all threads together (0: no limit)")

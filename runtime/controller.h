@@ -88,13 +88,22 @@ struct SpawnDecision {
                                 // (most promising first); `run` is then its size, the rest are not run
     std::vector<NestedChild> nested;  // children (of those run) that run as searches of their own; a
                                       // re-exploration of such a slot runs nested again
+    int at_once = 0;            // when > 0: at most this many of the spawn's children are live (queued
+                                // to start, running, or waiting on children of their own) at a time;
+                                // the others are held, in start order, and each starts when a live
+                                // sibling ends (it is on the dependency chain after that sibling). A
+                                // held child is queued for events and stats (thread_queued, state
+                                // queued). One a sibling's settling cancels (ChildEndDecision) never
+                                // starts: it joins as not finished with no tokens. A re-exploration
+                                // round's children (JoinDecision::rerun) are held the same way, in
+                                // rerun order.
 };
 
 // A child ended; its siblings may still run.
 struct ChildEndContext {
     const ThreadRecord & parent;
     const ThreadRecord & child;      // ended done; its text is final
-    int siblings_running = 0;        // siblings of the same spawn not ended yet (queued or running)
+    int siblings_running = 0;        // siblings of the same spawn not ended yet (queued, held or running)
 };
 
 struct ChildEndDecision {

@@ -10,7 +10,7 @@
 namespace forkjoin::runtime {
 
 const std::vector<std::string> & policy_names() {
-    static const std::vector<std::string> names = {"default", "split", "adaptive-width", "early-stop", "validate", "context-rot", "confidence", "all"};
+    static const std::vector<std::string> names = {"default", "split", "adaptive-width", "stagger", "early-stop", "validate", "context-rot", "confidence", "all"};
     return names;
 }
 
@@ -36,6 +36,18 @@ std::vector<std::string> chosen_policies(const std::string & names) {
     }
     return chosen;
 }
+
+// The indices of the `run` children the task ranks best (lowest score first; ties in the order asked).
+std::vector<int> most_promising(const std::vector<dialects::ChildRequest> & children,
+                                const std::function<double(const dialects::ChildRequest &)> & score_of, int run) {
+    std::vector<int> idx(children.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::vector<double> score;
+    for (const auto & ch : children) score.push_back(score_of(ch));
+    std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return score[static_cast<size_t>(a)] < score[static_cast<size_t>(b)]; });
+    idx.resize(std::min(idx.size(), static_cast<size_t>(std::max(0, run))));
+    return idx;
+}
 }  // namespace
 
 bool has_policy(const std::string & names, const std::string & policy) {
@@ -50,6 +62,7 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
     for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
         if (*it == "adaptive-width") c = std::make_shared<AdaptiveWidth>(c, hooks);
         if (*it == "early-stop") c = std::make_shared<EarlyStop>(c, hooks);
+        if (*it == "stagger") c = std::make_shared<Stagger>(c, hooks);
         if (*it == "validate") c = std::make_shared<Validate>(c, hooks);
         if (*it == "context-rot") c = std::make_shared<ContextRot>(c, hooks, ContextRot::kEvery, settings.context_rot);
         if (*it == "split") c = std::make_shared<Split>(c, hooks);
@@ -78,17 +91,23 @@ SpawnDecision AdaptiveWidth::on_spawn(const SpawnContext & c) {
     if (run <= 0) return {0, "spawn of " + std::to_string(c.requested) + " refused: " + why};
     SpawnDecision d;
     d.run = run;
+    d.at_once = base.at_once;  // a cap a policy after it set (stagger) stands
     d.reason = "ran " + std::to_string(run) + " of " + std::to_string(c.requested) + ": " + why;
     if (hooks_.child_score) {
-        std::vector<int> idx(c.children.size());
-        std::iota(idx.begin(), idx.end(), 0);
-        std::vector<double> score;
-        for (const auto & ch : c.children) score.push_back(hooks_.child_score(ch));
-        std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return score[static_cast<size_t>(a)] < score[static_cast<size_t>(b)]; });
-        idx.resize(static_cast<size_t>(run));
-        d.order = idx;
+        d.order = most_promising(c.children, hooks_.child_score, run);
         d.reason += "; most promising first";
     }
+    return d;
+}
+
+SpawnDecision Stagger::on_spawn(const SpawnContext & c) {
+    SpawnDecision d = next_->on_spawn(c);
+    if (d.defer || d.run <= kAtOnce) return d;
+    if (d.order.empty() && hooks_.child_score) {
+        d.order = most_promising(c.children, hooks_.child_score, d.run);
+        d.reason += "; most promising first";
+    }
+    d.at_once = d.at_once > 0 ? std::min(d.at_once, kAtOnce) : kAtOnce;  // the runtime says it in the spawn's reason
     return d;
 }
 

@@ -7,6 +7,13 @@
 //                   most promising first where the task ranks them (TaskHooks::child_score).
 //   early-stop      when a child's result settles its parent's question (TaskHooks::settles: Countdown,
 //                   a verified Goal Reached), its running siblings are cancelled and join as not finished.
+//   stagger         a spawn's children start at most kAtOnce (2) at a time, most promising first where
+//                   the task ranks them (TaskHooks::child_score); each of the others starts when a live
+//                   sibling ends (SpawnDecision::at_once). With early-stop, a child that settles the
+//                   question cancels the held ones before they start, so it trades the chain's length
+//                   (the children run in a row of waves) for the tokens of children never run; alone it
+//                   only lengthens the chain. Not in `all`: it spends latency, what parallel reasoning is for.
+//                   Composed with adaptive-width, the width is still chosen as if all ran at once.
 //   validate        when a spawn's children all ended and none settles the question (TaskHooks::settles:
 //                   Countdown, a sub search whose path the verifier accepts), the unsettled ones (and any
 //                   never run) run again, sampled at temperature 0.7 with new seeds, before the join; at
@@ -150,6 +157,13 @@ protected:
 
 class AdaptiveWidth final : public Policy {
 public:
+    using Policy::Policy;
+    SpawnDecision on_spawn(const SpawnContext & c) override;
+};
+
+class Stagger final : public Policy {
+public:
+    static constexpr int kAtOnce = 2;
     using Policy::Policy;
     SpawnDecision on_spawn(const SpawnContext & c) override;
 };

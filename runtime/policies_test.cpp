@@ -50,6 +50,7 @@ int first_number(const std::string & text) {
 struct Outcome {
     RequestResult result;
     std::vector<int> start_order;  // children's first numbers, in the order they started
+    int most_running = 0;          // the root's children running at once, at most
 };
 
 // Root spawns `width` children; `child` scripts each child (by its first number); a nested spawn
@@ -63,8 +64,14 @@ Outcome run(const std::string & policies, TaskHooks hooks, int width, Limits lim
     o.limits = limits;
     o.controller = make_controller(policies, hooks);
     Outcome out;
+    std::vector<int> running;
     o.events = [&](const Event & e) {
-        if (e.kind == EventKind::thread_started && e.parent == 0) out.start_order.push_back(e.thread);
+        if (e.kind == EventKind::thread_started && e.parent == 0) {
+            out.start_order.push_back(e.thread);
+            running.push_back(e.thread);
+            out.most_running = std::max(out.most_running, static_cast<int>(running.size()));
+        }
+        if (e.kind == EventKind::thread_ended) std::erase(running, e.thread);
     };
     o.script = [&](const ThreadRecord & t) -> std::optional<std::string> {
         if (t.depth == 0) {
@@ -204,6 +211,112 @@ TEST(Policies, AdaptiveWidthTrimsToTheBudgetAndRunsTheBestFirst) {
     EXPECT_NE(spawn.find("~256 tokens per child (prior)"), std::string::npos) << spawn;
     EXPECT_EQ(narrow.start_order, (std::vector<int>{13, 12}));  // the two best
     EXPECT_NE(narrow.result.text.find("<No Solution in Sub Search 0"), std::string::npos) << narrow.result.text;  // not run
+}
+
+// Stagger: at most two of a spawn's children live at a time, the best first, each of the others
+// starting when one ends; with early stop, a child that settles the question cancels the held ones
+// before they start. Composed under adaptive-width, its cap stands.
+TEST(Policies, StaggerHoldsChildrenBackAndEarlyStopCancelsThemUnstarted) {
+    TaskHooks hooks;
+    hooks.child_score = [](const dialects::ChildRequest & c) { return -first_number(c.prompt); };  // larger is better here
+    hooks.settles = [](const ThreadRecord & c) -> std::optional<std::string> {
+        if (c.text.find("Goal Reached") == std::string::npos) return std::nullopt;
+        return "thread " + std::to_string(c.id) + " found it";
+    };
+    Limits limits;
+    limits.thread_token_budget = 1200;  // holds the root's spawn block of five (the test model spells it nearly byte by byte)
+    const Outcome staggered = run("adaptive-width,stagger", hooks, 5, limits, finishes_after(2));
+    ASSERT_TRUE(staggered.result.ok) << staggered.result.end_reason;
+    EXPECT_EQ(staggered.start_order, (std::vector<int>{14, 13, 12, 11, 10}));
+    EXPECT_EQ(staggered.most_running, 2);
+    for (size_t i = 1; i < staggered.result.threads.size(); ++i) EXPECT_EQ(staggered.result.threads[i].state, ThreadState::done);
+    const std::string spawn = reasons(staggered.result.threads[0], "spawn").at(0);
+    EXPECT_NE(spawn.find("ran 5 of 5"), std::string::npos) << spawn;
+    EXPECT_NE(spawn.find("2 at a time"), std::string::npos) << spawn;
+    // The held children are on the dependency chain: three in a row (14 -> 12 -> 10) after the root.
+    int64_t shortest_child = staggered.result.threads[1].generated_tokens;
+    for (size_t i = 1; i < staggered.result.threads.size(); ++i) shortest_child = std::min(shortest_child, staggered.result.threads[i].generated_tokens);
+    EXPECT_GE(staggered.result.metrics.sequential_tokens, staggered.result.threads[0].generated_tokens + 3 * shortest_child);
+    // Without it all five run at once, and the chain holds one child.
+    const Outcome wide = run("adaptive-width", hooks, 5, limits, finishes_after(2));
+    EXPECT_EQ(wide.most_running, 5);
+    int64_t longest_child = 0;
+    for (size_t i = 1; i < wide.result.threads.size(); ++i) longest_child = std::max(longest_child, wide.result.threads[i].generated_tokens);
+    EXPECT_EQ(wide.result.metrics.sequential_tokens, wide.result.threads[0].generated_tokens + longest_child);
+
+    // The second to start (13) finds it after two pieces; the best (14) would run to its budget.
+    auto child = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (first_number(t.text) == 13) {
+            if (t.text.find("Goal Reached") != std::string::npos) return std::nullopt;
+            return std::string(t.text.find("step\n") == std::string::npos ? "step\n" : "24,24 equal: Goal Reached\n");
+        }
+        return std::string("step\n");
+    };
+    const Outcome stopped = run("stagger,early-stop", hooks, 5, limits, child);
+    ASSERT_TRUE(stopped.result.ok) << stopped.result.end_reason;
+    EXPECT_EQ(stopped.start_order, (std::vector<int>{14, 13}));
+    int unstarted = 0;
+    for (size_t i = 1; i < stopped.result.threads.size(); ++i) {
+        const ThreadRecord & c = stopped.result.threads[i];
+        if (first_number(c.text) == 13) {
+            EXPECT_EQ(c.state, ThreadState::done);
+            continue;
+        }
+        EXPECT_EQ(c.state, ThreadState::cancelled) << c.label;
+        if (first_number(c.text) < 13) {
+            EXPECT_EQ(c.generated_tokens, 0) << c.label;
+            ++unstarted;
+        }
+    }
+    EXPECT_EQ(unstarted, 3);
+    const std::string stop = reasons(stopped.result.threads[0], "stop").at(0);
+    EXPECT_NE(stop.find("cancelled 4 siblings of thread 2"), std::string::npos) << stop;
+    EXPECT_NE(stop.find("3 never started"), std::string::npos) << stop;
+    EXPECT_NE(stopped.result.text.find("<Sub Searches>"), std::string::npos);  // the join happened
+
+    // Early stop alone starts all five, and the three it cancels have spent tokens by then.
+    const Outcome together = run("early-stop", hooks, 5, limits, child);
+    ASSERT_TRUE(together.result.ok) << together.result.end_reason;
+    EXPECT_EQ(together.start_order.size(), 5u);
+    EXPECT_LT(stopped.result.metrics.generated_tokens, together.result.metrics.generated_tokens);
+}
+
+// Stagger holds a re-exploration round's children the same way, and a request that ends while
+// children are held ends them too: none is left behind, none started.
+TEST(Policies, StaggerHoldsReexploredChildrenAndEndsHeldOnesWithTheRequest) {
+    TaskHooks hooks;
+    hooks.settles = [](const ThreadRecord & c) -> std::optional<std::string> {
+        if (c.text.find("Goal Reached") == std::string::npos) return std::nullopt;
+        return "found";
+    };
+    auto never = [](const ThreadRecord & t) -> std::optional<std::string> {
+        if (t.text.find("No solution") != std::string::npos) return std::nullopt;
+        return std::string("No solution found.\n");
+    };
+    const Outcome rounds = run("stagger,validate", hooks, 4, Limits{}, never);
+    ASSERT_TRUE(rounds.result.ok) << rounds.result.end_reason;
+    EXPECT_EQ(rounds.result.threads.size(), 1u + 4u * 3u);  // the spawn and two re-explorations
+    EXPECT_EQ(rounds.start_order.size(), 12u);
+    EXPECT_EQ(rounds.most_running, 2);
+
+    // The children never stop on their own; the request's budget ends it while three are held.
+    Limits limits;
+    limits.thread_token_budget = 1200;
+    const Outcome first = run("stagger", hooks, 5, limits, finishes_after(1));
+    ASSERT_TRUE(first.result.ok) << first.result.end_reason;
+    limits.total_token_budget = first.result.threads[0].generated_tokens + 60;
+    const Outcome ended = run("stagger", hooks, 5, limits, [](const ThreadRecord &) { return std::optional<std::string>("step\n"); });
+    EXPECT_FALSE(ended.result.ok);
+    EXPECT_EQ(ended.start_order.size(), 2u);
+    int held = 0;
+    for (const auto & t : ended.result.threads) {
+        EXPECT_TRUE(thread_ended(t.state)) << t.label;
+        if (t.depth == 1 && t.generated_tokens == 0) {
+            EXPECT_EQ(t.state, ThreadState::cancelled) << t.label;
+            ++held;
+        }
+    }
+    EXPECT_EQ(held, 3);
 }
 
 // Nested spawns run when the budget is ample and are refused when it is tight.

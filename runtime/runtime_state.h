@@ -45,6 +45,10 @@ struct Runtime::Thread {
     SummaryPlan summary;            // a summarizer: its plan
     int64_t token_budget = 0;       // its own budget (a summarizer's max_tokens); 0: the request's
     int join_rounds = 0;            // re-explorations of its current spawn (JoinDecision)
+    int at_once = 0;                // its current spawn's SpawnDecision::at_once; 0: no cap
+    std::deque<int> held;           // children of its current spawn held back by at_once, in start order
+    int started_after = -1;         // a held child: the sibling whose end let it start (it is on the
+                                    // dependency chain after it); -1: none
     bool spawn_deferred = false;    // its spawn waits for the controller's answer (SpawnDecision::defer)
     std::string defer_reason;       // the controller's, the last time it deferred
     int64_t deferrals = 0;

@@ -327,6 +327,9 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
     ++r.children_finished;
     r.children_tokens += t.rec.generated_tokens;
     Thread & parent = *r.threads[static_cast<size_t>(t.rec.parent)];
+    // A held sibling (SpawnDecision::at_once) takes its place; one this end settles is cancelled below
+    // before it can start.
+    if (parent.rec.state == ThreadState::waiting && !r.root_ended) start_held(r, parent, t.rec.id);
     if (state != ThreadState::done || parent.rec.state != ThreadState::waiting || r.root_ended) return;
     // Has this child settled its parent's question? Then its siblings need not run on.
     std::vector<int> siblings;
@@ -337,9 +340,15 @@ void Runtime::end_thread(Request & r, Thread & t, ThreadState state, const std::
     const ChildEndDecision d = controller_of(r).on_child_ended({.parent = parent.rec, .child = t.rec, .siblings_running = static_cast<int>(siblings.size())});
     if (!d.cancel_siblings) return;
     int64_t spent = 0;
-    for (int id : siblings) spent += r.threads[static_cast<size_t>(id)]->rec.generated_tokens;
+    int never_started = 0;  // held back by the spawn's at_once, or not admitted yet
+    for (int id : siblings) {
+        spent += r.threads[static_cast<size_t>(id)]->rec.generated_tokens;
+        never_started += r.threads[static_cast<size_t>(id)]->admitted == 0;
+    }
+    parent.held.clear();  // cancelled below, before they start
     decide(r, parent, "stop", "cancelled " + std::to_string(siblings.size()) + " siblings of thread " + std::to_string(t.rec.id) +
-                                  " (they had generated " + std::to_string(spent) + " tokens): " + d.reason);
+                                  " (they had generated " + std::to_string(spent) + " tokens" +
+                                  (never_started > 0 ? "; " + std::to_string(never_started) + " never started" : "") + "): " + d.reason);
     for (int id : siblings) end_thread(r, *r.threads[static_cast<size_t>(id)], ThreadState::cancelled, "stopped early: " + d.reason);
 }
 
@@ -372,8 +381,21 @@ void Runtime::finalize(Request & r) {
         m.max_context_tokens = std::max(m.max_context_tokens, t.max_context);
         int64_t c = t.generated_tokens + summaries[i];
         for (const auto & spawn : t.spawns) {
+            // A held child (SpawnDecision::at_once) ends after the sibling whose end started it (a
+            // smaller id: it started first), so siblings are taken in id order.
+            std::vector<int> ids = spawn;
+            std::sort(ids.begin(), ids.end());
+            std::vector<std::pair<int, int64_t>> ends;  // id, its chain up to its end within the spawn
             int64_t longest = 0;
-            for (int id : spawn) longest = std::max(longest, chain[static_cast<size_t>(id)]);
+            for (int id : ids) {
+                int64_t end = chain[static_cast<size_t>(id)];
+                const int after = r.threads[static_cast<size_t>(id)]->started_after;
+                for (const auto & [other, other_end] : ends) {
+                    if (other == after) end += other_end;
+                }
+                ends.emplace_back(id, end);
+                longest = std::max(longest, end);
+            }
             c += longest;
         }
         chain[i] = c;

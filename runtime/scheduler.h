@@ -133,8 +133,13 @@ private:
     void on_spawn(Request & r, Thread & t, dialects::SpawnRequest spawn);
     // Asks the controller about t's pending spawn; queues the children it runs, or leaves it deferred.
     void decide_spawn(Request & r, Thread & t);
-    // Queues a child of t for slot `slot` of its spawn; its id.
+    // Queues a child of t for slot `slot` of its spawn (or holds it back, SpawnDecision::at_once); its id.
     int add_child(Request & r, Thread & t, size_t slot);
+    // Queues t's held children while fewer than its at_once are live; `ended_child` is the one whose
+    // end made room.
+    void start_held(Request & r, Thread & t, int ended_child);
+    // t's children of its current spawn queued to start or running; held ones are not.
+    int live_children(const Request & r, const Thread & t) const;
     // All children ended: true when the controller had some run again (the join waits for them).
     bool reexplore(Request & r, Thread & parent);
     Sampling sampling_of(const Request & r, const Thread & t) const;

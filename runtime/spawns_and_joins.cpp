@@ -46,6 +46,8 @@ void Runtime::decide_spawn(Request & r, Thread & t) {
     t.spawn_deferred = false;
     t.spawn_slots.assign(spawn.children.size(), -1);
     t.nested_slots.assign(spawn.children.size(), std::nullopt);
+    t.at_once = std::max(0, d.at_once);
+    t.held.clear();
     for (const NestedChild & n : d.nested) {
         if (n.slot >= 0 && static_cast<size_t>(n.slot) < spawn.children.size() && !spawn.children[static_cast<size_t>(n.slot)].forked &&
             !n.prompt.empty() && n.read_back) {
@@ -64,7 +66,11 @@ void Runtime::decide_spawn(Request & r, Thread & t) {
     } else {
         for (size_t c = 0; c < std::min(spawn.children.size(), static_cast<size_t>(std::max(0, d.run))); ++c) chosen.push_back(c);
     }
-    decide(r, t, "spawn", t.deferrals > 0 ? d.reason + " (after " + std::to_string(t.deferrals) + " deferrals)" : d.reason);
+    std::string reason = t.deferrals > 0 ? d.reason + " (after " + std::to_string(t.deferrals) + " deferrals)" : d.reason;
+    if (t.at_once > 0 && chosen.size() > static_cast<size_t>(t.at_once)) {
+        reason += "; " + std::to_string(t.at_once) + " at a time, each of the others when one ends";
+    }
+    decide(r, t, "spawn", reason);
     std::vector<int> ids;
     for (size_t c : chosen) {
         const int id = add_child(r, t, c);
@@ -103,9 +109,35 @@ int Runtime::add_child(Request & r, Thread & t, size_t slot) {
         child->parser = r.dialect->child_parser(child->prompt, child->request);
     }
     const int id = child->rec.id;
-    r.queue.push_back(id);
+    if (t.at_once > 0 && (live_children(r, t) >= t.at_once || !t.held.empty())) {
+        t.held.push_back(id);  // starts when a live sibling ends (start_held), in this order
+        child->wait_reason = "held back: " + std::to_string(t.at_once) + " of its spawn at a time";
+    } else {
+        r.queue.push_back(id);
+    }
     r.threads.push_back(std::move(child));
     return id;
+}
+
+int Runtime::live_children(const Request & r, const Thread & t) const {
+    int live = 0;
+    for (int id : t.spawn_slots) {
+        if (id >= 0 && !ended(r.threads[static_cast<size_t>(id)]->rec.state) && std::find(t.held.begin(), t.held.end(), id) == t.held.end()) {
+            ++live;
+        }
+    }
+    return live;
+}
+
+void Runtime::start_held(Request & r, Thread & t, int ended_child) {
+    while (!t.held.empty()) {
+        if (live_children(r, t) >= t.at_once) return;
+        Thread & next = *r.threads[static_cast<size_t>(t.held.front())];
+        t.held.pop_front();
+        if (ended(next.rec.state)) continue;
+        next.started_after = ended_child;
+        r.queue.push_back(next.rec.id);
+    }
 }
 
 Usage Runtime::usage_of(const Request & r) const {
@@ -282,6 +314,8 @@ void Runtime::resume_after_join(Request & r, Thread & parent, const std::string 
     parent.spawn.reset();
     parent.spawn_slots.clear();
     parent.nested_slots.clear();
+    parent.at_once = 0;
+    parent.held.clear();
     parent.rec.state = ThreadState::running;
     if (!r.options.script) backend_.set_generating(parent.seq, true);
     parent.rec.max_context = std::max<int64_t>(parent.rec.max_context, backend_.length(parent.seq));
