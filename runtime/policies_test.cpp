@@ -126,6 +126,30 @@ auto finishes_after(int pieces) {
     };
 }
 
+// The settles hook of these tests: a child that wrote "Goal Reached" settles its parent's question.
+std::optional<std::string> settles_on_goal(const ThreadRecord & c) {
+    if (c.text.find("Goal Reached") == std::string::npos) return std::nullopt;
+    return "thread " + std::to_string(c.id) + " found it";
+}
+
+// A child script: the child whose state holds `number` reaches the goal in its second piece; the
+// others step on until their budget (or a policy) ends them.
+auto finds_goal_at(int number) {
+    return [number](const ThreadRecord & t) -> std::optional<std::string> {
+        if (first_number(t.text) == number) {
+            if (t.text.find("Goal Reached") != std::string::npos) return std::nullopt;
+            return std::string(t.text.find("step\n") == std::string::npos ? "step\n" : "24,24 equal: Goal Reached\n");
+        }
+        return std::string("step\n");
+    };
+}
+
+// A child script: every child finds nothing and says so.
+std::optional<std::string> never_finds(const ThreadRecord & t) {
+    if (t.text.find("No solution") != std::string::npos) return std::nullopt;
+    return std::string("No solution found.\n");
+}
+
 }  // namespace
 
 TEST(Policies, UnknownNamesAreErrorsThatListTheKnownOnes) {
@@ -144,19 +168,10 @@ TEST(Policies, UnknownNamesAreErrorsThatListTheKnownOnes) {
 // parent's trace says why and what they had spent, and the join goes on without them.
 TEST(Policies, EarlyStopCancelsTheSiblingsOfAChildThatSettlesIt) {
     TaskHooks hooks;
-    hooks.settles = [](const ThreadRecord & c) -> std::optional<std::string> {
-        if (c.text.find("Goal Reached") == std::string::npos) return std::nullopt;
-        return "thread " + std::to_string(c.id) + " found it";
-    };
+    hooks.settles = settles_on_goal;
     Limits limits;
     limits.thread_token_budget = 400;
-    auto child = [](const ThreadRecord & t) -> std::optional<std::string> {
-        if (first_number(t.text) == 11) {  // the second child finds it after two pieces
-            if (t.text.find("Goal Reached") != std::string::npos) return std::nullopt;
-            return std::string(t.text.find("step\n") == std::string::npos ? "step\n" : "24,24 equal: Goal Reached\n");
-        }
-        return std::string("step\n");  // the others never stop on their own
-    };
+    const auto child = finds_goal_at(11);  // the second child; the others never stop on their own
     const Outcome stopped = run("early-stop", hooks, 3, limits, child);
     ASSERT_TRUE(stopped.result.ok) << stopped.result.end_reason;
     const auto & t = stopped.result.threads;
@@ -219,10 +234,7 @@ TEST(Policies, AdaptiveWidthTrimsToTheBudgetAndRunsTheBestFirst) {
 TEST(Policies, StaggerHoldsChildrenBackAndEarlyStopCancelsThemUnstarted) {
     TaskHooks hooks;
     hooks.child_score = [](const dialects::ChildRequest & c) { return -first_number(c.prompt); };  // larger is better here
-    hooks.settles = [](const ThreadRecord & c) -> std::optional<std::string> {
-        if (c.text.find("Goal Reached") == std::string::npos) return std::nullopt;
-        return "thread " + std::to_string(c.id) + " found it";
-    };
+    hooks.settles = settles_on_goal;
     Limits limits;
     limits.thread_token_budget = 1200;  // holds the root's spawn block of five (the test model spells it nearly byte by byte)
     const Outcome staggered = run("adaptive-width,stagger", hooks, 5, limits, finishes_after(2));
@@ -245,13 +257,7 @@ TEST(Policies, StaggerHoldsChildrenBackAndEarlyStopCancelsThemUnstarted) {
     EXPECT_EQ(wide.result.metrics.sequential_tokens, wide.result.threads[0].generated_tokens + longest_child);
 
     // The second to start (13) finds it after two pieces; the best (14) would run to its budget.
-    auto child = [](const ThreadRecord & t) -> std::optional<std::string> {
-        if (first_number(t.text) == 13) {
-            if (t.text.find("Goal Reached") != std::string::npos) return std::nullopt;
-            return std::string(t.text.find("step\n") == std::string::npos ? "step\n" : "24,24 equal: Goal Reached\n");
-        }
-        return std::string("step\n");
-    };
+    const auto child = finds_goal_at(13);
     const Outcome stopped = run("stagger,early-stop", hooks, 5, limits, child);
     ASSERT_TRUE(stopped.result.ok) << stopped.result.end_reason;
     EXPECT_EQ(stopped.start_order, (std::vector<int>{14, 13}));
@@ -285,14 +291,8 @@ TEST(Policies, StaggerHoldsChildrenBackAndEarlyStopCancelsThemUnstarted) {
 // children are held ends them too: none is left behind, none started.
 TEST(Policies, StaggerHoldsReexploredChildrenAndEndsHeldOnesWithTheRequest) {
     TaskHooks hooks;
-    hooks.settles = [](const ThreadRecord & c) -> std::optional<std::string> {
-        if (c.text.find("Goal Reached") == std::string::npos) return std::nullopt;
-        return "found";
-    };
-    auto never = [](const ThreadRecord & t) -> std::optional<std::string> {
-        if (t.text.find("No solution") != std::string::npos) return std::nullopt;
-        return std::string("No solution found.\n");
-    };
+    hooks.settles = settles_on_goal;
+    const auto never = never_finds;
     const Outcome rounds = run("stagger,validate", hooks, 4, Limits{}, never);
     ASSERT_TRUE(rounds.result.ok) << rounds.result.end_reason;
     EXPECT_EQ(rounds.result.threads.size(), 1u + 4u * 3u);  // the spawn and two re-explorations
@@ -343,10 +343,7 @@ TEST(Policies, AdaptiveWidthAllowsNestedSpawnsOnlyWithBudgetToSpare) {
 // requests) before the join, at most two rounds; a round that settles it ends the re-exploration.
 TEST(Policies, ValidateReexploresUntilAChildSettlesIt) {
     TaskHooks hooks;
-    hooks.settles = [](const ThreadRecord & c) -> std::optional<std::string> {
-        if (c.text.find("Goal Reached") == std::string::npos) return std::nullopt;
-        return "found";
-    };
+    hooks.settles = settles_on_goal;
     // First-round children (ids 1, 2) find nothing; in the second round (ids 3, 4) the one for node
     // 0,1 finds it.
     auto child = [](const ThreadRecord & t) -> std::optional<std::string> {
@@ -367,10 +364,7 @@ TEST(Policies, ValidateReexploresUntilAChildSettlesIt) {
     EXPECT_NE(found.result.text.find("<Goal Reached in Sub Search 1"), std::string::npos) << found.result.text;
 
     // Nothing ever settles it: two rounds, then the join of what there is.
-    auto never = [](const ThreadRecord & t) -> std::optional<std::string> {
-        if (t.text.find("No solution") != std::string::npos) return std::nullopt;
-        return std::string("No solution found.\n");
-    };
+    const auto never = never_finds;
     const Outcome none = run("validate", hooks, 2, Limits{}, never);
     EXPECT_EQ(none.result.threads.size(), 1u + 2u * 3u);
     EXPECT_EQ(reasons(none.result.threads[0], "validate").size(), 2u);
@@ -760,9 +754,7 @@ TEST(Policies, AThreadEndedWhileSummarizedTakesItsSummarizerWithIt) {
     llama::LlamaBackend backend(tiny_model(), backend_options());
     Runtime rt(backend);
     TaskHooks hooks;
-    hooks.settles = [](const ThreadRecord & c) -> std::optional<std::string> {
-        return c.text.find("Goal Reached") == std::string::npos ? std::nullopt : std::optional<std::string>("found it");
-    };
+    hooks.settles = settles_on_goal;
     RequestOptions o;
     o.dialect = std::shared_ptr<const dialects::Dialect>(dialects::make_apr_dialect());
     Limits limits;

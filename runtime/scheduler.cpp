@@ -374,6 +374,7 @@ void Runtime::finalize(Request & r) {
     m.threads = static_cast<int>(r.threads.size());
     std::vector<int64_t> chain(r.threads.size(), 0);
     std::vector<int64_t> summaries(r.threads.size(), 0);  // its summarizers' chains: it waited on them
+    std::vector<int64_t> until_end(r.threads.size(), 0);  // a child's chain from its spawn to its end
     for (size_t i = r.threads.size(); i-- > 0;) {  // children have larger ids than their parents
         const ThreadRecord & t = r.threads[i]->rec;
         m.total_tokens += t.decoded_tokens;
@@ -381,20 +382,15 @@ void Runtime::finalize(Request & r) {
         m.max_context_tokens = std::max(m.max_context_tokens, t.max_context);
         int64_t c = t.generated_tokens + summaries[i];
         for (const auto & spawn : t.spawns) {
-            // A held child (SpawnDecision::at_once) ends after the sibling whose end started it (a
-            // smaller id: it started first), so siblings are taken in id order.
+            // A held child (SpawnDecision::at_once) ends after the sibling of the same spawn whose end
+            // started it, which has a smaller id (it started first): siblings are taken in id order.
             std::vector<int> ids = spawn;
             std::sort(ids.begin(), ids.end());
-            std::vector<std::pair<int, int64_t>> ends;  // id, its chain up to its end within the spawn
             int64_t longest = 0;
             for (int id : ids) {
-                int64_t end = chain[static_cast<size_t>(id)];
                 const int after = r.threads[static_cast<size_t>(id)]->started_after;
-                for (const auto & [other, other_end] : ends) {
-                    if (other == after) end += other_end;
-                }
-                ends.emplace_back(id, end);
-                longest = std::max(longest, end);
+                until_end[static_cast<size_t>(id)] = chain[static_cast<size_t>(id)] + (after >= 0 ? until_end[static_cast<size_t>(after)] : 0);
+                longest = std::max(longest, until_end[static_cast<size_t>(id)]);
             }
             c += longest;
         }
