@@ -10,7 +10,7 @@
 namespace forkjoin::runtime {
 
 const std::vector<std::string> & policy_names() {
-    static const std::vector<std::string> names = {"default", "split", "adaptive-width", "stagger", "early-stop", "validate", "context-rot", "confidence", "all"};
+    static const std::vector<std::string> names = {"default", "split", "adaptive-width", "stagger", "early-stop", "validate", "context-rot", "confidence", "confidence-low", "all"};
     return names;
 }
 
@@ -50,6 +50,10 @@ std::vector<int> most_promising(const std::vector<dialects::ChildRequest> & chil
 }
 }  // namespace
 
+bool has_confidence_policy(const std::string & names) {
+    return has_policy(names, "confidence") || has_policy(names, "confidence-low");
+}
+
 bool has_policy(const std::string & names, const std::string & policy) {
     const auto chosen = chosen_policies(names);
     return std::find(chosen.begin(), chosen.end(), policy) != chosen.end();
@@ -67,6 +71,7 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
         if (*it == "context-rot") c = std::make_shared<ContextRot>(c, hooks, ContextRot::kEvery, settings.context_rot);
         if (*it == "split") c = std::make_shared<Split>(c, hooks);
         if (*it == "confidence") c = std::make_shared<ConfidencePruning>(c, hooks);
+        if (*it == "confidence-low") c = std::make_shared<ConfidencePruning>(c, hooks, ConfidencePruning::kKeepLow);
     }
     return c;
 }
@@ -267,14 +272,14 @@ void ConfidencePruning::on_thread_ended(const ThreadRecord & thread) {
     // A cancelled root (stopped, or its job ended) says nothing about how whole traces go.
     if (thread.parent >= 0 || thread.state == ThreadState::cancelled || threshold_ || thread.confidence.tokens == 0) return;
     calibration_.push_back(thread.confidence.lowest_group);
-    if (static_cast<int>(calibration_.size()) >= warmup_) threshold_ = percentile(calibration_, kPercentile);
+    if (static_cast<int>(calibration_.size()) >= warmup_) threshold_ = percentile(calibration_, 100.0 - keep_percent_);
 }
 
 ConfidenceDecision ConfidencePruning::on_confidence(const ConfidenceContext & c) {
     if (c.thread.parent >= 0 || !threshold_ || c.group >= *threshold_) return next_->on_confidence(c);
     char buf[200];
     std::snprintf(buf, sizeof buf, "group confidence %.3f below %.3f (the %.0fth percentile of the first %zu samples' lowest) after %lld tokens",
-                  c.group, *threshold_, kPercentile, calibration_.size(), static_cast<long long>(c.thread.confidence.tokens));
+                  c.group, *threshold_, 100.0 - keep_percent_, calibration_.size(), static_cast<long long>(c.thread.confidence.tokens));
     return {true, buf};
 }
 

@@ -59,6 +59,10 @@
 //                   controller must serve all of a job's samples (the strategies make one per job); the
 //                   strategy runs the warm-up samples first and weighs the answers by confidence
 //                   (strategies/confident_sampling.h).
+//   confidence-low  DeepConf-low: the same, with the threshold at the 90th percentile (it keeps about
+//                   10% of traces). It saves more tokens for the same vote where the token confidence
+//                   tells little early on (the shipped model: models/README.md, Self-consistency with
+//                   confidence). Name one of the two.
 //   all             split, adaptive-width, early-stop and validate.
 // Policies compose: each decides what it knows about and hands the rest to the next, the last one being
 // the default. Every decision carries its reason into the trace.
@@ -132,6 +136,8 @@ std::shared_ptr<Controller> make_controller(const std::string & names, TaskHooks
 // Whether the policies named in `names` (as make_controller reads them) include `policy`, `all` counted
 // as the policies it stands for.
 bool has_policy(const std::string & names, const std::string & policy);
+// Whether `names` includes either of DeepConf's variants (confidence, confidence-low).
+bool has_confidence_policy(const std::string & names);
 // The names make_controller knows, for help texts and errors.
 const std::vector<std::string> & policy_names();
 
@@ -215,9 +221,13 @@ public:
     static constexpr int kTopK = 20;
     static constexpr int kWindow = 128;
     static constexpr int kWarmup = 2;
-    static constexpr double kPercentile = 10;  // of the warm-up roots' lowest group confidence
-    ConfidencePruning(std::shared_ptr<Controller> next, TaskHooks hooks, int warmup = kWarmup, int window = kWindow)
-        : Policy(std::move(next), std::move(hooks)), warmup_(warmup), window_(window) {}
+    // DeepConf's two variants, as the share of traces its threshold keeps: the threshold is the
+    // (100 - keep)th percentile of the warm-up roots' lowest group confidence.
+    static constexpr double kKeepHigh = 90;  // DeepConf-high (`confidence`): the 10th percentile
+    static constexpr double kKeepLow = 10;   // DeepConf-low (`confidence-low`): the 90th percentile
+    ConfidencePruning(std::shared_ptr<Controller> next, TaskHooks hooks, double keep_percent = kKeepHigh, int warmup = kWarmup,
+                      int window = kWindow)
+        : Policy(std::move(next), std::move(hooks)), keep_percent_(keep_percent), warmup_(warmup), window_(window) {}
     ConfidencePlan confidence_plan(const ThreadRecord & thread) override;
     ConfidenceDecision on_confidence(const ConfidenceContext & c) override;
     void on_thread_ended(const ThreadRecord & thread) override;
@@ -225,6 +235,7 @@ public:
     std::optional<double> threshold() const { return threshold_; }
 
 private:
+    double keep_percent_;
     int warmup_;
     int window_;
     std::vector<double> calibration_;  // the warm-up roots' lowest group confidence

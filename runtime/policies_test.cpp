@@ -536,7 +536,7 @@ TEST(Policies, PercentileInterpolatesBetweenRanks) {
 // DeepConf's pruning as a policy: no stop before the warm-up roots ended, a threshold at the 10th
 // percentile of their lowest group confidence, cancelled roots and children never counted or judged.
 TEST(Policies, ConfidenceCalibratesOnTheFirstRootsThenStopsThoseBelow) {
-    ConfidencePruning p(std::make_shared<DefaultController>(), TaskHooks{}, /*warmup=*/2, /*window=*/8);
+    ConfidencePruning p(std::make_shared<DefaultController>(), TaskHooks{}, ConfidencePruning::kKeepHigh, /*warmup=*/2, /*window=*/8);
     auto root = [](int id, ThreadState state, double lowest) {
         ThreadRecord t;
         t.id = id;
@@ -565,6 +565,38 @@ TEST(Policies, ConfidenceCalibratesOnTheFirstRootsThenStopsThoseBelow) {
     EXPECT_FALSE(p.on_confidence({.thread = child, .group = 0.01}).stop);
     p.on_thread_ended(root(0, ThreadState::done, 0.1));  // later roots do not move the threshold
     EXPECT_DOUBLE_EQ(*p.threshold(), 2.1);
+}
+
+// DeepConf-low: the same warm-up sets the threshold at the 90th percentile, so it stops a trace that
+// DeepConf-high lets run; both are policies by name, and the strategies see either as confidence.
+TEST(Policies, ConfidenceLowStopsAtTheNinetiethPercentileOfTheWarmup) {
+    auto ended = [](double lowest) {
+        ThreadRecord t;
+        t.state = ThreadState::done;
+        t.confidence = {.window = 8, .tokens = 40, .mean = lowest + 1, .last_group = lowest + 1, .lowest_group = lowest};
+        return t;
+    };
+    ConfidencePruning high(std::make_shared<DefaultController>(), TaskHooks{}, ConfidencePruning::kKeepHigh, 2, 8);
+    ConfidencePruning low(std::make_shared<DefaultController>(), TaskHooks{}, ConfidencePruning::kKeepLow, 2, 8);
+    for (ConfidencePruning * p : {&high, &low}) {
+        p->on_thread_ended(ended(2.0));
+        p->on_thread_ended(ended(3.0));
+    }
+    ASSERT_TRUE(low.threshold());
+    EXPECT_DOUBLE_EQ(*low.threshold(), 2.9);
+    ThreadRecord running = ended(0);
+    running.state = ThreadState::running;
+    EXPECT_FALSE(high.on_confidence({.thread = running, .group = 2.5}).stop);
+    const auto stop = low.on_confidence({.thread = running, .group = 2.5});
+    EXPECT_TRUE(stop.stop);
+    EXPECT_NE(stop.reason.find("below 2.900 (the 90th percentile"), std::string::npos) << stop.reason;
+    EXPECT_FALSE(low.on_confidence({.thread = running, .group = 2.95}).stop);
+
+    auto made = make_controller("confidence-low");
+    EXPECT_EQ(made->confidence_plan(running).top_k, ConfidencePruning::kTopK);
+    EXPECT_TRUE(has_confidence_policy("early-stop,confidence-low"));
+    EXPECT_TRUE(has_confidence_policy("confidence"));
+    EXPECT_FALSE(has_confidence_policy("all"));
 }
 
 // Measuring confidence changes no token (the top-k read-out is beside the sampler), measures every

@@ -8,7 +8,7 @@
 namespace forkjoin::strategies {
 
 ConfidentSampling::ConfidentSampling(const std::string & controller, int samples)
-    : on_(runtime::has_policy(controller, "confidence")), samples_(std::max(1, samples)) {}
+    : on_(runtime::has_confidence_policy(controller)), samples_(std::max(1, samples)) {}
 
 int ConfidentSampling::first() const {
     return on_ ? std::min(samples_, runtime::ConfidencePruning::kWarmup) : samples_;
