@@ -85,9 +85,7 @@ void add_countdown_options(CLI::App & cmd, CountdownArgs & a) {
                    "CPU threads per decode (0: FORKJOIN_THREADS, else the cores other processes leave free, re-measured as it runs)")
         ->capture_default_str();
     cmd.add_option("--trace", a.trace_path, "write the thread trees as Chrome trace JSON (Perfetto)");
-    std::string policy_list;
-    for (const auto & name : runtime::policy_names()) policy_list += (policy_list.empty() ? "" : ", ") + name;
-    cmd.add_option("--controller", a.controller, "controller policies, comma-separated: " + policy_list + " (see runtime/policies.h)")
+    cmd.add_option("--controller", a.controller, "controller policies, comma-separated: " + runtime::policy_names_text() + " (see runtime/policies.h)")
         ->capture_default_str();
     cmd.add_option("--calibration", a.calibration, "the policies' per-model settings: a calibration file (forkjoin calibrate), or none for the built-in ones (default: MODEL.calibration.json beside the model, when it is for this model)");
     cmd.add_option("--max-total-tokens", a.max_total_tokens, "generated tokens per problem, all threads together (0: no limit)")

@@ -14,6 +14,12 @@ const std::vector<std::string> & policy_names() {
     return names;
 }
 
+std::string policy_names_text() {
+    std::string text;
+    for (const auto & name : policy_names()) text += (text.empty() ? "" : ", ") + name;
+    return text;
+}
+
 namespace {
 // The policies `names` chooses, `all` expanded, in order; throws on an unknown name.
 std::vector<std::string> chosen_policies(const std::string & names) {
@@ -21,9 +27,7 @@ std::vector<std::string> chosen_policies(const std::string & names) {
     for (const std::string & name : split_comma_list(names)) {
         if (name.empty()) continue;
         if (std::find(policy_names().begin(), policy_names().end(), name) == policy_names().end()) {
-            std::string known;
-            for (const auto & n : policy_names()) known += (known.empty() ? "" : ", ") + n;
-            throw Error(ErrorCode::invalid_argument, "unknown controller policy '" + name + "' (" + known + ")");
+            throw Error(ErrorCode::invalid_argument, "unknown controller policy '" + name + "' (" + policy_names_text() + ")");
         }
         if (name == "all") {
             // context-rot is not in `all` until its threshold is calibrated per model (see policies.h);
@@ -51,7 +55,8 @@ std::vector<int> most_promising(const std::vector<dialects::ChildRequest> & chil
 }  // namespace
 
 bool has_confidence_policy(const std::string & names) {
-    return has_policy(names, "confidence") || has_policy(names, "confidence-low");
+    const auto chosen = chosen_policies(names);
+    return std::any_of(chosen.begin(), chosen.end(), [](const std::string & p) { return p == "confidence" || p == "confidence-low"; });
 }
 
 bool has_policy(const std::string & names, const std::string & policy) {

@@ -140,6 +140,8 @@ bool has_policy(const std::string & names, const std::string & policy);
 bool has_confidence_policy(const std::string & names);
 // The names make_controller knows, for help texts and errors.
 const std::vector<std::string> & policy_names();
+// The same, comma-separated ("default, split, ..."), as help texts and errors print them.
+std::string policy_names_text();
 
 // A policy: answers what it knows about and hands every other question to the next controller.
 class Policy : public Controller {
